@@ -1,0 +1,2 @@
+//! dynface: DynFaceRestore face restoration on a small graph engine with reverse mode.
+pub mod tensor;
