@@ -48,24 +48,24 @@ pub trait Scalar:
     + fmt::Debug
     + 'static
 {
-    fn from_f32(v: f32) -> Self;
-    fn to_f32(self) -> f32;
-    fn from_f64(v: f64) -> Self;
-    fn to_f64(self) -> f64;
+    fn of_f32(v: f32) -> Self;
+    fn as_f32(self) -> f32;
+    fn of_f64(v: f64) -> Self;
+    fn as_f64(self) -> f64;
     fn name() -> &'static str;
 }
 
 impl Scalar for f32 {
-    fn from_f32(v: f32) -> Self {
+    fn of_f32(v: f32) -> Self {
         v
     }
-    fn to_f32(self) -> f32 {
+    fn as_f32(self) -> f32 {
         self
     }
-    fn from_f64(v: f64) -> Self {
+    fn of_f64(v: f64) -> Self {
         v as f32
     }
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self as f64
     }
     fn name() -> &'static str {
@@ -74,16 +74,16 @@ impl Scalar for f32 {
 }
 
 impl Scalar for f64 {
-    fn from_f32(v: f32) -> Self {
+    fn of_f32(v: f32) -> Self {
         v as f64
     }
-    fn to_f32(self) -> f32 {
+    fn as_f32(self) -> f32 {
         self as f32
     }
-    fn from_f64(v: f64) -> Self {
+    fn of_f64(v: f64) -> Self {
         v
     }
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self
     }
     fn name() -> &'static str {
@@ -163,7 +163,7 @@ impl<T: Scalar> Tensor<T> {
     pub fn cast<U: Scalar>(&self) -> Tensor<U> {
         Tensor {
             shape: self.shape.clone(),
-            data: self.data.iter().map(|&v| U::from_f64(v.to_f64())).collect(),
+            data: self.data.iter().map(|&v| U::of_f64(v.as_f64())).collect(),
         }
     }
 
@@ -179,7 +179,7 @@ impl<T: Scalar> Tensor<T> {
         self.data
             .iter()
             .zip(&other.data)
-            .map(|(a, b)| a.to_f64() * b.to_f64())
+            .map(|(a, b)| a.as_f64() * b.as_f64())
             .sum()
     }
 
@@ -193,9 +193,9 @@ impl<T: Scalar> Tensor<T> {
         let mut num = 0.0;
         let mut den = 0.0;
         for (a, b) in self.data.iter().zip(&reference.data) {
-            let d = a.to_f64() - b.to_f64();
+            let d = a.as_f64() - b.as_f64();
             num += d * d;
-            den += b.to_f64() * b.to_f64();
+            den += b.as_f64() * b.as_f64();
         }
         if den == 0.0 {
             num.sqrt()
@@ -208,7 +208,7 @@ impl<T: Scalar> Tensor<T> {
         self.data
             .iter()
             .zip(&other.data)
-            .map(|(a, b)| (a.to_f64() - b.to_f64()).abs())
+            .map(|(a, b)| (a.as_f64() - b.as_f64()).abs())
             .fold(0.0, f64::max)
     }
 }
@@ -228,7 +228,7 @@ pub mod random {
         let data = (0..numel(shape))
             .map(|_| {
                 let v: f64 = rng.sample(StandardNormal);
-                T::from_f64(v * std)
+                T::of_f64(v * std)
             })
             .collect();
         Tensor::new(shape.to_vec(), data)
@@ -236,7 +236,7 @@ pub mod random {
 
     pub fn uniform<T: Scalar>(rng: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor<T> {
         let data = (0..numel(shape))
-            .map(|_| T::from_f64(rng.gen_range(lo..hi)))
+            .map(|_| T::of_f64(rng.gen_range(lo..hi)))
             .collect();
         Tensor::new(shape.to_vec(), data)
     }
