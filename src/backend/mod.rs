@@ -1,0 +1,52 @@
+//! The backend interface: an arena of device memory and one call per graph op. The executor
+//! owns the plan; a backend only computes. Nothing here assumes host memory, so the CUDA
+//! backend implements the same trait with a device arena.
+
+pub mod cpu;
+
+use crate::graph::Node;
+use crate::tensor::Scalar;
+
+/// Where an op's operand lives in the arena, and its shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand<'a> {
+    pub offset: usize,
+    pub shape: &'a [usize],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+    #[error("device error: {0}")]
+    Device(String),
+}
+
+pub type BResult<T> = std::result::Result<T, BackendError>;
+
+pub trait Backend {
+    /// The element type values are computed in.
+    type Elem: Scalar;
+    /// One contiguous block of backend memory holding every value of a plan.
+    type Arena;
+
+    fn name(&self) -> String;
+    fn alloc(&self, len: usize) -> BResult<Self::Arena>;
+    fn write(&self, arena: &mut Self::Arena, offset: usize, data: &[Self::Elem]) -> BResult<()>;
+    fn read(&self, arena: &Self::Arena, offset: usize, len: usize) -> BResult<Vec<Self::Elem>>;
+    fn fill(&self, arena: &mut Self::Arena, offset: usize, len: usize, value: f32) -> BResult<()>;
+    /// Computes `node` (whose op is not a leaf and not a view) into `out`.
+    fn exec(
+        &self,
+        arena: &mut Self::Arena,
+        node: &Node,
+        inputs: &[Operand],
+        out: Operand,
+    ) -> BResult<()>;
+    /// Waits until all issued work is done (a no-op on the CPU).
+    fn synchronize(&self) -> BResult<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! The executor: plans a graph once, binds weights once, then runs it as often as needed
+//! with new inputs (one built graph serves every sampling step).
+
+use crate::backend::{Backend, BackendError, Operand};
+use crate::graph::plan::{plan, Plan, PlanOptions};
+use crate::graph::{Graph, NodeId, Op};
+use crate::tensor::{Scalar, Tensor};
+use std::collections::HashMap;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("backend {backend}: node {node} ({label}, op {op}): {source}")]
+    Op {
+        backend: String,
+        node: usize,
+        label: String,
+        op: &'static str,
+        source: BackendError,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{0}")]
+    Binding(String),
+}
+
+pub type Result<T> = std::result::Result<T, ExecError>;
+
+/// Wall time of each executed node of one profiled run.
+#[derive(Clone, Debug)]
+pub struct NodeTiming {
+    pub node: usize,
+    pub op: &'static str,
+    pub label: String,
+    pub seconds: f64,
+}
+
+pub struct Executor<B: Backend> {
+    pub backend: B,
+    graph: Graph,
+    plan: Plan,
+    arena: B::Arena,
+    outputs: Vec<NodeId>,
+    bound: Vec<bool>,
+    const_ids: HashMap<String, Vec<NodeId>>,
+}
+
+impl<B: Backend> Executor<B> {
+    pub fn new(backend: B, graph: &Graph, outputs: &[NodeId], opts: PlanOptions) -> Result<Self> {
+        let plan = plan(graph, outputs, opts);
+        let mut arena = backend.alloc(plan.arena_len)?;
+        let mut bound = vec![false; graph.len()];
+        let mut const_ids: HashMap<String, Vec<NodeId>> = HashMap::new();
+        for &id in &plan.order {
+            let node = graph.node(id);
+            match &node.op {
+                Op::Fill { value } => {
+                    let r = plan.region(id);
+                    backend.fill(&mut arena, r.offset, r.len, *value)?;
+                    bound[id.0] = true;
+                }
+                Op::Const { name } => const_ids.entry(name.clone()).or_default().push(id),
+                _ => {}
+            }
+        }
+        Ok(Executor {
+            backend,
+            graph: graph.clone(),
+            plan,
+            arena,
+            outputs: outputs.to_vec(),
+            bound,
+            const_ids,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Peak bytes of the arena (values and weights) at this backend's element size.
+    pub fn peak_bytes(&self) -> usize {
+        self.plan.arena_len * std::mem::size_of::<B::Elem>()
+    }
+
+    /// Names and shapes of the constants this plan needs.
+    pub fn required_constants(&self) -> Vec<(String, Vec<usize>)> {
+        let mut v: Vec<(String, Vec<usize>)> = self
+            .const_ids
+            .iter()
+            .map(|(k, ids)| (k.clone(), self.graph.shape(ids[0]).to_vec()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn bind_const(&mut self, name: &str, t: &Tensor<f32>) -> Result<()> {
+        let ids = self
+            .const_ids
+            .get(name)
+            .ok_or_else(|| ExecError::Binding(format!("graph has no constant named {name}")))?
+            .clone();
+        let data: Vec<B::Elem> = t.data.iter().map(|&v| B::Elem::of_f32(v)).collect();
+        for id in ids {
+            let shape = self.graph.shape(id);
+            if shape != t.shape.as_slice() {
+                return Err(ExecError::Binding(format!(
+                    "constant {name}: graph expects shape {shape:?}, weight has {:?}",
+                    t.shape
+                )));
+            }
+            let r = self.plan.region(id);
+            self.backend.write(&mut self.arena, r.offset, &data)?;
+            self.bound[id.0] = true;
+        }
+        Ok(())
+    }
+
+    /// Binds every constant from `lookup`; one error lists all that are missing.
+    pub fn bind_all(&mut self, lookup: impl Fn(&str) -> Option<Tensor<f32>>) -> Result<()> {
+        let mut missing = vec![];
+        for (name, _) in self.required_constants() {
+            match lookup(&name) {
+                Some(t) => self.bind_const(&name, &t)?,
+                None => missing.push(name),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ExecError::Binding(format!(
+                "no value for constants: {}",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    pub fn set_input(&mut self, name: &str, t: &Tensor<B::Elem>) -> Result<()> {
+        let id = self
+            .graph
+            .find_input(name)
+            .ok_or_else(|| ExecError::Binding(format!("graph has no input named {name}")))?;
+        let shape = self.graph.shape(id);
+        if shape != t.shape.as_slice() {
+            return Err(ExecError::Binding(format!(
+                "input {name}: graph expects shape {shape:?}, got {:?}",
+                t.shape
+            )));
+        }
+        let Some(r) = self.plan.regions[id.0] else {
+            // An input no output depends on.
+            return Ok(());
+        };
+        self.backend.write(&mut self.arena, r.offset, &t.data)?;
+        self.bound[id.0] = true;
+        Ok(())
+    }
+
+    fn check_bound(&self) -> Result<()> {
+        let unbound: Vec<String> = self
+            .plan
+            .order
+            .iter()
+            .filter(|id| !self.bound[id.0])
+            .filter_map(|id| match &self.graph.node(*id).op {
+                Op::Input { name } => Some(format!("input {name}")),
+                Op::Const { name } => Some(format!("constant {name}")),
+                _ => None,
+            })
+            .collect();
+        if unbound.is_empty() {
+            Ok(())
+        } else {
+            Err(ExecError::Binding(format!(
+                "not set before run: {}",
+                unbound.join(", ")
+            )))
+        }
+    }
+
+    fn exec_node(&mut self, id: NodeId) -> Result<()> {
+        let node = self.graph.node(id);
+        if matches!(
+            node.op,
+            Op::Input { .. } | Op::Const { .. } | Op::Fill { .. }
+        ) || node.op.is_view()
+        {
+            return Ok(());
+        }
+        let ins: Vec<Operand> = node
+            .inputs
+            .iter()
+            .map(|j| Operand {
+                offset: self.plan.region(*j).offset,
+                shape: self.graph.shape(*j),
+            })
+            .collect();
+        let out = Operand {
+            offset: self.plan.region(id).offset,
+            shape: &node.shape,
+        };
+        self.backend
+            .exec(&mut self.arena, node, &ins, out)
+            .map_err(|source| ExecError::Op {
+                backend: self.backend.name(),
+                node: id.0,
+                label: node.label.clone(),
+                op: node.op.kind(),
+                source,
+            })
+    }
+
+    pub fn run(&mut self) -> Result<()> {
+        self.check_bound()?;
+        for i in 0..self.plan.order.len() {
+            self.exec_node(self.plan.order[i])?;
+        }
+        Ok(())
+    }
+
+    /// Runs once, synchronising after each node, and returns each node's wall time.
+    pub fn run_profiled(&mut self) -> Result<Vec<NodeTiming>> {
+        self.check_bound()?;
+        let mut times = vec![];
+        self.backend.synchronize()?;
+        for i in 0..self.plan.order.len() {
+            let id = self.plan.order[i];
+            let t0 = Instant::now();
+            self.exec_node(id)?;
+            self.backend.synchronize()?;
+            let node = self.graph.node(id);
+            times.push(NodeTiming {
+                node: id.0,
+                op: node.op.kind(),
+                label: node.label.clone(),
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(times)
+    }
+
+    pub fn output(&self, id: NodeId) -> Result<Tensor<B::Elem>> {
+        if !self.outputs.contains(&id) {
+            return Err(ExecError::Binding(format!(
+                "node {id} is not an output of this plan (its memory may be reused)"
+            )));
+        }
+        let r = self.plan.region(id);
+        let data = self.backend.read(&self.arena, r.offset, r.len)?;
+        Ok(Tensor::new(self.graph.shape(id).to_vec(), data))
+    }
+
+    pub fn outputs(&self) -> &[NodeId] {
+        &self.outputs
+    }
+
+    /// Arena access for backends that need to run extra work on this executor's memory.
+    pub fn arena_mut(&mut self) -> (&B, &mut B::Arena) {
+        (&self.backend, &mut self.arena)
+    }
+}
+
+/// Evaluates `outputs` of `graph` once on `backend`: for tests and one-off computations.
+pub fn eval<B: Backend>(
+    backend: B,
+    graph: &Graph,
+    outputs: &[NodeId],
+    inputs: &[(&str, &Tensor<B::Elem>)],
+    consts: &HashMap<String, Tensor<f32>>,
+) -> Result<Vec<Tensor<B::Elem>>> {
+    let mut ex = Executor::new(backend, graph, outputs, PlanOptions::default())?;
+    ex.bind_all(|n| consts.get(n).cloned())?;
+    for (name, t) in inputs {
+        ex.set_input(name, t)?;
+    }
+    ex.run()?;
+    outputs.iter().map(|&o| ex.output(o)).collect()
+}

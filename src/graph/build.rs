@@ -1,0 +1,332 @@
+//! Convenience constructors on [`Graph`]: one method per op, plus the composite layers
+//! (linear, batch norm, attention, Swin windows, norms) built from them. Composites need no
+//! VJP of their own: reverse mode sees only the primitive ops.
+
+use super::{BinaryOp, Conv2dParams, Graph, NodeId, Op, ReduceOp, Result, UnaryOp};
+use crate::tensor::numel;
+
+impl Graph {
+    pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
+        self.push(Op::Unary(op), &[x])
+    }
+    pub fn silu(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Silu, x)
+    }
+    pub fn gelu(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Gelu, x)
+    }
+    pub fn elu(&mut self, x: NodeId, alpha: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::Elu(alpha), x)
+    }
+    pub fn leaky_relu(&mut self, x: NodeId, slope: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::LeakyRelu(slope), x)
+    }
+    pub fn clamp(&mut self, x: NodeId, lo: f32, hi: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::Clamp(lo, hi), x)
+    }
+    /// a·x + b
+    pub fn affine(&mut self, x: NodeId, a: f32, b: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::Affine(a, b), x)
+    }
+    pub fn scale(&mut self, x: NodeId, a: f32) -> Result<NodeId> {
+        self.affine(x, a, 0.0)
+    }
+    pub fn sqrt(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Sqrt, x)
+    }
+    pub fn square(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Square, x)
+    }
+
+    pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.push(Op::Binary(op), &[a, b])
+    }
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+    pub fn sub(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+    pub fn div(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+
+    pub fn sum_to(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        self.push(
+            Op::SumTo {
+                shape: shape.to_vec(),
+            },
+            &[x],
+        )
+    }
+    pub fn broadcast_to(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        self.push(
+            Op::BroadcastTo {
+                shape: shape.to_vec(),
+            },
+            &[x],
+        )
+    }
+    pub fn reduce(
+        &mut self,
+        op: ReduceOp,
+        x: NodeId,
+        axes: &[usize],
+        keepdim: bool,
+    ) -> Result<NodeId> {
+        self.push(
+            Op::Reduce {
+                op,
+                axes: axes.to_vec(),
+                keepdim,
+            },
+            &[x],
+        )
+    }
+    pub fn sum(&mut self, x: NodeId, axes: &[usize], keepdim: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, axes, keepdim)
+    }
+    pub fn mean(&mut self, x: NodeId, axes: &[usize], keepdim: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Mean, x, axes, keepdim)
+    }
+    /// Sum of every element, as a scalar `[]`.
+    pub fn sum_all(&mut self, x: NodeId) -> Result<NodeId> {
+        let axes: Vec<usize> = (0..self.shape(x).len()).collect();
+        self.sum(x, &axes, false)
+    }
+    /// ‖x‖₂ over `axes` (plain norm, not squared).
+    pub fn l2_norm(&mut self, x: NodeId, axes: &[usize], keepdim: bool) -> Result<NodeId> {
+        let sq = self.square(x)?;
+        let s = self.sum(sq, axes, keepdim)?;
+        self.sqrt(s)
+    }
+
+    pub fn conv2d(
+        &mut self,
+        x: NodeId,
+        w: NodeId,
+        b: Option<NodeId>,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+    ) -> Result<NodeId> {
+        let p = Conv2dParams {
+            stride,
+            pad,
+            groups,
+        };
+        match b {
+            Some(b) => self.push(Op::Conv2d(p), &[x, w, b]),
+            None => self.push(Op::Conv2d(p), &[x, w]),
+        }
+    }
+
+    pub fn matmul(&mut self, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool) -> Result<NodeId> {
+        self.push(Op::MatMul { trans_a, trans_b }, &[a, b])
+    }
+
+    /// `x · wᵀ + b` over the last axis, with PyTorch's [out, in] weight layout.
+    pub fn linear(&mut self, x: NodeId, w: NodeId, b: Option<NodeId>) -> Result<NodeId> {
+        let y = self.matmul_2d_last(x, w)?;
+        match b {
+            Some(b) => self.add(y, b),
+            None => Ok(y),
+        }
+    }
+
+    /// x [..., in] · wᵀ with w [out, in], flattening leading axes into one matrix.
+    fn matmul_2d_last(&mut self, x: NodeId, w: NodeId) -> Result<NodeId> {
+        let xs = self.shape(x).to_vec();
+        let ws = self.shape(w).to_vec();
+        if xs.len() == 2 {
+            return self.matmul(x, w, false, true);
+        }
+        let k = *xs.last().unwrap_or(&0);
+        let rows = numel(&xs) / k.max(1);
+        let x2 = self.reshape(x, &[rows, k])?;
+        let y2 = self.matmul(x2, w, false, true)?;
+        let mut ys = xs.clone();
+        *ys.last_mut().unwrap() = ws[0];
+        self.reshape(y2, &ys)
+    }
+
+    pub fn group_norm(
+        &mut self,
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        groups: usize,
+        eps: f32,
+    ) -> Result<NodeId> {
+        self.push(Op::GroupNorm { groups, eps }, &[x, gamma, beta])
+    }
+    pub fn layer_norm(
+        &mut self,
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        eps: f32,
+    ) -> Result<NodeId> {
+        self.push(Op::LayerNorm { eps }, &[x, gamma, beta])
+    }
+
+    /// Inference batch norm of NCHW from running statistics, built from element-wise ops.
+    pub fn batch_norm(
+        &mut self,
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        mean: NodeId,
+        var: NodeId,
+        eps: f32,
+    ) -> Result<NodeId> {
+        let c = self.shape(gamma)[0];
+        let inv = {
+            let v = self.affine(var, 1.0, eps)?;
+            let s = self.sqrt(v)?;
+            self.div(gamma, s)?
+        };
+        let inv = self.reshape(inv, &[1, c, 1, 1])?;
+        let mean = self.reshape(mean, &[1, c, 1, 1])?;
+        let beta = self.reshape(beta, &[1, c, 1, 1])?;
+        let centred = self.sub(x, mean)?;
+        let scaled = self.mul(centred, inv)?;
+        self.add(scaled, beta)
+    }
+
+    pub fn softmax(&mut self, x: NodeId) -> Result<NodeId> {
+        self.push(Op::Softmax, &[x])
+    }
+
+    pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
+        self.push(Op::Concat { axis }, xs)
+    }
+    pub fn slice(&mut self, x: NodeId, axis: usize, start: usize, len: usize) -> Result<NodeId> {
+        self.push(Op::Slice { axis, start, len }, &[x])
+    }
+    /// Splits `x` along `axis` into pieces of the given sizes.
+    pub fn split(&mut self, x: NodeId, axis: usize, sizes: &[usize]) -> Result<Vec<NodeId>> {
+        let mut start = 0;
+        let mut out = vec![];
+        for &s in sizes {
+            out.push(self.slice(x, axis, start, s)?);
+            start += s;
+        }
+        Ok(out)
+    }
+    pub fn reshape(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        if self.shape(x) == shape {
+            return Ok(x);
+        }
+        self.push(
+            Op::Reshape {
+                shape: shape.to_vec(),
+            },
+            &[x],
+        )
+    }
+    pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
+        if perm.iter().enumerate().all(|(i, &p)| i == p) && perm.len() == self.shape(x).len() {
+            return Ok(x);
+        }
+        self.push(
+            Op::Permute {
+                perm: perm.to_vec(),
+            },
+            &[x],
+        )
+    }
+    pub fn upsample2x(&mut self, x: NodeId) -> Result<NodeId> {
+        self.push(Op::Upsample2x, &[x])
+    }
+    pub fn avg_pool2x(&mut self, x: NodeId) -> Result<NodeId> {
+        let s = self.push(Op::SumPool2x, &[x])?;
+        self.scale(s, 0.25)
+    }
+    /// Mean over H and W of NCHW, keeping `[N, C]`.
+    pub fn global_avg_pool(&mut self, x: NodeId) -> Result<NodeId> {
+        self.mean(x, &[2, 3], false)
+    }
+    pub fn pixel_shuffle(&mut self, x: NodeId, r: usize) -> Result<NodeId> {
+        self.push(Op::PixelShuffle { r }, &[x])
+    }
+    pub fn pixel_unshuffle(&mut self, x: NodeId, r: usize) -> Result<NodeId> {
+        self.push(Op::PixelUnshuffle { r }, &[x])
+    }
+    pub fn roll(&mut self, x: NodeId, shifts: &[(usize, isize)]) -> Result<NodeId> {
+        self.push(
+            Op::Roll {
+                shifts: shifts.to_vec(),
+            },
+            &[x],
+        )
+    }
+    pub fn timestep_embedding(&mut self, t: NodeId, dim: usize) -> Result<NodeId> {
+        self.push(
+            Op::TimestepEmbedding {
+                dim,
+                max_period: 10000.0,
+            },
+            &[t],
+        )
+    }
+    pub fn gaussian_blur(&mut self, x: NodeId, sigma: NodeId) -> Result<NodeId> {
+        self.push(Op::GaussianBlur, &[x, sigma])
+    }
+
+    /// `x·(1+scale) + shift` with per-(batch, channel) scale and shift `[B, C]`, x NCHW.
+    pub fn scale_shift(&mut self, x: NodeId, scale: NodeId, shift: NodeId) -> Result<NodeId> {
+        let s = self.shape(scale).to_vec();
+        let four = [s[0], s[1], 1, 1];
+        let scale = self.reshape(scale, &four)?;
+        let shift = self.reshape(shift, &four)?;
+        let one_plus = self.affine(scale, 1.0, 1.0)?;
+        let y = self.mul(x, one_plus)?;
+        self.add(y, shift)
+    }
+
+    /// softmax(q·kᵀ·scale)·v over `[.., T, d]` tensors (batch axes broadcast).
+    pub fn attention(
+        &mut self,
+        q: NodeId,
+        k: NodeId,
+        v: NodeId,
+        scale: f32,
+        bias: Option<NodeId>,
+    ) -> Result<NodeId> {
+        let logits = self.matmul(q, k, false, true)?;
+        let mut logits = self.scale(logits, scale)?;
+        if let Some(b) = bias {
+            logits = self.add(logits, b)?;
+        }
+        let p = self.softmax(logits)?;
+        self.matmul(p, v, false, false)
+    }
+
+    /// [B, H, W, C] → [B·(H/w)·(W/w), w·w, C] windows (Swin).
+    pub fn window_partition(&mut self, x: NodeId, w: usize) -> Result<NodeId> {
+        let s = self.shape(x).to_vec();
+        let (b, h, wd, c) = (s[0], s[1], s[2], s[3]);
+        if h % w != 0 || wd % w != 0 {
+            return Err(super::GraphError::Other(format!(
+                "window {w} does not divide feature map {s:?}"
+            )));
+        }
+        let x = self.reshape(x, &[b, h / w, w, wd / w, w, c])?;
+        let x = self.permute(x, &[0, 1, 3, 2, 4, 5])?;
+        self.reshape(x, &[b * (h / w) * (wd / w), w * w, c])
+    }
+
+    /// Inverse of [`Graph::window_partition`] for a map of `h × wd`.
+    pub fn window_reverse(&mut self, x: NodeId, w: usize, h: usize, wd: usize) -> Result<NodeId> {
+        let s = self.shape(x).to_vec();
+        let c = s[2];
+        let b = s[0] / ((h / w) * (wd / w));
+        let x = self.reshape(x, &[b, h / w, wd / w, w, w, c])?;
+        let x = self.permute(x, &[0, 1, 3, 2, 4, 5])?;
+        self.reshape(x, &[b, h, wd, c])
+    }
+}
