@@ -1,3 +1,5 @@
 //! dynface: DynFaceRestore face restoration on a small graph engine with reverse mode.
+pub mod atomic_file;
 pub mod blur;
+pub mod degrade;
 pub mod tensor;

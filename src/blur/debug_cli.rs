@@ -2,6 +2,7 @@
 //! safetensors file, for comparison with an outside implementation.
 
 use super::{blur_adjoint, blur_dsigma, blur_forward, validate};
+use crate::atomic_file::write_atomic;
 use anyhow::{bail, Context, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
@@ -91,22 +92,6 @@ pub fn run_debug_blur(args: &DebugBlurArgs) -> Result<Vec<String>> {
     let blob = safetensors::serialize(views, &None)?;
     write_atomic(&args.out, &blob)?;
     Ok(outputs.into_iter().map(|(n, _, _)| n).collect())
-}
-
-/// Write to a sibling temporary file, then rename, so a reader never sees half a file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]
