@@ -277,3 +277,177 @@ pub fn run_degrade(args: &DegradeArgs) -> Result<DegradeSummary> {
     );
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, Luma, Rgb, RgbImage, Rgba};
+
+    fn scratch_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dynface-degrade-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn textured(seed: u32, w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let v = (x * 7 + y * 13 + seed * 31) % 251;
+            Rgb([v as u8, (v * 3 % 251) as u8, ((x ^ y) * 5 % 251) as u8])
+        })
+    }
+
+    fn args(inputs: Vec<PathBuf>, out: PathBuf) -> DegradeArgs {
+        DegradeArgs {
+            inputs,
+            out,
+            seed: 7,
+            sigma_range: (0.1, 15.0),
+            scale_range: (0.8, 32.0),
+            noise_range: (0.0, 20.0),
+            jpeg_range: (30.0, 100.0),
+            sigma: None,
+            scale: None,
+            noise: None,
+            jpeg: None,
+            no_jpeg: false,
+            aniso: false,
+        }
+    }
+
+    #[test]
+    fn outputs_are_reproducible_and_independent_of_the_batch() {
+        let dir = scratch_dir("repro");
+        let inp = dir.join("in");
+        std::fs::create_dir_all(&inp).unwrap();
+        for i in 0..3 {
+            textured(i, 48, 48)
+                .save(inp.join(format!("img{i}.png")))
+                .unwrap();
+        }
+        let (o1, o2, o3) = (dir.join("o1"), dir.join("o2"), dir.join("o3"));
+        let s1 = run_degrade(&args(vec![inp.clone()], o1.clone())).unwrap();
+        assert_eq!((s1.images.len(), s1.exit_code()), (3, 0));
+        run_degrade(&args(vec![inp.clone()], o2.clone())).unwrap();
+        run_degrade(&args(vec![inp.join("img1.png")], o3.clone())).unwrap();
+        for i in 0..3 {
+            let name = format!("img{i}.png");
+            let a = std::fs::read(o1.join(&name)).unwrap();
+            assert_eq!(
+                a,
+                std::fs::read(o2.join(&name)).unwrap(),
+                "{name} differs between runs"
+            );
+            assert_ne!(
+                a,
+                std::fs::read(inp.join(&name)).unwrap(),
+                "{name} was not degraded"
+            );
+        }
+        assert_eq!(
+            std::fs::read(o1.join("img1.png")).unwrap(),
+            std::fs::read(o3.join("img1.png")).unwrap()
+        );
+        // Another seed draws differently.
+        let o4 = dir.join("o4");
+        let mut a4 = args(vec![inp.clone()], o4.clone());
+        a4.seed = 8;
+        let s4 = run_degrade(&a4).unwrap();
+        assert_ne!(s1.images[0].params, s4.images[0].params);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(o1.join("degrade.json")).unwrap()).unwrap();
+        assert_eq!(json["images"].as_array().unwrap().len(), 3);
+        assert!(json["images"][0]["params"]["sigma"].as_f64().is_some());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn all_stages_off_copies_pixels() {
+        let dir = scratch_dir("off");
+        let img = textured(4, 20, 20);
+        let f = dir.join("a.png");
+        img.save(&f).unwrap();
+        let mut a = args(vec![f], dir.join("out"));
+        (a.sigma, a.scale, a.noise, a.no_jpeg) = (Some(0.0), Some(1.0), Some(0.0), true);
+        run_degrade(&a).unwrap();
+        assert_eq!(image::open(dir.join("out/a.png")).unwrap().to_rgb8(), img);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn bad_inputs_are_converted_or_reported_and_the_batch_goes_on() {
+        let dir = scratch_dir("bad");
+        let inp = dir.join("in");
+        std::fs::create_dir_all(&inp).unwrap();
+        std::fs::write(inp.join("broken.png"), b"not an image").unwrap();
+        ImageBuffer::<Luma<u16>, Vec<u16>>::from_fn(16, 16, |x, y| {
+            Luma([(x * 4000 + y * 9) as u16])
+        })
+        .save(inp.join("gray16.png"))
+        .unwrap();
+        ImageBuffer::<Rgba<u8>, Vec<u8>>::from_fn(16, 16, |x, y| {
+            Rgba([x as u8 * 9, y as u8 * 9, 100, 128])
+        })
+        .save(inp.join("alpha.png"))
+        .unwrap();
+        textured(1, 30, 20).save(inp.join("wide.png")).unwrap();
+        textured(2, 16, 16).save(inp.join("dup.png")).unwrap();
+        textured(3, 16, 16).save(inp.join("dup.jpg")).unwrap();
+        let s = run_degrade(&args(vec![inp.clone()], dir.join("out"))).unwrap();
+        assert_eq!(s.exit_code(), 1);
+        let failed: Vec<String> = s.failed.iter().map(|f| f.error.clone()).collect();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(
+            failed.iter().any(|e| e.contains("broken.png")),
+            "{failed:?}"
+        );
+        assert!(
+            failed
+                .iter()
+                .any(|e| e.contains("dup.png is already taken")),
+            "{failed:?}"
+        );
+        let notes = |stem: &str| {
+            s.images
+                .iter()
+                .find(|r| stem_of(&r.input) == stem)
+                .unwrap()
+                .notes
+                .join("; ")
+        };
+        assert!(notes("gray16").contains("16-bit") && notes("gray16").contains("grayscale"));
+        assert!(notes("alpha").contains("alpha"));
+        assert!(notes("wide").contains("not square"));
+        let out = image::open(dir.join("out/wide.png")).unwrap();
+        assert_eq!((out.width(), out.height()), (30, 20));
+        let json = std::fs::read_to_string(dir.join("out/degrade.json")).unwrap();
+        assert!(json.contains("broken.png"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn refuses_to_overwrite_inputs() {
+        let dir = scratch_dir("overwrite");
+        let img = textured(5, 16, 16);
+        img.save(dir.join("face.png")).unwrap();
+        let err = run_degrade(&args(vec![dir.clone()], dir.clone())).unwrap_err();
+        assert!(err.to_string().contains("would overwrite input"), "{err}");
+        assert_eq!(image::open(dir.join("face.png")).unwrap().to_rgb8(), img);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn bad_ranges_and_missing_inputs_are_errors() {
+        let dir = scratch_dir("ranges");
+        let mut a = args(vec![dir.join("nope.png")], dir.join("out"));
+        assert!(run_degrade(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("nope.png"));
+        a.scale_range = (2.0, 1.0);
+        assert!(run_degrade(&a).unwrap_err().to_string().contains("scale"));
+        assert!(parse_pair("3").is_err());
+        assert_eq!(parse_pair("0.5, 2").unwrap(), (0.5, 2.0));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
