@@ -2,4 +2,5 @@
 pub mod atomic_file;
 pub mod blur;
 pub mod degrade;
+pub mod metrics;
 pub mod tensor;
