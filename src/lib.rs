@@ -3,4 +3,5 @@ pub mod atomic_file;
 pub mod blur;
 pub mod degrade;
 pub mod metrics;
+pub mod sigma_star;
 pub mod tensor;
