@@ -18,13 +18,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Degrade HQ images with the synthetic model of Eq. 16 (blur, resize, noise, JPEG).
+    Degrade(dynface::degrade::DegradeArgs),
+    /// PSNR and SSIM of restored images against references, paired by file stem.
+    Metrics(dynface::metrics::MetricsArgs),
+    /// Inspect single operators and networks against your own implementation.
+    #[command(subcommand)]
+    Debug(DebugCmd),
     /// Print the engine's build facts: backends compiled in, threads, version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum DebugCmd {
+    /// Gaussian blur, its adjoint and ∂/∂σ on tensors from a safetensors file.
+    Blur(dynface::blur::DebugBlurArgs),
+}
+
+fn code(c: i32) -> ExitCode {
+    if c == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(c.clamp(1, 255) as u8)
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r: anyhow::Result<ExitCode> = match cli.cmd {
+        Cmd::Degrade(a) => dynface::degrade::run_degrade(&a).map(|s| code(s.exit_code())),
+        Cmd::Metrics(a) => {
+            dynface::metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty())))
+        }
+        Cmd::Debug(DebugCmd::Blur(a)) => dynface::blur::run_debug_blur(&a).map(|lines| {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }),
         Cmd::Version => {
             println!("dynface {}", env!("CARGO_PKG_VERSION"));
             println!("cpu threads: {}", rayon::current_num_threads());
