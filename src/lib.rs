@@ -1,2 +1,3 @@
 //! dynface: DynFaceRestore face restoration on a small graph engine with reverse mode.
 pub mod tensor;
+pub mod weights;
