@@ -38,6 +38,8 @@ pub struct DownloadOptions {
     pub convert: bool,
     /// Timeout for connecting and for each read.
     pub timeout: Duration,
+    /// Honour HTTP(S)_PROXY / NO_PROXY from the environment.
+    pub env_proxy: bool,
 }
 
 impl Default for DownloadOptions {
@@ -46,6 +48,7 @@ impl Default for DownloadOptions {
             progress: true,
             convert: true,
             timeout: Duration::from_secs(60),
+            env_proxy: true,
         }
     }
 }
@@ -181,7 +184,11 @@ fn fetch_to_part(e: &ManifestEntry, part: &Path, opts: &DownloadOptions) -> Resu
     if have == e.size {
         return Ok(Fetched::Resumed { resumed_from: have });
     }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder();
+    if !opts.env_proxy {
+        config = config.proxy(None);
+    }
+    let agent: ureq::Agent = config
         .timeout_connect(Some(opts.timeout))
         .timeout_recv_body(Some(opts.timeout))
         .timeout_recv_response(Some(opts.timeout))
