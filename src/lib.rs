@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod models;
 pub mod sigma_star;
 pub mod tensor;
+pub mod weights;
