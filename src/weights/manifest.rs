@@ -44,8 +44,11 @@ impl Manifest {
         let m: Manifest = serde_json::from_str(text)
             .map_err(|e| WeightsError::Format(format!("{origin}: {e}")))?;
         for e in &m.entries {
-            let bad_hash =
-                e.sha256.len() != 64 || !e.sha256.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+            let bad_hash = e.sha256.len() != 64
+                || !e
+                    .sha256
+                    .bytes()
+                    .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
             // File names must stay inside the target directory.
             let bad_name = |f: &str| f.is_empty() || f.contains(['/', '\\']) || f.starts_with('.');
             if bad_hash || bad_name(&e.file) || e.convert_to.as_deref().is_some_and(bad_name) {

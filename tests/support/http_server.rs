@@ -98,7 +98,8 @@ fn handle(
     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
     let range = text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("range").then(|| v.trim().to_string())
+        k.eq_ignore_ascii_case("range")
+            .then(|| v.trim().to_string())
     });
     seen.lock().unwrap().push(range.clone());
     if let Some(target) = path.strip_prefix("/redirect") {
@@ -125,7 +126,11 @@ fn handle(
         Some(n) => (
             "206 Partial Content",
             &body[n..],
-            format!("Content-Range: bytes {n}-{}/{}\r\n", body.len() - 1, body.len()),
+            format!(
+                "Content-Range: bytes {n}-{}/{}\r\n",
+                body.len() - 1,
+                body.len()
+            ),
         ),
         None => ("200 OK", body, String::new()),
     };
