@@ -515,7 +515,7 @@ fn pth_crafted_size_claims_are_refused_before_allocating() {
         );
     }
     // 100 GB storage claimed, 24 bytes present.
-    let huge = Pickle::state_dict(25_000_000_000, 0, &[5, 5_000_000_000], &[5_000_000_000, 1]);
+    let huge = Pickle::state_dict(25_000_000_000, 0, &[2, 3], &[3, 1]);
     let e = load(&crafted_zip(&huge, &bytes)).unwrap_err().to_string();
     assert!(
         e.contains("archive/data/0") && e.contains("100000000000"),
@@ -525,6 +525,12 @@ fn pth_crafted_size_claims_are_refused_before_allocating() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("truncated") && e.contains("100000000000"), "{e}");
+    // A 100 GB tensor: refused from the pickle alone, before any storage is read.
+    let huge_view = Pickle::state_dict(25_000_000_000, 0, &[5, 5_000_000_000], &[5_000_000_000, 1]);
+    let e = load(&crafted_zip(&huge_view, &bytes))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("would expand to 100000000000 bytes"), "{e}");
     // A view reaching past its storage.
     let oob = Pickle::state_dict(6, 2, &[3, 2], &[2, 1]);
     let e = load(&crafted_zip(&oob, &bytes)).unwrap_err().to_string();

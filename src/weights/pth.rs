@@ -163,12 +163,9 @@ fn load_zip(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Result<P
     let unpickled = unpickle(&mut input, &format!("{origin}: {pkl_name}"), opts.pickle)?;
 
     let (named, wrapper, mut warnings) = select_tensors(&unpickled, origin, opts)?;
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-    for (_, t) in &named {
-        let s = &t.storage;
-        if storages.contains_key(&s.key) {
-            continue;
-        }
+    // Storages are read on first use and dropped after last use, so peak memory is
+    // the output plus one storage rather than twice the file.
+    let mut load = |s: &StorageRef| -> Result<Vec<u8>> {
         let want = storage_bytes(s, origin)?;
         let name = format!("{prefix}data/{}", s.key);
         let bytes = read_entry(&mut zip, &name, want, file_len, origin)?;
@@ -184,9 +181,9 @@ fn load_zip(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Result<P
                 ),
             ));
         }
-        storages.insert(s.key.clone(), bytes);
-    }
-    let store = materialise(&named, &storages, file_len, origin, opts, &mut warnings)?;
+        Ok(bytes)
+    };
+    let store = materialise(&named, &mut load, file_len, origin, opts, &mut warnings)?;
     Ok(PthLoad {
         store,
         format: PthFormat::Zip,
@@ -352,7 +349,15 @@ fn load_legacy(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Resul
             ));
         }
     }
-    let store = materialise(&named, &storages, file_len, origin, opts, &mut warnings)?;
+    let mut load = |s: &StorageRef| -> Result<Vec<u8>> {
+        storages.remove(&s.key).ok_or_else(|| {
+            fmt_err(
+                origin,
+                format!("storage `{}` is missing from the file", s.key),
+            )
+        })
+    };
+    let store = materialise(&named, &mut load, file_len, origin, opts, &mut warnings)?;
     Ok(PthLoad {
         store,
         format: PthFormat::Legacy,
@@ -497,7 +502,7 @@ fn flatten(
 /// Copies each tensor's elements out of its storage in row-major order.
 fn materialise(
     named: &Named,
-    storages: &HashMap<String, Vec<u8>>,
+    load: &mut dyn FnMut(&StorageRef) -> Result<Vec<u8>>,
     file_len: u64,
     origin: &str,
     opts: &PthOptions,
@@ -514,14 +519,37 @@ fn materialise(
     if total > budget {
         return Err(WeightsError::Limit(format!(
             "{origin}: the tensors would expand to {total} bytes from a {file_len}-byte file \
-             (limit {budget}); refusing overlapping views this large"
+             (limit {budget}); refusing sizes the file cannot back"
         )));
     }
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for (_, t) in named {
+        *uses.entry(t.storage.key.as_str()).or_default() += 1;
+    }
+    let mut cache: HashMap<&str, (&StorageRef, Vec<u8>)> = HashMap::new();
     let mut store = WeightStore::new();
     let mut narrowed = Vec::new();
     for (name, t) in named {
-        let src = &storages[&t.storage.key];
+        let key = t.storage.key.as_str();
+        if !cache.contains_key(key) {
+            cache.insert(key, (&t.storage, load(&t.storage)?));
+        }
+        let (first, src) = &cache[key];
+        if (first.dtype, first.numel) != (t.storage.dtype, t.storage.numel) {
+            return Err(fmt_err(
+                origin,
+                format!(
+                    "storage `{key}` is declared both as {} x {:?} and {} x {:?}",
+                    first.numel, first.dtype, t.storage.numel, t.storage.dtype
+                ),
+            ));
+        }
         let bytes = gather(name, t, src, origin, opts)?;
+        let left = uses.get_mut(key).expect("counted above");
+        *left -= 1;
+        if *left == 0 {
+            cache.remove(key);
+        }
         let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         let data = decode(t.storage.dtype, &bytes);
         if t.storage.dtype == StorageType::F64 {
