@@ -763,6 +763,47 @@ fn download_follows_redirects() {
 }
 
 #[test]
+fn download_resume_survives_a_redirect() {
+    // Release URLs redirect to a CDN: the Range header must reach the final host.
+    let body = payload(38, 90_000);
+    let dir = temp_dir("dl-redir-resume");
+    std::fs::write(dir.join("file.bin.part"), &body[..33_333]).unwrap();
+    let srv = http_server::serve(body.clone(), http_server::Mode::Normal, 2);
+    let e = entry(srv.url("/redirect/file.bin"), &body);
+    let o = download_entry(&e, &dir, &opts()).unwrap();
+    assert_eq!(
+        o.fetched,
+        Fetched::Resumed {
+            resumed_from: 33_333
+        }
+    );
+    assert_eq!(std::fs::read(&o.path).unwrap(), body);
+    let r = Some("bytes=33333-".to_string());
+    assert_eq!(srv.join(), vec![r.clone(), r]);
+}
+
+#[test]
+fn download_stalled_server_times_out_and_keeps_partial() {
+    let body = payload(39, 70_000);
+    let dir = temp_dir("dl-stall");
+    let srv = http_server::serve(body.clone(), http_server::Mode::StallAfter(20_000), 1);
+    let e = entry(srv.url("/file.bin"), &body);
+    let quick = DownloadOptions {
+        timeout: Duration::from_millis(700),
+        ..opts()
+    };
+    let err = download_entry(&e, &dir, &quick).unwrap_err().to_string();
+    assert!(
+        err.contains("partial data kept") && err.contains(&e.url),
+        "{err}"
+    );
+    let kept = std::fs::read(dir.join("file.bin.part")).unwrap();
+    assert!(kept.len() <= 20_000 && kept[..] == body[..kept.len()]);
+    assert!(!dir.join("file.bin").exists());
+    srv.join();
+}
+
+#[test]
 fn download_resumes_a_partial_file() {
     let body = payload(33, 150_000);
     let dir = temp_dir("dl-resume");
@@ -828,6 +869,7 @@ fn download_truncated_transfer_keeps_partial_for_resume() {
     );
     assert!(!dir.join("file.bin").exists());
     let kept = std::fs::read(dir.join("file.bin.part")).unwrap();
+    println!("truncated transfer kept {} bytes", kept.len());
     assert!(
         kept.len() <= 50_000 && kept[..] == body[..kept.len()],
         "kept {} bytes",

@@ -36,7 +36,8 @@ pub struct DownloadArgs {
 pub struct DownloadOptions {
     pub progress: bool,
     pub convert: bool,
-    /// Timeout for connecting and for each read.
+    /// Timeout for connecting, for the response headers, and for each read (a
+    /// stalled transfer fails; a slow but moving one does not).
     pub timeout: Duration,
     /// Honour HTTP(S)_PROXY / NO_PROXY from the environment.
     pub env_proxy: bool,
@@ -198,7 +199,7 @@ fn fetch_to_part(e: &ManifestEntry, part: &Path, opts: &DownloadOptions) -> Resu
     }
     let agent: ureq::Agent = config
         .timeout_connect(Some(opts.timeout))
-        .timeout_recv_body(Some(opts.timeout))
+        .timeout_per_read(Some(opts.timeout))
         .timeout_recv_response(Some(opts.timeout))
         .http_status_as_error(false)
         .build()

@@ -16,6 +16,8 @@ pub enum Mode {
     IgnoreRange,
     /// Promise the full length, send only this many body bytes, then close.
     TruncateAfter(usize),
+    /// Send this many body bytes, then go silent for 3 s before closing.
+    StallAfter(usize),
 }
 
 pub struct Server {
@@ -140,11 +142,14 @@ fn handle(
     );
     s.write_all(head.as_bytes())?;
     let send = match mode {
-        Mode::TruncateAfter(k) => &part[..k.min(part.len())],
+        Mode::TruncateAfter(k) | Mode::StallAfter(k) => &part[..k.min(part.len())],
         _ => part,
     };
     s.write_all(send)?;
     s.flush()?;
+    if let Mode::StallAfter(_) = mode {
+        std::thread::sleep(Duration::from_secs(3));
+    }
     let _ = s.shutdown(std::net::Shutdown::Both);
     Ok(())
 }
