@@ -134,13 +134,10 @@ fn load_zip(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Result<P
         }
     };
     let prefix = pkl_name.strip_suffix("data.pkl").unwrap_or("").to_string();
-    if let Ok(bo) = read_entry(
-        &mut zip,
-        &format!("{prefix}byteorder"),
-        16,
-        file_len,
-        origin,
-    ) {
+    // Older torch versions write no byteorder entry (and were little-endian only).
+    let bo_name = format!("{prefix}byteorder");
+    if zip.index_for_name(&bo_name).is_some() {
+        let bo = read_entry(&mut zip, &bo_name, 16, file_len, origin)?;
         if bo.trim_ascii() != b"little" {
             return Err(fmt_err(
                 origin,
