@@ -940,3 +940,43 @@ fn builtin_manifest_lists_the_public_checkpoints() {
     assert_eq!(swinir.size, 90_204_233);
     assert!(swinir.url.ends_with("/General_Face_ffhq512.pth"));
 }
+
+#[test]
+fn run_download_with_a_custom_manifest() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: dynface::weights::DownloadArgs,
+    }
+    let body = payload(40, 12_345);
+    let dir = temp_dir("dl-run");
+    let srv = http_server::serve(body.clone(), http_server::Mode::Normal, 1);
+    let mut e = entry(srv.url("/file.bin"), &body);
+    e.name = "tiny".into();
+    let manifest = dynface::weights::Manifest { entries: vec![e] };
+    let mpath = dir.join("manifest.json");
+    std::fs::write(&mpath, serde_json::to_string(&manifest).unwrap()).unwrap();
+    let out = dir.join("out");
+    let cli = Cli::try_parse_from([
+        "x",
+        "tiny",
+        "--dir",
+        out.to_str().unwrap(),
+        "--manifest",
+        mpath.to_str().unwrap(),
+    ])
+    .unwrap();
+    let got = dynface::weights::run_download(&cli.args).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(std::fs::read(out.join("file.bin")).unwrap(), body);
+    srv.join();
+    let cli = Cli::try_parse_from(["x", "nope", "--manifest", mpath.to_str().unwrap()]).unwrap();
+    let err = dynface::weights::run_download(&cli.args)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no manifest entry `nope`; known: tiny"),
+        "{err}"
+    );
+}
