@@ -36,7 +36,8 @@ pub struct DownloadArgs {
 pub struct DownloadOptions {
     pub progress: bool,
     pub convert: bool,
-    /// Timeout for connecting and for each read.
+    /// Timeout for connecting, for the response headers, and for each read (a
+    /// stalled transfer fails; a slow but moving one does not).
     pub timeout: Duration,
     /// Honour HTTP(S)_PROXY / NO_PROXY from the environment.
     pub env_proxy: bool,
@@ -71,7 +72,10 @@ pub struct DownloadOutcome {
 }
 
 pub fn part_path(path: &Path) -> PathBuf {
-    let mut n = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut n = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     n.push(".part");
     path.with_file_name(n)
 }
@@ -106,7 +110,9 @@ fn manual_hint(e: &ManifestEntry, dest: &Path) -> String {
 }
 
 fn verify(e: &ManifestEntry, path: &Path) -> Result<()> {
-    let len = std::fs::metadata(path).map_err(|x| WeightsError::io(path, x))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|x| WeightsError::io(path, x))?
+        .len();
     if len != e.size {
         return Err(WeightsError::Download(format!(
             "{}: {len} bytes, expected {}",
@@ -126,7 +132,11 @@ fn verify(e: &ManifestEntry, path: &Path) -> Result<()> {
 }
 
 /// Fetches one entry into `dir` (and converts it when asked).
-pub fn download_entry(e: &ManifestEntry, dir: &Path, opts: &DownloadOptions) -> Result<DownloadOutcome> {
+pub fn download_entry(
+    e: &ManifestEntry,
+    dir: &Path,
+    opts: &DownloadOptions,
+) -> Result<DownloadOutcome> {
     std::fs::create_dir_all(dir).map_err(|x| WeightsError::io(dir, x))?;
     let dest = dir.join(&e.file);
     let fetched = if dest.exists() {
@@ -139,9 +149,8 @@ pub fn download_entry(e: &ManifestEntry, dir: &Path, opts: &DownloadOptions) -> 
         Fetched::AlreadyPresent
     } else {
         let part = part_path(&dest);
-        let fetched = fetch_to_part(e, &part, opts).map_err(|x| {
-            WeightsError::Download(format!("{x}\n{}", manual_hint(e, &dest)))
-        })?;
+        let fetched = fetch_to_part(e, &part, opts)
+            .map_err(|x| WeightsError::Download(format!("{x}\n{}", manual_hint(e, &dest))))?;
         if let Err(x) = verify(e, &part) {
             // A complete file with the wrong hash cannot be resumed: start over next time.
             let _ = std::fs::remove_file(&part);
@@ -190,7 +199,7 @@ fn fetch_to_part(e: &ManifestEntry, part: &Path, opts: &DownloadOptions) -> Resu
     }
     let agent: ureq::Agent = config
         .timeout_connect(Some(opts.timeout))
-        .timeout_recv_body(Some(opts.timeout))
+        .timeout_per_read(Some(opts.timeout))
         .timeout_recv_response(Some(opts.timeout))
         .http_status_as_error(false)
         .build()
@@ -264,7 +273,10 @@ fn fetch_to_part(e: &ManifestEntry, part: &Path, opts: &DownloadOptions) -> Resu
     bar.finish_and_clear();
     file.sync_all().map_err(|x| WeightsError::io(part, x))?;
     outcome.map_err(|x| {
-        WeightsError::Download(format!("{x}; partial data kept in {} for resume", part.display()))
+        WeightsError::Download(format!(
+            "{x}; partial data kept in {} for resume",
+            part.display()
+        ))
     })?;
     if pos != e.size {
         return Err(WeightsError::Download(format!(
@@ -278,7 +290,11 @@ fn fetch_to_part(e: &ManifestEntry, part: &Path, opts: &DownloadOptions) -> Resu
 }
 
 /// A 206 must start where our partial file ends, or appending would corrupt it.
-fn check_content_range(resp: &ureq::http::Response<ureq::Body>, have: u64, e: &ManifestEntry) -> Result<()> {
+fn check_content_range(
+    resp: &ureq::http::Response<ureq::Body>,
+    have: u64,
+    e: &ManifestEntry,
+) -> Result<()> {
     let cr = resp
         .headers()
         .get("content-range")
@@ -310,7 +326,10 @@ pub fn select<'m>(m: &'m Manifest, names: &[String]) -> Result<Vec<&'m ManifestE
                 .find(|e| &e.name == n || &e.file == n)
                 .ok_or_else(|| {
                     let known: Vec<&str> = m.entries.iter().map(|e| e.name.as_str()).collect();
-                    WeightsError::Download(format!("no manifest entry `{n}`; known: {}", known.join(", ")))
+                    WeightsError::Download(format!(
+                        "no manifest entry `{n}`; known: {}",
+                        known.join(", ")
+                    ))
                 })
         })
         .collect()

@@ -4,6 +4,18 @@
 //!
 //! Nothing here executes code from a checkpoint: the `.pth` reader interprets pickles
 //! with its own small stack machine that only knows an allow-list of globals.
+//!
+//! CLI wiring (for `main.rs`):
+//! ```ignore
+//! #[derive(clap::Subcommand)]
+//! enum WeightsCmd {
+//!     /// FILE.pth -o FILE.safetensors [--key KEY] [--dtype f32|f16|bf16]
+//!     Convert(dynface::weights::ConvertArgs),
+//!     /// [NAME...] [--dir DIR] [--manifest FILE] [--no-convert]
+//!     Download(dynface::weights::DownloadArgs),
+//! }
+//! // match cmd { WeightsCmd::Convert(a) => { run_convert(&a)?; } WeightsCmd::Download(a) => { run_download(&a)?; } }
+//! ```
 
 pub mod convert;
 pub mod download;

@@ -266,7 +266,10 @@ impl<'a> Input<'a> {
         let copied = std::io::copy(&mut Read::take(&mut *self.reader, n), &mut std::io::sink())
             .map_err(|e| format!("read error at offset {}: {e}", self.pos))?;
         if copied != n {
-            return Err(format!("truncated: data ends at offset {}", self.pos + copied));
+            return Err(format!(
+                "truncated: data ends at offset {}",
+                self.pos + copied
+            ));
         }
         self.pos += n;
         Ok(())
@@ -274,7 +277,10 @@ impl<'a> Input<'a> {
 
     fn array<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
         if (N as u64) > self.remaining() {
-            return Err(format!("truncated: unexpected end of data at offset {}", self.pos));
+            return Err(format!(
+                "truncated: unexpected end of data at offset {}",
+                self.pos
+            ));
         }
         let mut buf = [0u8; N];
         self.reader
@@ -296,7 +302,10 @@ impl<'a> Input<'a> {
                 break;
             }
             if out.len() >= 256 {
-                return Err(format!("text line longer than 256 bytes at offset {}", self.pos));
+                return Err(format!(
+                    "text line longer than 256 bytes at offset {}",
+                    self.pos
+                ));
             }
             out.push(b);
         }
@@ -326,10 +335,7 @@ pub fn unpickle(input: &mut Input<'_>, origin: &str, limits: PickleLimits) -> Re
         objs: Vec::new(),
     };
     match m.run() {
-        Ok(root) => Ok(Unpickled {
-            root,
-            objs: m.objs,
-        }),
+        Ok(root) => Ok(Unpickled { root, objs: m.objs }),
         Err(Fail::Forbidden(global)) => Err(WeightsError::ForbiddenGlobal {
             file: origin.to_string(),
             global,
@@ -361,7 +367,10 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
 impl Machine<'_, '_> {
     fn push(&mut self, v: Value) -> R<()> {
         if self.stack.len() >= self.limits.max_stack {
-            return err(format!("stack deeper than {} entries", self.limits.max_stack));
+            return err(format!(
+                "stack deeper than {} entries",
+                self.limits.max_stack
+            ));
         }
         self.stack.push(v);
         Ok(())
@@ -466,7 +475,7 @@ impl Machine<'_, '_> {
     }
 
     fn set_items(&mut self, target: &Value, items: Vec<Value>) -> R<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return err("SETITEMS with an odd number of items");
         }
         let Obj::Dict(d) = self.obj_mut(target)? else {
@@ -492,7 +501,9 @@ impl Machine<'_, '_> {
     fn int_arg(v: &Value, what: &str) -> R<u64> {
         match v {
             Value::Int(i) if *i >= 0 && *i <= u64::MAX as i128 => Ok(*i as u64),
-            Value::Int(i) => err(format!("{what} is {i}, must be a non-negative 64-bit integer")),
+            Value::Int(i) => err(format!(
+                "{what} is {i}, must be a non-negative 64-bit integer"
+            )),
             other => err(format!("{what} must be an int, found {}", other.kind())),
         }
     }
@@ -507,7 +518,10 @@ impl Machine<'_, '_> {
     /// `REDUCE`/`NEWOBJ`: "call" an allow-listed global by building data.
     fn apply(&mut self, callee: Value, args: Value) -> R<Value> {
         let Value::Global(g) = callee else {
-            return err(format!("REDUCE on a {}, which is not callable here", callee.kind()));
+            return err(format!(
+                "REDUCE on a {}, which is not callable here",
+                callee.kind()
+            ));
         };
         let args = self.tuple_items(&args)?;
         match g {
@@ -894,7 +908,10 @@ mod tests {
         // protocol 2: GLOBAL 'posix system', args ('echo hi',), REDUCE, STOP
         let p = b"\x80\x02cposix\nsystem\nq\x00X\x07\x00\x00\x00echo hiq\x01\x85q\x02Rq\x03.";
         let e = run(p).unwrap_err();
-        assert!(matches!(&e, WeightsError::ForbiddenGlobal { global, .. } if global == "posix.system"), "{e}");
+        assert!(
+            matches!(&e, WeightsError::ForbiddenGlobal { global, .. } if global == "posix.system"),
+            "{e}"
+        );
         assert!(e.to_string().contains("posix.system"));
         // STACK_GLOBAL variant, protocol 4.
         let p = b"\x80\x04\x8c\x02os\x8c\x06system\x93.";
@@ -902,7 +919,10 @@ mod tests {
         assert!(e.to_string().contains("`os.system`"), "{e}");
         // _load_from_bytes is explicitly not allowed.
         let p = b"\x80\x02ctorch.storage\n_load_from_bytes\n.";
-        assert!(run(p).unwrap_err().to_string().contains("torch.storage._load_from_bytes"));
+        assert!(run(p)
+            .unwrap_err()
+            .to_string()
+            .contains("torch.storage._load_from_bytes"));
     }
 
     #[test]
@@ -932,7 +952,10 @@ mod tests {
         assert_eq!(run(neg).unwrap().root, Value::Int(-1));
         for cut in 0..p.len() {
             let e = run(&p[..cut]).unwrap_err().to_string();
-            assert!(e.contains("test.pkl") && e.contains("truncated"), "{cut}: {e}");
+            assert!(
+                e.contains("test.pkl") && e.contains("truncated"),
+                "{cut}: {e}"
+            );
         }
         // A string length that claims far more than the input holds is refused up front.
         let e = run(b"\x80\x02X\x00\x00\x00\x10").unwrap_err().to_string();
@@ -948,10 +971,18 @@ mod tests {
         let p = b"\x80\x02K\x01q\x00q\x01q\x02q\x03.";
         let mut r = &p[..];
         let mut input = Input::new(&mut r, p.len() as u64);
-        let e = unpickle(&mut input, "m.pkl", limits).unwrap_err().to_string();
+        let e = unpickle(&mut input, "m.pkl", limits)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("memo larger than 3"), "{e}");
-        assert!(run(b"\x80\x02h\x05.").unwrap_err().to_string().contains("never stored"));
+        assert!(run(b"\x80\x02h\x05.")
+            .unwrap_err()
+            .to_string()
+            .contains("never stored"));
         assert!(run(b"\x80\x02(.").is_err());
-        assert!(run(b"\x80\x02\x01.").unwrap_err().to_string().contains("opcode 0x01"));
+        assert!(run(b"\x80\x02\x01.")
+            .unwrap_err()
+            .to_string()
+            .contains("opcode 0x01"));
     }
 }

@@ -31,6 +31,10 @@ pub struct PthOptions {
     pub key: Option<String>,
     /// Largest single tensor accepted, in bytes.
     pub max_tensor_bytes: u64,
+    /// Most bytes all tensors together may expand to. `None`: 4 × the file size +
+    /// 64 MiB. Only overlapping views (e.g. stride 0 from `expand`) can exceed the
+    /// file size, so this stops a tiny file from demanding gigabytes.
+    pub max_total_bytes: Option<u64>,
     /// Deepest dict nesting followed when flattening.
     pub max_depth: usize,
     pub pickle: PickleLimits,
@@ -41,6 +45,7 @@ impl Default for PthOptions {
         PthOptions {
             key: None,
             max_tensor_bytes: 16 << 30,
+            max_total_bytes: None,
             max_depth: 32,
             pickle: PickleLimits::default(),
         }
@@ -129,7 +134,10 @@ fn load_zip(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Result<P
         }
     };
     let prefix = pkl_name.strip_suffix("data.pkl").unwrap_or("").to_string();
-    if let Ok(bo) = read_entry(&mut zip, &format!("{prefix}byteorder"), 16, file_len, origin) {
+    // Older torch versions write no byteorder entry (and were little-endian only).
+    let bo_name = format!("{prefix}byteorder");
+    if zip.index_for_name(&bo_name).is_some() {
+        let bo = read_entry(&mut zip, &bo_name, 16, file_len, origin)?;
         if bo.trim_ascii() != b"little" {
             return Err(fmt_err(
                 origin,
@@ -140,18 +148,21 @@ fn load_zip(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Result<P
             ));
         }
     }
-    let pkl = read_entry(&mut zip, &pkl_name, opts.pickle.max_string, file_len, origin)?;
+    let pkl = read_entry(
+        &mut zip,
+        &pkl_name,
+        opts.pickle.max_string,
+        file_len,
+        origin,
+    )?;
     let mut r = pkl.as_slice();
     let mut input = Input::new(&mut r, pkl.len() as u64);
     let unpickled = unpickle(&mut input, &format!("{origin}: {pkl_name}"), opts.pickle)?;
 
     let (named, wrapper, mut warnings) = select_tensors(&unpickled, origin, opts)?;
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
-    for (_, t) in &named {
-        let s = &t.storage;
-        if storages.contains_key(&s.key) {
-            continue;
-        }
+    // Storages are read on first use and dropped after last use, so peak memory is
+    // the output plus one storage rather than twice the file.
+    let mut load = |s: &StorageRef| -> Result<Vec<u8>> {
         let want = storage_bytes(s, origin)?;
         let name = format!("{prefix}data/{}", s.key);
         let bytes = read_entry(&mut zip, &name, want, file_len, origin)?;
@@ -167,9 +178,9 @@ fn load_zip(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Result<P
                 ),
             ));
         }
-        storages.insert(s.key.clone(), bytes);
-    }
-    let store = materialise(&named, &storages, origin, opts, &mut warnings)?;
+        Ok(bytes)
+    };
+    let store = materialise(&named, &mut load, file_len, origin, opts, &mut warnings)?;
     Ok(PthLoad {
         store,
         format: PthFormat::Zip,
@@ -216,7 +227,10 @@ fn read_entry<R: Read + Seek>(
     if buf.len() as u64 != size {
         return Err(fmt_err(
             origin,
-            format!("archive entry `{name}` holds {} bytes, header said {size}", buf.len()),
+            format!(
+                "archive entry `{name}` holds {} bytes, header said {size}",
+                buf.len()
+            ),
         ));
     }
     Ok(buf)
@@ -241,13 +255,19 @@ fn load_legacy(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Resul
     if proto.root != Value::Int(LEGACY_PROTOCOL) {
         return Err(fmt_err(
             origin,
-            format!("legacy protocol {:?} is not supported (expected 1001)", proto.root),
+            format!(
+                "legacy protocol {:?} is not supported (expected 1001)",
+                proto.root
+            ),
         ));
     }
     let sys = unpickle(&mut input, origin, small)?;
     if let Some(Obj::Dict(d)) = sys.obj(&sys.root) {
         if d.get_str("little_endian") == Some(&Value::Bool(false)) {
-            return Err(fmt_err(origin, "big-endian legacy checkpoints are not supported"));
+            return Err(fmt_err(
+                origin,
+                "big-endian legacy checkpoints are not supported",
+            ));
         }
     }
     let main = unpickle(&mut input, origin, opts.pickle)?;
@@ -275,14 +295,22 @@ fn load_legacy(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Resul
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     for key in &keys {
         let Some(s) = declared.get(key) else {
-            return Err(fmt_err(origin, format!("storage `{key}` listed but never referenced")));
+            return Err(fmt_err(
+                origin,
+                format!("storage `{key}` listed but never referenced"),
+            ));
         };
-        let head = input.bytes(8).map_err(|e| fmt_err(origin, format!("storage `{key}`: {e}")))?;
+        let head = input
+            .bytes(8)
+            .map_err(|e| fmt_err(origin, format!("storage `{key}`: {e}")))?;
         let numel = u64::from_le_bytes(head.try_into().expect("8 bytes"));
         if numel != s.numel {
             return Err(fmt_err(
                 origin,
-                format!("storage `{key}`: header says {numel} elements, pickle says {}", s.numel),
+                format!(
+                    "storage `{key}`: header says {numel} elements, pickle says {}",
+                    s.numel
+                ),
             ));
         }
         let nbytes = storage_bytes(s, origin)?;
@@ -311,11 +339,22 @@ fn load_legacy(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Resul
         if !storages.contains_key(&t.storage.key) {
             return Err(fmt_err(
                 origin,
-                format!("storage `{}` is used by a tensor but missing from the file", t.storage.key),
+                format!(
+                    "storage `{}` is used by a tensor but missing from the file",
+                    t.storage.key
+                ),
             ));
         }
     }
-    let store = materialise(&named, &storages, origin, opts, &mut warnings)?;
+    let mut load = |s: &StorageRef| -> Result<Vec<u8>> {
+        storages.remove(&s.key).ok_or_else(|| {
+            fmt_err(
+                origin,
+                format!("storage `{}` is missing from the file", s.key),
+            )
+        })
+    };
+    let store = materialise(&named, &mut load, file_len, origin, opts, &mut warnings)?;
     Ok(PthLoad {
         store,
         format: PthFormat::Legacy,
@@ -369,7 +408,17 @@ fn select_tensors(
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     let mut visiting = HashSet::new();
-    flatten(u, &root, "", 0, opts, origin, &mut visiting, &mut out, &mut warnings)?;
+    flatten(
+        u,
+        &root,
+        "",
+        0,
+        opts,
+        origin,
+        &mut visiting,
+        &mut out,
+        &mut warnings,
+    )?;
     if out.is_empty() {
         return Err(fmt_err(
             origin,
@@ -403,7 +452,9 @@ fn flatten(
     out: &mut Named,
     warnings: &mut Vec<String>,
 ) -> Result<()> {
-    let Value::Obj(id) = v else { unreachable!("flatten is called on dicts") };
+    let Value::Obj(id) = v else {
+        unreachable!("flatten is called on dicts")
+    };
     if depth > opts.max_depth {
         return Err(WeightsError::Limit(format!(
             "{origin}: dicts nested deeper than {} levels at `{prefix}`",
@@ -411,9 +462,14 @@ fn flatten(
         )));
     }
     if !visiting.insert(*id) {
-        return Err(fmt_err(origin, format!("dict at `{prefix}` contains itself")));
+        return Err(fmt_err(
+            origin,
+            format!("dict at `{prefix}` contains itself"),
+        ));
     }
-    let Some(Obj::Dict(d)) = u.objs.get(*id) else { unreachable!("checked by callers") };
+    let Some(Obj::Dict(d)) = u.objs.get(*id) else {
+        unreachable!("checked by callers")
+    };
     for (k, val) in &d.entries {
         let name = if prefix.is_empty() {
             key_text(k)
@@ -422,9 +478,17 @@ fn flatten(
         };
         match u.obj(val) {
             Some(Obj::Tensor(t)) => out.push((name, t.clone())),
-            Some(Obj::Dict(_)) => {
-                flatten(u, val, &name, depth + 1, opts, origin, visiting, out, warnings)?
-            }
+            Some(Obj::Dict(_)) => flatten(
+                u,
+                val,
+                &name,
+                depth + 1,
+                opts,
+                origin,
+                visiting,
+                out,
+                warnings,
+            )?,
             _ => warnings.push(format!("skipped non-tensor entry `{name}`")),
         }
     }
@@ -435,34 +499,84 @@ fn flatten(
 /// Copies each tensor's elements out of its storage in row-major order.
 fn materialise(
     named: &Named,
-    storages: &HashMap<String, Vec<u8>>,
+    load: &mut dyn FnMut(&StorageRef) -> Result<Vec<u8>>,
+    file_len: u64,
     origin: &str,
     opts: &PthOptions,
     warnings: &mut Vec<String>,
 ) -> Result<WeightStore> {
+    let budget = opts
+        .max_total_bytes
+        .unwrap_or(file_len.saturating_mul(4).saturating_add(64 << 20));
+    let total = named.iter().fold(0u64, |acc, (_, t)| {
+        let es = t.storage.dtype.size_bytes() as u64;
+        let n = t.shape.iter().try_fold(es, |a, &d| a.checked_mul(d));
+        acc.saturating_add(n.unwrap_or(u64::MAX))
+    });
+    if total > budget {
+        return Err(WeightsError::Limit(format!(
+            "{origin}: the tensors would expand to {total} bytes from a {file_len}-byte file \
+             (limit {budget}); refusing sizes the file cannot back"
+        )));
+    }
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for (_, t) in named {
+        *uses.entry(t.storage.key.as_str()).or_default() += 1;
+    }
+    let mut cache: HashMap<&str, (&StorageRef, Vec<u8>)> = HashMap::new();
     let mut store = WeightStore::new();
     let mut narrowed = Vec::new();
     for (name, t) in named {
-        let src = &storages[&t.storage.key];
+        let key = t.storage.key.as_str();
+        if !cache.contains_key(key) {
+            cache.insert(key, (&t.storage, load(&t.storage)?));
+        }
+        let (first, src) = &cache[key];
+        if (first.dtype, first.numel) != (t.storage.dtype, t.storage.numel) {
+            return Err(fmt_err(
+                origin,
+                format!(
+                    "storage `{key}` is declared both as {} x {:?} and {} x {:?}",
+                    first.numel, first.dtype, t.storage.numel, t.storage.dtype
+                ),
+            ));
+        }
         let bytes = gather(name, t, src, origin, opts)?;
+        let left = uses.get_mut(key).expect("counted above");
+        *left -= 1;
+        if *left == 0 {
+            cache.remove(key);
+        }
         let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
         let data = decode(t.storage.dtype, &bytes);
         if t.storage.dtype == StorageType::F64 {
             narrowed.push(name.clone());
         }
         if store.contains(name) {
-            return Err(fmt_err(origin, format!("duplicate tensor name `{name}` after flattening")));
+            return Err(fmt_err(
+                origin,
+                format!("duplicate tensor name `{name}` after flattening"),
+            ));
         }
         store.insert(name.clone(), WeightTensor::new(shape, data)?);
     }
     if !narrowed.is_empty() {
-        warnings.push(format!("f64 tensors narrowed to f32: {}", narrowed.join(", ")));
+        warnings.push(format!(
+            "f64 tensors narrowed to f32: {}",
+            narrowed.join(", ")
+        ));
     }
     Ok(store)
 }
 
 /// Checks the view lies inside its storage, then copies it contiguous.
-fn gather(name: &str, t: &TensorRef, src: &[u8], origin: &str, opts: &PthOptions) -> Result<Vec<u8>> {
+fn gather(
+    name: &str,
+    t: &TensorRef,
+    src: &[u8],
+    origin: &str,
+    opts: &PthOptions,
+) -> Result<Vec<u8>> {
     let es = t.storage.dtype.size_bytes() as u64;
     let bad = |msg: String| fmt_err(origin, format!("tensor `{name}`: {msg}"));
     let numel = t
@@ -487,7 +601,9 @@ fn gather(name: &str, t: &TensorRef, src: &[u8], origin: &str, opts: &PthOptions
         .shape
         .iter()
         .zip(&t.stride)
-        .try_fold(t.offset, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)))
+        .try_fold(t.offset, |a, (&d, &s)| {
+            (d - 1).checked_mul(s).and_then(|x| a.checked_add(x))
+        })
         .ok_or_else(|| bad("view extent overflows".into()))?;
     if last >= t.storage.numel || (last + 1) * es > src.len() as u64 {
         return Err(bad(format!(
@@ -497,7 +613,8 @@ fn gather(name: &str, t: &TensorRef, src: &[u8], origin: &str, opts: &PthOptions
     }
     let es = es as usize;
     let mut out = Vec::with_capacity(nbytes as usize);
-    let contiguous = crate::tensor::strides(&t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>());
+    let contiguous =
+        crate::tensor::strides(&t.shape.iter().map(|&d| d as usize).collect::<Vec<_>>());
     let is_contig = t
         .shape
         .iter()
@@ -513,7 +630,12 @@ fn gather(name: &str, t: &TensorRef, src: &[u8], origin: &str, opts: &PthOptions
     let rank = t.shape.len();
     let mut idx = vec![0u64; rank];
     for _ in 0..numel {
-        let pos = off + idx.iter().zip(&t.stride).map(|(&i, &s)| (i * s) as usize).sum::<usize>();
+        let pos = off
+            + idx
+                .iter()
+                .zip(&t.stride)
+                .map(|(&i, &s)| (i * s) as usize)
+                .sum::<usize>();
         out.extend_from_slice(&src[pos * es..(pos + 1) * es]);
         for d in (0..rank).rev() {
             idx[d] += 1;

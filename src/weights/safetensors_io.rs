@@ -44,7 +44,8 @@ pub fn load_safetensors(path: &Path) -> Result<WeightStore> {
         ));
     }
     let mut len8 = [0u8; 8];
-    f.read_exact(&mut len8).map_err(|e| WeightsError::io(path, e))?;
+    f.read_exact(&mut len8)
+        .map_err(|e| WeightsError::io(path, e))?;
     let header_len = u64::from_le_bytes(len8);
     if header_len > file_len - 8 {
         return Err(fmt_err(
@@ -62,11 +63,12 @@ pub fn load_safetensors(path: &Path) -> Result<WeightStore> {
         )));
     }
     let mut header = vec![0u8; header_len as usize];
-    f.read_exact(&mut header).map_err(|e| WeightsError::io(path, e))?;
+    f.read_exact(&mut header)
+        .map_err(|e| WeightsError::io(path, e))?;
     let text = std::str::from_utf8(&header)
         .map_err(|_| fmt_err(path, "header is not valid UTF-8 (not a safetensors file?)"))?;
-    let meta: Metadata = serde_json::from_str(text)
-        .map_err(|e| fmt_err(path, format!("bad header JSON: {e}")))?;
+    let meta: Metadata =
+        serde_json::from_str(text).map_err(|e| fmt_err(path, format!("bad header JSON: {e}")))?;
     let data_len = file_len - 8 - header_len;
     let data_start = 8 + header_len;
 
@@ -78,8 +80,12 @@ pub fn load_safetensors(path: &Path) -> Result<WeightStore> {
     for (name, info) in &infos {
         let wt = weight_type(name, info.dtype, path)?;
         let (s, e) = info.data_offsets;
-        let n = checked_numel(&info.shape)
-            .ok_or_else(|| fmt_err(path, format!("tensor `{name}`: shape {:?} overflows", info.shape)))?;
+        let n = checked_numel(&info.shape).ok_or_else(|| {
+            fmt_err(
+                path,
+                format!("tensor `{name}`: shape {:?} overflows", info.shape),
+            )
+        })?;
         let want = (n as u64).checked_mul(wt.size_bytes() as u64);
         if e < s || want != Some((e - s) as u64) {
             return Err(fmt_err(

@@ -174,9 +174,7 @@ impl WeightTensor {
                 match t {
                     DType::F32 => WeightData::F32(f),
                     DType::F16 => WeightData::F16(f.iter().map(|&x| f16::from_f32(x)).collect()),
-                    DType::BF16 => {
-                        WeightData::BF16(f.iter().map(|&x| bf16::from_f32(x)).collect())
-                    }
+                    DType::BF16 => WeightData::BF16(f.iter().map(|&x| bf16::from_f32(x)).collect()),
                 }
             }
         };
@@ -425,11 +423,23 @@ mod tests {
             ("b.weight".to_string(), vec![6]),
             ("c.bias".to_string(), vec![7]),
         ];
-        let err = s.validate(&spec, &["*num_batches_tracked"]).unwrap_err().to_string();
-        assert!(err.contains("1 missing, 1 unexpected, 1 wrong shape"), "{err}");
-        assert!(err.contains("missing: c.bias (expected shape [7])"), "{err}");
+        let err = s
+            .validate(&spec, &["*num_batches_tracked"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 missing, 1 unexpected, 1 wrong shape"),
+            "{err}"
+        );
+        assert!(
+            err.contains("missing: c.bias (expected shape [7])"),
+            "{err}"
+        );
         assert!(err.contains("unexpected: extra (shape [2])"), "{err}");
-        assert!(err.contains("b.weight: checkpoint [5], model expects [6]"), "{err}");
+        assert!(
+            err.contains("b.weight: checkpoint [5], model expects [6]"),
+            "{err}"
+        );
         assert!(!err.contains("num_batches_tracked"), "{err}");
         let ok_spec = spec_of(&s);
         s.validate(&ok_spec, &[]).unwrap();
@@ -470,7 +480,11 @@ mod tests {
         for dt in [DType::F16, DType::BF16] {
             let back = t.cast_float(dt).to_f32("x").unwrap();
             // Half formats keep 11 / 8 significant bits: relative error bounded by 2^-11 / 2^-8.
-            let tol = if dt == DType::F16 { 1.0 / 2048.0 } else { 1.0 / 256.0 };
+            let tol = if dt == DType::F16 {
+                1.0 / 2048.0
+            } else {
+                1.0 / 256.0
+            };
             for (a, b) in orig.iter().zip(&back.data) {
                 assert!((a - b).abs() <= tol * a.abs() + 1e-7, "{dt}: {a} vs {b}");
             }
@@ -480,12 +494,22 @@ mod tests {
         bad[7] = f32::INFINITY;
         let mut s = WeightStore::new();
         s.insert("ok", t.clone());
-        s.insert("bad", WeightTensor::new(vec![4, 5], WeightData::F32(bad)).unwrap());
+        s.insert(
+            "bad",
+            WeightTensor::new(vec![4, 5], WeightData::F32(bad)).unwrap(),
+        );
         let w = s.non_finite_warnings();
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("`bad`") && w[0].contains("1 NaN and 1 infinite"), "{w:?}");
+        assert!(
+            w[0].contains("`bad`") && w[0].contains("1 NaN and 1 infinite"),
+            "{w:?}"
+        );
         let i = WeightTensor::new(vec![2], WeightData::I64(vec![1, 2])).unwrap();
-        assert!(i.to_f32("buf").unwrap_err().to_string().contains("`buf` is an i64"));
+        assert!(i
+            .to_f32("buf")
+            .unwrap_err()
+            .to_string()
+            .contains("`buf` is an i64"));
         assert!(WeightTensor::new(vec![3], WeightData::I64(vec![1])).is_err());
     }
 }

@@ -16,6 +16,8 @@ pub enum Mode {
     IgnoreRange,
     /// Promise the full length, send only this many body bytes, then close.
     TruncateAfter(usize),
+    /// Send this many body bytes, then go silent for 3 s before closing.
+    StallAfter(usize),
 }
 
 pub struct Server {
@@ -98,7 +100,8 @@ fn handle(
     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
     let range = text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("range").then(|| v.trim().to_string())
+        k.eq_ignore_ascii_case("range")
+            .then(|| v.trim().to_string())
     });
     seen.lock().unwrap().push(range.clone());
     if let Some(target) = path.strip_prefix("/redirect") {
@@ -125,7 +128,11 @@ fn handle(
         Some(n) => (
             "206 Partial Content",
             &body[n..],
-            format!("Content-Range: bytes {n}-{}/{}\r\n", body.len() - 1, body.len()),
+            format!(
+                "Content-Range: bytes {n}-{}/{}\r\n",
+                body.len() - 1,
+                body.len()
+            ),
         ),
         None => ("200 OK", body, String::new()),
     };
@@ -135,11 +142,14 @@ fn handle(
     );
     s.write_all(head.as_bytes())?;
     let send = match mode {
-        Mode::TruncateAfter(k) => &part[..k.min(part.len())],
+        Mode::TruncateAfter(k) | Mode::StallAfter(k) => &part[..k.min(part.len())],
         _ => part,
     };
     s.write_all(send)?;
     s.flush()?;
+    if let Mode::StallAfter(_) = mode {
+        std::thread::sleep(Duration::from_secs(3));
+    }
     let _ = s.shutdown(std::net::Shutdown::Both);
     Ok(())
 }
