@@ -22,11 +22,22 @@ enum Cmd {
     Degrade(dynface::degrade::DegradeArgs),
     /// PSNR and SSIM of restored images against references, paired by file stem.
     Metrics(dynface::metrics::MetricsArgs),
+    /// Checkpoints: convert PyTorch .pth to safetensors, download the public ones.
+    #[command(subcommand)]
+    Weights(WeightsCmd),
     /// Inspect single operators and networks against your own implementation.
     #[command(subcommand)]
     Debug(DebugCmd),
     /// Print the engine's build facts: backends compiled in, threads, version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum WeightsCmd {
+    /// Convert a PyTorch checkpoint (.pth, zip or legacy) to safetensors, in Rust, safely.
+    Convert(dynface::weights::ConvertArgs),
+    /// Download the public checkpoints of the manifest, verify their SHA-256, convert them.
+    Download(dynface::weights::DownloadArgs),
 }
 
 #[derive(Subcommand)]
@@ -50,6 +61,8 @@ fn main() -> ExitCode {
         Cmd::Metrics(a) => {
             dynface::metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty())))
         }
+        Cmd::Weights(WeightsCmd::Convert(a)) => dynface::weights::run_convert(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Weights(WeightsCmd::Download(a)) => dynface::weights::run_download(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Debug(DebugCmd::Blur(a)) => dynface::blur::run_debug_blur(&a).map(|lines| {
             for l in lines {
                 println!("{l}");
