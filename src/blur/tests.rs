@@ -12,8 +12,7 @@ use rand::Rng;
 fn naive_blur(x: &[f64], sigma: &[f64], shape: [usize; 4]) -> Vec<f64> {
     let [b, c, h, w] = shape;
     let mut out = vec![0.0; x.len()];
-    for bi in 0..b {
-        let s = sigma[bi];
+    for (bi, &s) in sigma.iter().enumerate().take(b) {
         let r = radius(s) as i64;
         let wts: Vec<f64> = (-r..=r)
             .map(|i| (-(i * i) as f64 / (2.0 * s * s)).exp())
