@@ -263,3 +263,30 @@ fn validate_reports_bad_arguments() {
         Err(BlurError::EmptyPlane(_))
     ));
 }
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let shape = [2, 3, 37, 45];
+    let mut r = rng(71);
+    let x = normal::<f32>(&mut r, &shape, 1.0).data;
+    let g = normal::<f32>(&mut r, &shape, 1.0).data;
+    let sigma = [1.7f32, 6.3];
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (mut y, mut a, mut d) = (
+                vec![0.0f32; x.len()],
+                vec![0.0f32; x.len()],
+                vec![0.0f32; 2],
+            );
+            blur_forward(&x, &sigma, shape, &mut y);
+            blur_adjoint(&g, &sigma, shape, &mut a);
+            blur_dsigma(&x, &sigma, &g, shape, &mut d);
+            (y, a, d)
+        })
+    };
+    assert_eq!(run(1), run(3));
+}
