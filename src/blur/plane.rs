@@ -31,8 +31,8 @@ fn sym_sum<'a, T: Scalar>(out: &mut [T], taps: &[T], src: impl Fn(usize) -> &'a 
     let r = last / 2;
     debug_assert!(taps.len() % 2 == 1 && (0..r).all(|k| taps[k] == taps[last - k]));
     out.fill(T::zero());
-    for k in 0..r {
-        axpy2(out, taps[k], src(k), src(last - k));
+    for (k, &tk) in taps.iter().enumerate().take(r) {
+        axpy2(out, tk, src(k), src(last - k));
     }
     axpy(out, taps[r], src(r));
 }
@@ -129,9 +129,9 @@ pub fn cols_adjoint<T: Scalar>(
             // k ranges over taps with 0 ≤ q − k < h.
             let k_lo = (q + 1).saturating_sub(h);
             let k_hi = q.min(taps.len() - 1);
-            for k in k_lo..=k_hi {
+            for (k, &tk) in taps.iter().enumerate().take(k_hi + 1).skip(k_lo) {
                 let src = (q - k) * w;
-                axpy(or, taps[k], &gy[src..src + w]);
+                axpy(or, tk, &gy[src..src + w]);
             }
         }
     }
