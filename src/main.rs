@@ -61,8 +61,12 @@ fn main() -> ExitCode {
         Cmd::Metrics(a) => {
             dynface::metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty())))
         }
-        Cmd::Weights(WeightsCmd::Convert(a)) => dynface::weights::run_convert(&a).map(|_| ExitCode::SUCCESS),
-        Cmd::Weights(WeightsCmd::Download(a)) => dynface::weights::run_download(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Weights(WeightsCmd::Convert(a)) => {
+            dynface::weights::run_convert(&a).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Weights(WeightsCmd::Download(a)) => {
+            dynface::weights::run_download(&a).map(|_| ExitCode::SUCCESS)
+        }
         Cmd::Debug(DebugCmd::Blur(a)) => dynface::blur::run_debug_blur(&a).map(|lines| {
             for l in lines {
                 println!("{l}");

@@ -234,7 +234,12 @@ pub mod random {
         Tensor::new(shape.to_vec(), data)
     }
 
-    pub fn uniform<T: Scalar>(rng: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor<T> {
+    pub fn uniform<T: Scalar>(
+        rng: &mut ChaCha8Rng,
+        shape: &[usize],
+        lo: f64,
+        hi: f64,
+    ) -> Tensor<T> {
         let data = (0..numel(shape))
             .map(|_| T::of_f64(rng.gen_range(lo..hi)))
             .collect();

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 const TOL: f64 = 1e-4;
 
 fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/swinir").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/swinir")
+        .join(name)
 }
 
 fn load(path: &Path, prefix: &str) -> WeightMap {
@@ -42,7 +44,10 @@ fn derive_bias(w: &mut WeightMap, p: &str, ws: usize, heads: usize) {
     let n = ws * ws;
     let idx = swinir::relative_position_index(ws);
     let stored = &w[&format!("{p}relative_position_index")];
-    assert!(stored.data.iter().zip(&idx).all(|(&a, &b)| a as usize == b), "index differs");
+    assert!(
+        stored.data.iter().zip(&idx).all(|(&a, &b)| a as usize == b),
+        "index differs"
+    );
     let table = w[&format!("{p}relative_position_bias_table")].clone();
     let mut bias = vec![0.0f32; heads * n * n];
     for (ij, &t) in idx.iter().enumerate() {
@@ -50,11 +55,20 @@ fn derive_bias(w: &mut WeightMap, p: &str, ws: usize, heads: usize) {
             bias[h * n * n + ij] = table.data[t * heads + h];
         }
     }
-    w.insert(format!("{p}relative_position_bias"), Tensor::new(vec![heads, n, n], bias));
+    w.insert(
+        format!("{p}relative_position_bias"),
+        Tensor::new(vec![heads, n, n], bias),
+    );
 }
 
 /// Runs `build` on the fixture's x, checks `out` and the VJP with `cotangent`.
-fn check(name: &str, w: &WeightMap, out_key: &str, grad_key: &str, build: impl Fn(&mut Graph, NodeId) -> NodeId) {
+fn check(
+    name: &str,
+    w: &WeightMap,
+    out_key: &str,
+    grad_key: &str,
+    build: impl Fn(&mut Graph, NodeId) -> NodeId,
+) {
     let io = load(&dir(name).join("io.safetensors"), "");
     let x = &io["x"];
     let mut g = Graph::new();
@@ -62,7 +76,14 @@ fn check(name: &str, w: &WeightMap, out_key: &str, grad_key: &str, build: impl F
     let y = build(&mut g, xn);
     let ct = g.input("cotangent", g.shape(y).to_vec().as_slice());
     let gx = grad(&mut g, &[(y, ct)], &[xn]).unwrap()[0];
-    let out = eval(CpuBackend::<f32>::new(), &g, &[y, gx], &[("x", x), ("cotangent", &io["cotangent"])], w).unwrap();
+    let out = eval(
+        CpuBackend::<f32>::new(),
+        &g,
+        &[y, gx],
+        &[("x", x), ("cotangent", &io["cotangent"])],
+        w,
+    )
+    .unwrap();
     let e_out = out[0].rel_err(&io[out_key]);
     let e_grad = out[1].rel_err(&io[grad_key]);
     println!("{name}: out rel err {e_out:.2e}, grad_x rel err {e_grad:.2e}");
@@ -89,8 +110,15 @@ fn block_cfg(dim: usize, ws: usize, mlp: f32) -> SwinIRConfig {
 #[test]
 fn window_attention_matches_basicsr() {
     let c = config("window_attention");
-    let (dim, heads, ws) = (c["dim"].as_u64().unwrap() as usize, c["num_heads"].as_u64().unwrap() as usize, c["window_size"].as_u64().unwrap() as usize);
-    let mut w = load(&dir("window_attention").join("weights.safetensors"), "attn.");
+    let (dim, heads, ws) = (
+        c["dim"].as_u64().unwrap() as usize,
+        c["num_heads"].as_u64().unwrap() as usize,
+        c["window_size"].as_u64().unwrap() as usize,
+    );
+    let mut w = load(
+        &dir("window_attention").join("weights.safetensors"),
+        "attn.",
+    );
     derive_bias(&mut w, "attn.", ws, heads);
     let io = load(&dir("window_attention").join("io.safetensors"), "");
     w.insert("mask".into(), io["mask"].clone());
@@ -99,7 +127,13 @@ fn window_attention_matches_basicsr() {
         let m = g.constant("mask", &[n_win, ws * ws, ws * ws]);
         swinir::window_attention(g, x, "attn", dim, heads, Some(m), n_win).unwrap()
     });
-    check("window_attention", &w, "out_nomask", "grad_x_nomask", |g, x| swinir::window_attention(g, x, "attn", dim, heads, None, n_win).unwrap());
+    check(
+        "window_attention",
+        &w,
+        "out_nomask",
+        "grad_x_nomask",
+        |g, x| swinir::window_attention(g, x, "attn", dim, heads, None, n_win).unwrap(),
+    );
 }
 
 fn block_case(name: &str) {
@@ -108,16 +142,26 @@ fn block_case(name: &str) {
     let heads = c["num_heads"].as_u64().unwrap() as usize;
     let ws = c["window_size"].as_u64().unwrap() as usize;
     let shift = c["shift_size"].as_u64().unwrap() as usize;
-    let res: Vec<usize> = c["input_resolution"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let res: Vec<usize> = c["input_resolution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let cfg = block_cfg(dim, ws, c["mlp_ratio"].as_f64().unwrap() as f32);
     let mut w = load(&dir(name).join("weights.safetensors"), "blk.");
     derive_bias(&mut w, "blk.attn.", ws, heads);
     if shift > 0 {
         // Our mask is recomputed from the geometry; it must equal basicsr's buffer.
         let ours = swinir::shift_mask(res[0], res[1], ws, shift);
-        assert_eq!(ours.data, w["blk.attn_mask"].data, "shift mask differs from basicsr");
+        assert_eq!(
+            ours.data, w["blk.attn_mask"].data,
+            "shift mask differs from basicsr"
+        );
     }
-    check(name, &w, "out", "grad_x", |g, x| swinir::swin_block(g, x, "blk", &cfg, heads, res[0], res[1], shift).unwrap());
+    check(name, &w, "out", "grad_x", |g, x| {
+        swinir::swin_block(g, x, "blk", &cfg, heads, res[0], res[1], shift).unwrap()
+    });
 }
 
 #[test]
@@ -137,18 +181,31 @@ fn residual_swin_stage_matches_basicsr() {
     let heads = c["num_heads"].as_u64().unwrap() as usize;
     let ws = c["window_size"].as_u64().unwrap() as usize;
     let depth = c["depth"].as_u64().unwrap() as usize;
-    let res: Vec<usize> = c["input_resolution"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let res: Vec<usize> = c["input_resolution"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let mut cfg = block_cfg(dim, ws, c["mlp_ratio"].as_f64().unwrap() as f32);
     cfg.depths = vec![depth];
     cfg.num_heads = vec![heads];
     let mut w = load(&dir("rstb").join("weights.safetensors"), "layers.0.");
     swinir::derive_weights(&cfg, &mut w, res[0], res[1]).unwrap();
-    check("rstb", &w, "out", "grad_x", |g, x| swinir::rstb(g, x, 0, &cfg, res[0], res[1]).unwrap());
+    check("rstb", &w, "out", "grad_x", |g, x| {
+        swinir::rstb(g, x, 0, &cfg, res[0], res[1]).unwrap()
+    });
 }
 
 fn whole(name: &str) {
     let c = config(name);
-    let list = |k: &str| -> Vec<usize> { c[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect() };
+    let list = |k: &str| -> Vec<usize> {
+        c[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    };
     let cfg = SwinIRConfig {
         in_chans: c["in_chans"].as_u64().unwrap() as usize,
         embed_dim: c["embed_dim"].as_u64().unwrap() as usize,
@@ -167,7 +224,9 @@ fn whole(name: &str) {
     let mut w = load(&dir(name).join("weights.safetensors"), "");
     swinir::derive_weights(&cfg, &mut w, h, wd).unwrap();
     w.extend(swinir::builtin_constants());
-    check(name, &w, "out", "grad_x", |g, x| swinir::build(g, &cfg, x).unwrap());
+    check(name, &w, "out", "grad_x", |g, x| {
+        swinir::build(g, &cfg, x).unwrap()
+    });
 }
 
 #[test]
