@@ -8,3 +8,5 @@ pub mod backend;
 pub mod exec;
 pub mod graph;
 pub mod tensor;
+pub mod diffusion;
+pub mod sampler;
