@@ -5,8 +5,8 @@
 //! sampler → CLI. See ARCHITECTURE.md.
 
 pub mod backend;
+pub mod diffusion;
 pub mod exec;
 pub mod graph;
-pub mod tensor;
-pub mod diffusion;
 pub mod sampler;
+pub mod tensor;

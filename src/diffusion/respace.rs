@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(k[125], 502);
         let k = space_timesteps(100, "10,15,20").unwrap();
         assert_eq!(k.len(), 45);
-        assert_eq!((k[0], k[9], k[10], k[24], k[25], k[44]), (0, 33, 34, 66, 67, 99));
+        assert_eq!(
+            (k[0], k[9], k[10], k[24], k[25], k[44]),
+            (0, 33, 34, 66, 67, 99)
+        );
     }
 
     #[test]

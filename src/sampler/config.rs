@@ -126,7 +126,10 @@ impl SamplerConfig {
             return bad(format!("zeta {} must be finite and ≥ 0", self.zeta));
         }
         if !(self.zeta_sigma.is_finite() && self.zeta_sigma >= 0.0) {
-            return bad(format!("zeta_sigma {} must be finite and ≥ 0", self.zeta_sigma));
+            return bad(format!(
+                "zeta_sigma {} must be finite and ≥ 0",
+                self.zeta_sigma
+            ));
         }
         if !(self.sigma_min > 0.0 && self.sigma_min <= self.sigma_max) {
             return bad(format!(

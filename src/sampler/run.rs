@@ -186,7 +186,10 @@ impl<B: Backend> Sampler<B> {
         let a = self.schedule.alphas_cumprod[k];
         let t = self.schedule.timesteps[k] as f64;
         let vec1 = |v: f64| Tensor::new(vec![b], vec![B::Elem::of_f64(v); b]);
-        let xs = Tensor::new(shape.to_vec(), x.iter().map(|&v| B::Elem::of_f64(v)).collect());
+        let xs = Tensor::new(
+            shape.to_vec(),
+            x.iter().map(|&v| B::Elem::of_f64(v)).collect(),
+        );
         self.exec.set_input(names::X, &xs)?;
         self.exec.set_input(names::T, &vec1(t))?;
         self.exec.set_input(names::ALPHA_BAR, &vec1(a))?;
@@ -194,7 +197,8 @@ impl<B: Backend> Sampler<B> {
             .set_input(names::RECIP_SQRT_AB, &vec1((1.0 / a).sqrt()))?;
         self.exec
             .set_input(names::RECIPM1_SQRT_AB, &vec1((1.0 / a - 1.0).sqrt()))?;
-        let from = |v: &[f64]| Tensor::new(vec![b], v.iter().map(|&s| B::Elem::of_f64(s)).collect());
+        let from =
+            |v: &[f64]| Tensor::new(vec![b], v.iter().map(|&s| B::Elem::of_f64(s)).collect());
         for i in 0..self.cfg.num_guidance {
             self.exec
                 .set_input(&names::y(i), &Tensor::new(shape.to_vec(), y[i].clone()))?;
@@ -436,11 +440,23 @@ impl<B: Backend> Sampler<B> {
                         } else {
                             None
                         };
-                        step::ddpm(&self.schedule, k, self.cfg.variance, xs, x0, v.as_deref(), &z)
+                        step::ddpm(
+                            &self.schedule,
+                            k,
+                            self.cfg.variance,
+                            xs,
+                            x0,
+                            v.as_deref(),
+                            &z,
+                        )
                     }
                 }
                 if (0..n).any(|i| active[i][s]) {
-                    let gr = &vals.grad.as_ref().expect("guided graph has a gradient").data[r.clone()];
+                    let gr = &vals
+                        .grad
+                        .as_ref()
+                        .expect("guided graph has a gradient")
+                        .data[r.clone()];
                     for j in 0..per {
                         let sc = s_map.as_ref().map_or(1.0, |m| m.data[s * per + j]);
                         xs[j] -= self.cfg.zeta * sc * gr[j];
