@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod diffusion;
+pub mod dsst;
 pub mod exec;
 pub mod graph;
 pub mod sampler;
