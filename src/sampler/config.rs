@@ -1,0 +1,183 @@
+//! Sampler settings (METHOD.md Eq. 5, 7, 13, 15 and §4), with the project's defaults.
+
+use super::{Result, SamplerError};
+use crate::diffusion::{BetaSchedule, VarianceMode};
+use serde::{Deserialize, Serialize};
+
+/// DDIM stochasticity.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Eta {
+    Fixed(f64),
+    /// η = σ̂/10 per sample, σ̂ the initial width of the first guidance (the authors' README).
+    SigmaHatOver10,
+}
+
+/// Which reverse step a sampler spec names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    Ddpm,
+    Ddim,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// Original schedule of the prior.
+    pub schedule: BetaSchedule,
+    /// "ddimN" (DDIM on guided-diffusion's ddim spacing) or "N" / "N1,N2,…" (DDPM).
+    pub sampler: String,
+    /// Guidance strength ζ (Eq. 5) on the plain, unsquared norm.
+    pub zeta: f64,
+    /// σ refinement rate ζ_σ (Eq. 7); 0 turns refinement off.
+    pub zeta_sigma: f64,
+    /// σ_i are clamped to this range after each refinement step.
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    pub eta: Eta,
+    pub variance: VarianceMode,
+    /// Number of guidance images N (0: unguided sampling from noise).
+    pub num_guidance: usize,
+    /// Weights w_i; `None` takes the paper's Table 7 defaults for N.
+    pub weights: Option<Vec<f64>>,
+    /// Clip x̂₀ to [−1, 1] (Eq. 3).
+    pub clip_x0: bool,
+    /// Take the guidance gradient with respect to x̂₀ instead of x_t (no backpropagation
+    /// through the denoiser; cheaper, not the paper's method).
+    pub fast_guidance: bool,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            schedule: BetaSchedule::linear1000(),
+            sampler: "ddim250".into(),
+            zeta: 0.3,
+            zeta_sigma: 0.05,
+            sigma_min: 0.1,
+            sigma_max: 15.0,
+            eta: Eta::Fixed(0.5),
+            variance: VarianceMode::LearnedRange,
+            num_guidance: 3,
+            weights: None,
+            clip_x0: true,
+            fast_guidance: false,
+        }
+    }
+}
+
+/// The paper's weights for N guidance images (Table 7).
+pub fn default_weights(n: usize) -> Option<Vec<f64>> {
+    match n {
+        0 => Some(vec![]),
+        1 => Some(vec![1.0]),
+        2 => Some(vec![0.8, 0.2]),
+        3 => Some(vec![0.7, 0.2, 0.1]),
+        4 => Some(vec![0.7, 0.1, 0.1, 0.1]),
+        _ => None,
+    }
+}
+
+/// σ_i = σ̂·(N−i+1)/N for i = 1..N (METHOD.md Eq. 15 choice): σ̂ first, the largest.
+pub fn guidance_sigmas(sigma_hat: f64, n: usize) -> Vec<f64> {
+    (1..=n)
+        .map(|i| sigma_hat * (n - i + 1) as f64 / n as f64)
+        .collect()
+}
+
+impl SamplerConfig {
+    pub fn step_kind(&self) -> StepKind {
+        if self.sampler.trim().starts_with("ddim") {
+            StepKind::Ddim
+        } else {
+            StepKind::Ddpm
+        }
+    }
+
+    pub fn weights(&self) -> Result<Vec<f64>> {
+        let w = match &self.weights {
+            Some(w) => w.clone(),
+            None => default_weights(self.num_guidance).ok_or_else(|| {
+                SamplerError::Config(format!(
+                    "no default weights for {} guidance images: set `weights`",
+                    self.num_guidance
+                ))
+            })?,
+        };
+        if w.len() != self.num_guidance {
+            return Err(SamplerError::Config(format!(
+                "`weights` has {} values for {} guidance images",
+                w.len(),
+                self.num_guidance
+            )));
+        }
+        if let Some(bad) = w.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return Err(SamplerError::Config(format!(
+                "guidance weight {bad} must be finite and ≥ 0"
+            )));
+        }
+        Ok(w)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.weights()?;
+        let bad = |m: String| Err(SamplerError::Config(m));
+        if !(self.zeta.is_finite() && self.zeta >= 0.0) {
+            return bad(format!("zeta {} must be finite and ≥ 0", self.zeta));
+        }
+        if !(self.zeta_sigma.is_finite() && self.zeta_sigma >= 0.0) {
+            return bad(format!(
+                "zeta_sigma {} must be finite and ≥ 0",
+                self.zeta_sigma
+            ));
+        }
+        if !(self.sigma_min > 0.0 && self.sigma_min <= self.sigma_max) {
+            return bad(format!(
+                "sigma range [{}, {}] must satisfy 0 < min ≤ max",
+                self.sigma_min, self.sigma_max
+            ));
+        }
+        if let Eta::Fixed(e) = self.eta {
+            if !(e.is_finite() && e >= 0.0) {
+                return bad(format!("eta {e} must be finite and ≥ 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_method_md() {
+        let c = SamplerConfig::default();
+        assert_eq!(c.weights().unwrap(), vec![0.7, 0.2, 0.1]);
+        assert_eq!(c.step_kind(), StepKind::Ddim);
+        let s = guidance_sigmas(6.0, 3);
+        assert_eq!(s, vec![6.0, 4.0, 2.0]);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn config_round_trips_and_rejects_unknown_keys() {
+        let c = SamplerConfig {
+            eta: Eta::SigmaHatOver10,
+            num_guidance: 2,
+            ..Default::default()
+        };
+        let j = serde_json::to_string(&c).unwrap();
+        let back: SamplerConfig = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, c);
+        let partial: SamplerConfig = serde_json::from_str(r#"{"zeta": 0.5}"#).unwrap();
+        assert_eq!(partial.zeta, 0.5);
+        assert_eq!(partial.num_guidance, 3);
+        assert!(serde_json::from_str::<SamplerConfig>(r#"{"zeta_typo": 1}"#).is_err());
+        let five = SamplerConfig {
+            num_guidance: 5,
+            ..Default::default()
+        };
+        assert!(five.weights().is_err());
+    }
+}
