@@ -7,4 +7,5 @@
 pub mod backend;
 pub mod exec;
 pub mod graph;
+pub mod models;
 pub mod tensor;

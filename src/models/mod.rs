@@ -1,0 +1,3 @@
+//! Network definitions built on the graph.
+
+pub mod unet;
