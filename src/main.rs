@@ -22,6 +22,11 @@ enum Cmd {
     Degrade(dynface::degrade::DegradeArgs),
     /// PSNR and SSIM of restored images against references, paired by file stem.
     Metrics(dynface::metrics::MetricsArgs),
+    /// The dynamic starting-step table (DSST, Eq. 23): build it from HQ faces.
+    Dsst(dynface::dsst::DsstArgs),
+    /// Size, parameter count and cost of a network.
+    #[command(subcommand)]
+    Info(InfoCmd),
     /// Checkpoints: convert PyTorch .pth to safetensors, download the public ones.
     #[command(subcommand)]
     Weights(WeightsCmd),
@@ -30,6 +35,12 @@ enum Cmd {
     Debug(DebugCmd),
     /// Print the engine's build facts: backends compiled in, threads, version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum InfoCmd {
+    /// The diffusion UNet: tensors, parameters, MACs per forward, planned memory.
+    Unet(dynface::models::unet::cli::InfoArgs),
 }
 
 #[derive(Subcommand)]
@@ -44,6 +55,8 @@ enum WeightsCmd {
 enum DebugCmd {
     /// Gaussian blur, its adjoint and ∂/∂σ on tensors from a safetensors file.
     Blur(dynface::blur::DebugBlurArgs),
+    /// The UNet's output (and input gradient for a cotangent) on tensors from a safetensors file.
+    Unet(dynface::models::unet::cli::DebugArgs),
 }
 
 fn code(c: i32) -> ExitCode {
@@ -67,6 +80,21 @@ fn main() -> ExitCode {
         Cmd::Weights(WeightsCmd::Download(a)) => {
             dynface::weights::run_download(&a).map(|_| ExitCode::SUCCESS)
         }
+        Cmd::Dsst(a) => dynface::dsst::run_dsst(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Info(InfoCmd::Unet(a)) => dynface::models::unet::cli::run_info_unet(&a).map(|i| {
+            print!("{i}");
+            ExitCode::SUCCESS
+        }),
+        Cmd::Debug(DebugCmd::Unet(a)) => dynface::models::unet::cli::run_debug_unet(&a).map(|r| {
+            println!(
+                "out {:?}{}; planned arena {:.2} GB; {:.2} s",
+                r.out_shape,
+                if r.with_grad { " and grad_x" } else { "" },
+                r.peak_bytes as f64 / 1e9,
+                r.seconds
+            );
+            ExitCode::SUCCESS
+        }),
         Cmd::Debug(DebugCmd::Blur(a)) => dynface::blur::run_debug_blur(&a).map(|lines| {
             for l in lines {
                 println!("{l}");
