@@ -15,6 +15,7 @@ pub mod exec;
 pub mod graph;
 pub mod metrics;
 pub mod models;
+pub mod restore;
 pub mod sampler;
 pub mod sigma_star;
 pub mod tensor;

@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Restore degraded face photos: files, folders or globs (the main job).
+    Restore(dynface::restore::RestoreArgs),
     /// Degrade HQ images with the synthetic model of Eq. 16 (blur, resize, noise, JPEG).
     Degrade(dynface::degrade::DegradeArgs),
     /// PSNR and SSIM of restored images against references, paired by file stem.
@@ -49,6 +51,8 @@ enum WeightsCmd {
     Convert(dynface::weights::ConvertArgs),
     /// Download the public checkpoints of the manifest, verify their SHA-256, convert them.
     Download(dynface::weights::DownloadArgs),
+    /// Write a complete random-weight model set (UNet, SwinIR, SE, DGSA, DSST) for tests and demos.
+    Random(dynface::restore::RandomArgs),
 }
 
 #[derive(Subcommand)]
@@ -70,6 +74,10 @@ fn code(c: i32) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r: anyhow::Result<ExitCode> = match cli.cmd {
+        Cmd::Restore(a) => dynface::restore::run_restore(&a).map(|r| code(r.exit_code())),
+        Cmd::Weights(WeightsCmd::Random(a)) => {
+            dynface::restore::run_random(&a).map(|_| ExitCode::SUCCESS)
+        }
         Cmd::Degrade(a) => dynface::degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => {
             dynface::metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty())))
