@@ -251,7 +251,7 @@ fn run_on<B: Backend + Clone>(
         match load_input(f, s) {
             Ok(img) => todo.push((f.clone(), out, img)),
             Err(e) => {
-                images_bar.println(format!("error: {e:#}"));
+                mp.suspend(|| eprintln!("error: {e:#}"));
                 reports.push(ImageReport {
                     input: f.clone(),
                     output: None,
@@ -303,7 +303,7 @@ fn run_on<B: Backend + Clone>(
                     let saved = save_output(&plane, img, out);
                     if let Some(d) = &args.dump {
                         if let Err(e) = super::dump::dump_image(d, &names[i], i, &res, &models) {
-                            images_bar.println(format!("warning: dump for {}: {e:#}", f.display()));
+                            mp.suspend(|| eprintln!("warning: dump for {}: {e:#}", f.display()));
                         }
                     }
                     let (status, error) = match &saved {
@@ -314,7 +314,7 @@ fn run_on<B: Backend + Clone>(
                         ),
                     };
                     if let Some(e) = &error {
-                        images_bar.println(format!("error: {e}"));
+                        mp.suspend(|| eprintln!("error: {e}"));
                     }
                     reports.push(ImageReport {
                         input: f.clone(),
@@ -329,7 +329,7 @@ fn run_on<B: Backend + Clone>(
                 }
             }
             Err(e) => {
-                images_bar.println(format!("error: batch {}: {e:#}", names.join(", ")));
+                mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
                 for (f, _, img) in chunk {
                     reports.push(ImageReport {
                         input: f.clone(),

@@ -1,0 +1,290 @@
+//! End to end with the tiny random-weight model set: the pipeline runs on the CPU, is
+//! deterministic for a seed, writes the report, and survives bad files in a batch.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dynface")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dynface-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// One tiny model set shared by the tests of this file.
+fn weights() -> &'static Path {
+    static W: OnceLock<PathBuf> = OnceLock::new();
+    W.get_or_init(|| {
+        let d = tmp("weights");
+        dynface::restore::write_random_set("tiny", &d, 0).unwrap();
+        d
+    })
+}
+
+/// A small synthetic face-like test image (not one of the licensed faces).
+fn synthetic_png(path: &Path, w: u32, h: u32, seed: u32) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let v = |k: u32| {
+            (((x * (3 + k + seed) + y * (5 + 2 * k)) % 97) as f32 / 97.0 * 200.0 + 30.0) as u8
+        };
+        image::Rgb([v(0), v(1), v(2)])
+    });
+    img.save(path).unwrap();
+}
+
+fn restore(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("restore")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn restores_deterministically_and_reports_every_stage() {
+    let inp = tmp("det-in");
+    synthetic_png(&inp.join("a.png"), 64, 64, 1);
+    synthetic_png(&inp.join("b.png"), 80, 72, 2);
+    let w = weights().to_str().unwrap();
+    let o1 = tmp("det-out1");
+    let o2 = tmp("det-out2");
+    let dump = tmp("det-dump");
+    for (o, extra) in [(&o1, vec!["--dump", dump.to_str().unwrap()]), (&o2, vec![])] {
+        let mut a = vec![
+            inp.to_str().unwrap(),
+            "-o",
+            o.to_str().unwrap(),
+            "--weights",
+            w,
+            "--device",
+            "cpu",
+            "--seed",
+            "7",
+            "--quiet",
+        ];
+        a.extend(extra);
+        let out = restore(&a);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for name in ["a.png", "b.png"] {
+        let x = std::fs::read(o1.join(name)).unwrap();
+        assert_eq!(
+            x,
+            std::fs::read(o2.join(name)).unwrap(),
+            "{name}: same seed, different output"
+        );
+        let img = image::open(o1.join(name)).unwrap();
+        let (iw, ih) = image::open(inp.join(name)).unwrap().to_rgb8().dimensions();
+        assert_eq!(
+            (img.width(), img.height()),
+            (iw, ih),
+            "output keeps the input size"
+        );
+    }
+    let r = report(&o1);
+    assert_eq!(r["restored"], 2);
+    for im in r["images"].as_array().unwrap() {
+        let t = &im["trace"];
+        let s0 = t["sigma_initial"].as_array().unwrap();
+        assert_eq!(s0.len(), 3, "three guidance images by default");
+        let sig: Vec<f64> = s0.iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(
+            sig[0] >= sig[1] && sig[1] >= sig[2] && sig[2] >= 0.1,
+            "σ_i decreasing: {sig:?}"
+        );
+        let steps: Vec<u64> = t["start_steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert!(
+            steps.windows(2).all(|p| p[0] >= p[1]) && steps[0] < 1000,
+            "t_i: {steps:?}"
+        );
+        for v in t["sigma_final"].as_array().unwrap() {
+            let v = v.as_f64().unwrap();
+            assert!((0.1..=15.0).contains(&v));
+        }
+    }
+    for f in ["rm.png", "guidance_1.png", "guidance_3.png", "stages.json"] {
+        assert!(dump.join("a").join(f).exists(), "dump lacks {f}");
+    }
+    // A different seed changes the result.
+    let o3 = tmp("det-out3");
+    let out = restore(&[
+        inp.to_str().unwrap(),
+        "-o",
+        o3.to_str().unwrap(),
+        "--weights",
+        w,
+        "--device",
+        "cpu",
+        "--seed",
+        "8",
+        "--quiet",
+    ]);
+    assert!(out.status.success());
+    assert_ne!(
+        std::fs::read(o1.join("a.png")).unwrap(),
+        std::fs::read(o3.join("a.png")).unwrap()
+    );
+}
+
+#[test]
+fn a_bad_file_is_reported_and_the_rest_still_run() {
+    let inp = tmp("bad-in");
+    synthetic_png(&inp.join("good.png"), 64, 64, 3);
+    std::fs::write(
+        inp.join("corrupt.png"),
+        b"\x89PNG\r\n\x1a\n this is not really a png",
+    )
+    .unwrap();
+    std::fs::write(inp.join("notes.png"), b"plain text, not an image").unwrap();
+    let o = tmp("bad-out");
+    let out = restore(&[
+        inp.to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+        "--weights",
+        weights().to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(
+        !out.status.success(),
+        "failures must give a non-zero exit code"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corrupt.png") && err.contains("notes.png"),
+        "{err}"
+    );
+    assert!(o.join("good.png").exists());
+    let names: Vec<String> = std::fs::read_dir(&o)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("corrupt") || n.starts_with("notes") || n.contains(".tmp")),
+        "partial outputs left: {names:?}"
+    );
+    let r = report(&o);
+    assert_eq!(
+        (r["restored"].as_u64(), r["failed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // A rerun resumes: the finished image is skipped, not redone.
+    let out = restore(&[
+        inp.join("good.png").to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+        "--weights",
+        weights().to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(report(&o)["skipped"], 1);
+}
+
+#[test]
+fn an_unwritable_output_folder_fails_that_image_cleanly() {
+    let inp = tmp("ro-in");
+    synthetic_png(&inp.join("x.png"), 64, 64, 4);
+    // A file where the output folder should be: nothing can be created under it.
+    let blocker = tmp("ro-parent").join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let out = restore(&[
+        inp.to_str().unwrap(),
+        "-o",
+        blocker.join("out").to_str().unwrap(),
+        "--weights",
+        weights().to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot create output folder"), "{err}");
+}
+
+#[test]
+fn missing_weights_name_the_file_its_source_and_its_place() {
+    let inp = tmp("nw-in");
+    synthetic_png(&inp.join("x.png"), 64, 64, 5);
+    let empty = tmp("nw-weights");
+    let o = tmp("nw-out");
+    let out = restore(&[
+        inp.to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+        "--weights",
+        empty.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--no-download",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("iddpm_ffhq512_ema500000"), "{err}");
+    assert!(
+        err.contains("https://github.com/zsyOAOA/DifFace/releases/download/V1.0/"),
+        "{err}"
+    );
+    assert!(err.contains(empty.to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn the_twelve_real_photos_go_through_the_whole_pipeline() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/real_lq");
+    if !dir.is_dir() {
+        println!(
+            "skipped: {} not found (the shared face set is outside the repository)",
+            dir.display()
+        );
+        return;
+    }
+    let o = tmp("real");
+    let out = restore(&[
+        dir.to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+        "--weights",
+        weights().to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--sampler",
+        "ddim10",
+        "--batch",
+        "4",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&o);
+    assert_eq!(r["restored"], 12);
+    assert_eq!(r["failed"], 0);
+}
