@@ -160,6 +160,7 @@ pub fn infer(
         }
         Conv2dBackwardInput { p, in_hw } => {
             arity(op, ins, &[2])?;
+            positive_geometry(p)?;
             let (dy, w) = (ins[0], ins[1]);
             rank("dy", dy, 4)?;
             rank("weight", w, 4)?;
@@ -175,6 +176,7 @@ pub fn infer(
         }
         Conv2dBackwardWeight { p, w_shape } => {
             arity(op, ins, &[2])?;
+            positive_geometry(p)?;
             let (x, dy) = (ins[0], ins[1]);
             rank("x", x, 4)?;
             rank("dy", dy, 4)?;
@@ -402,6 +404,19 @@ pub fn infer(
             same(ins[0], ins[2])?;
             Ok(vec![ins[0][0]])
         }
+    }
+}
+
+/// Stride and groups of the backward convolutions, which (unlike `Conv2d`) are built from
+/// parameters that no forward check has seen when pushed directly: zero would divide by zero.
+fn positive_geometry(p: &super::op::Conv2dParams) -> Result<(), String> {
+    if p.stride == 0 || p.groups == 0 {
+        Err(format!(
+            "stride {} and groups {} must be ≥ 1",
+            p.stride, p.groups
+        ))
+    } else {
+        Ok(())
     }
 }
 
