@@ -1003,3 +1003,73 @@ fn grad_and_executor_binding_errors() {
         Err(CheckError::Graph(_))
     ));
 }
+
+// ---------------------------------------------------------------------------------------
+// Large tensors (threaded CPU paths) and f32 against f64 on every case
+
+#[test]
+fn vjp_large_tensors() {
+    vjp_family("large", &VjpOptions::default());
+}
+
+#[test]
+fn forward_large_tensors() {
+    for c in cases::family("large") {
+        let (y, xs, g) = run_case(&c);
+        let want = match c.name.split_whitespace().next().unwrap() {
+            "mul" => naive::broadcast_op(&xs[0], &xs[1], |p, q| p * q),
+            "div" => naive::broadcast_op(&xs[0], &xs[1], |p, q| p / q),
+            "sum" => naive::reduce(&xs[0], &[0, 2], false, false),
+            "mean" => naive::reduce(&xs[0], &[0, 1, 2, 3], false, true),
+            "sum_to" => naive::reduce(&xs[0], &[0, 2], true, false).reshape(&[16, 1, 64]),
+            "softmax" => naive::softmax(&xs[0]),
+            "permute" => naive::permute(&xs[0], &[0, 2, 3, 1]),
+            "roll" => naive::roll(&xs[0], &[(2, 5), (3, -9)]),
+            "group_norm" => naive::group_norm(&xs[0], &xs[1], &xs[2], 8, 1e-5f32 as f64),
+            "layer_norm" => naive::layer_norm(&xs[0], &xs[1], &xs[2], 1e-5f32 as f64),
+            "matmul" => {
+                let Op::MatMul { trans_a, trans_b } = *find_op(&g, "matmul") else {
+                    unreachable!()
+                };
+                naive::matmul(&xs[0], &xs[1], trans_a, trans_b)
+            }
+            "conv2d" => {
+                let pad = if c.name.contains("1x1") { 0 } else { 1 };
+                naive::conv2d(&xs[0], &xs[1], xs.get(2), 1, pad, 1)
+            }
+            "gelu" => naive::gelu(&xs[0]),
+            other => panic!("no reference for large case {other}"),
+        };
+        assert_close(&c.name, &y, &want);
+    }
+}
+
+#[test]
+fn f32_matches_f64_on_every_case() {
+    use dynface::check::parity::{compare, eval_case};
+    let mut failures = vec![];
+    let mut skipped = vec![];
+    for c in cases::all() {
+        let seed = c.seed();
+        let hi = match eval_case(CpuBackend::<f64>::new(), &c, seed) {
+            Ok(v) => v,
+            Err(CheckError::Unsupported(m)) => {
+                skipped.push(format!("{}/{}: {m}", c.family, c.name));
+                continue;
+            }
+            Err(e) => panic!("{}: {e}", c.name),
+        };
+        let lo = eval_case(CpuBackend::<f32>::new(), &c, seed).unwrap();
+        for (name, e) in compare(&lo, &hi) {
+            // f32 rounding (6·10⁻⁸) amplified by at most a few hundred in these small,
+            // well-conditioned cases.
+            if !(e < 1e-5) {
+                failures.push(format!("{}/{} {name}: rel err {e:.2e}", c.family, c.name));
+            }
+        }
+    }
+    for s in &skipped {
+        println!("SKIPPED {s}");
+    }
+    assert!(failures.is_empty(), "f32 vs f64:\n{}", failures.join("\n"));
+}

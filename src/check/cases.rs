@@ -228,6 +228,7 @@ pub const FAMILIES: &[&str] = &[
     "timestep_embedding",
     "blur",
     "network",
+    "large",
 ];
 
 /// All cases of all families.
@@ -248,6 +249,7 @@ pub fn all() -> Vec<Case> {
     v.extend(timestep());
     v.extend(blur());
     v.extend(network());
+    v.extend(large());
     v
 }
 
@@ -903,6 +905,94 @@ fn network() -> Vec<Case> {
         };
         res_attn_block(g, i[0], 2, &mut p)
     })]
+}
+
+/// Tensors above the CPU backend's thresholds for threading (2¹⁵ elements, 2¹⁸
+/// multiply-adds) and for splitting a convolution into column bands, so the parallel code
+/// paths are checked as well as the serial ones the small cases take.
+fn large() -> Vec<Case> {
+    let f = "large";
+    let big = [2, 16, 32, 64];
+    vec![
+        case(
+            f,
+            "mul broadcast [2,16,32,64]*[16,1,64]",
+            vec![n("a", &big), n("b", &[16, 1, 64])],
+            |g, i| g.mul(i[0], i[1]),
+        ),
+        case(
+            f,
+            "div same shape",
+            vec![n("a", &big), pos("b", &big)],
+            |g, i| g.div(i[0], i[1]),
+        ),
+        case(f, "gelu", vec![ns("x", &big, 2.0)], |g, i| g.gelu(i[0])),
+        case(f, "sum axes [0,2]", vec![n("x", &big)], |g, i| {
+            g.sum(i[0], &[0, 2], false)
+        }),
+        case(f, "mean all", vec![n("x", &big)], |g, i| {
+            g.mean(i[0], &[0, 1, 2, 3], false)
+        }),
+        case(f, "sum_to [16,1,64]", vec![n("x", &big)], |g, i| {
+            g.sum_to(i[0], &[16, 1, 64])
+        }),
+        case(
+            f,
+            "softmax [64,1024]",
+            vec![ns("x", &[64, 1024], 2.0)],
+            |g, i| g.softmax(i[0]),
+        ),
+        case(f, "permute [0,2,3,1]", vec![n("x", &big)], |g, i| {
+            g.permute(i[0], &[0, 2, 3, 1])
+        }),
+        case(f, "roll", vec![n("x", &big)], |g, i| {
+            g.roll(i[0], &[(2, 5), (3, -9)])
+        }),
+        case(
+            f,
+            "group_norm [2,32,32,32] groups 8",
+            vec![
+                n("x", &[2, 32, 32, 32]),
+                n("gamma", &[32]),
+                n("beta", &[32]),
+            ],
+            |g, i| g.group_norm(i[0], i[1], i[2], 8, 1e-5),
+        ),
+        case(
+            f,
+            "layer_norm [256,256]",
+            vec![n("x", &[256, 256]), n("gamma", &[256]), n("beta", &[256])],
+            |g, i| g.layer_norm(i[0], i[1], i[2], 1e-5),
+        ),
+        case(
+            f,
+            "matmul threaded [130,70]·[70,40]",
+            vec![n("a", &[130, 70]), n("b", &[70, 40])],
+            |g, i| g.matmul(i[0], i[1], false, false),
+        ),
+        case(
+            f,
+            "matmul many heads [64,32,32]ᵀ",
+            vec![n("a", &[64, 32, 32]), n("b", &[64, 32, 32])],
+            |g, i| g.matmul(i[0], i[1], true, false),
+        ),
+        case(
+            f,
+            "conv2d 256ch two column bands",
+            vec![
+                n("x", &[2, 256, 32, 32]),
+                ns("w", &[2, 256, 3, 3], 1.0 / 48.0),
+                n("b", &[2]),
+            ],
+            |g, i| g.conv2d(i[0], i[1], Some(i[2]), 1, 1, 1),
+        ),
+        case(
+            f,
+            "conv2d 1x1 threaded gemm",
+            vec![n("x", &[1, 64, 32, 32]), ns("w", &[32, 64, 1, 1], 0.125)],
+            |g, i| g.conv2d(i[0], i[1], None, 1, 0, 1),
+        ),
+    ]
 }
 
 /// Every op kind of [`Op`]. [`covers_every_variant`] fails to compile when a variant is

@@ -5,6 +5,7 @@
 
 pub mod cases;
 pub mod dot_test;
+pub mod parity;
 pub mod vjp;
 
 use crate::backend::BackendError;

@@ -185,14 +185,16 @@ pub fn worst(a: f64, b: f64) -> f64 {
     }
 }
 
-/// |fd − an| relative to the larger of the two, floored at 10⁻⁶·‖g‖‖d‖ (a directional
-/// derivative is generically ~‖g‖‖d‖/√n, so the floor only matters after an unlucky
-/// cancellation) and at 100× the rounding noise of the stencil.
-fn rel(fd: f64, an: f64, bound: f64, noise: f64) -> f64 {
+/// |fd − an| relative to the larger of the two, floored at `typical`, the standard
+/// deviation of ⟨g, d⟩ over random directions d (‖g‖·σ_d): a random direction can make
+/// ⟨g, d⟩ arbitrarily small by cancellation, and then the ratio would measure the
+/// stencil's noise, not the gradient. Against that floor the ratio is the relative error
+/// of the gradient itself, ‖δg‖/‖g‖. Also floored at 100× the stencil's rounding noise.
+fn rel(fd: f64, an: f64, typical: f64, noise: f64) -> f64 {
     let denom = fd
         .abs()
         .max(an.abs())
-        .max(1e-6 * bound)
+        .max(typical)
         .max(100.0 * noise)
         .max(f64::MIN_POSITIVE);
     (fd - an).abs() / denom
@@ -251,10 +253,10 @@ pub fn check_case(case: &Case, opts: &VjpOptions) -> Result<VjpReport, CheckErro
             let d: Tensor<f64> = random::normal(&mut rng, &spec.shape, scales[k]);
             let an = g.dot(&d);
             let mut dirs: Vec<Option<Tensor<f64>>> = vec![None; xs.len()];
-            let bound = g.norm() * d.norm();
+            let typical = g.norm() * d.norm() / (d.numel() as f64).sqrt();
             dirs[k] = Some(d);
             let (fd, noise) = loss.derivative(&xs, &dirs, opts.h)?;
-            dir_rel = worst(dir_rel, rel(fd, an, bound, noise));
+            dir_rel = worst(dir_rel, rel(fd, an, typical, noise));
         }
         let elem_rel = if g.numel() <= opts.full_fd_max {
             let gmax = g.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -285,16 +287,15 @@ pub fn check_case(case: &Case, opts: &VjpOptions) -> Result<VjpReport, CheckErro
     if cg.wrt.len() > 1 {
         for _ in 0..opts.directions {
             let mut dirs: Vec<Option<Tensor<f64>>> = vec![None; xs.len()];
-            let (mut an, mut gg, mut dd) = (0.0, 0.0, 0.0);
+            let (mut an, mut var) = (0.0, 0.0);
             for (gi, &k) in cg.wrt.iter().enumerate() {
                 let d: Tensor<f64> = random::normal(&mut rng, &case.inputs[k].shape, scales[k]);
                 an += grads[gi].dot(&d);
-                gg += grads[gi].dot(&grads[gi]);
-                dd += d.dot(&d);
+                var += grads[gi].dot(&grads[gi]) * d.dot(&d) / d.numel() as f64;
                 dirs[k] = Some(d);
             }
             let (fd, noise) = loss.derivative(&xs, &dirs, opts.h)?;
-            joint_rel = worst(joint_rel, rel(fd, an, (gg * dd).sqrt(), noise));
+            joint_rel = worst(joint_rel, rel(fd, an, var.sqrt(), noise));
         }
     }
     Ok(VjpReport {

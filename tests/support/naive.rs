@@ -2,11 +2,11 @@
 //! mathematical (PyTorch) definitions, sharing no code with the engine. Finite differences
 //! only check that VJPs agree with forwards, so forwards are checked against these.
 
-use dynface::tensor::{numel, strides, Tensor};
+use dynface::tensor::{numel, Tensor};
 
+/// Row-major offset of multi-index `at` (Horner form: no allocation in the inner loops).
 fn idx(shape: &[usize], at: &[usize]) -> usize {
-    let st = strides(shape);
-    at.iter().zip(&st).map(|(a, s)| a * s).sum()
+    shape.iter().zip(at).fold(0, |o, (d, a)| o * d + a)
 }
 
 /// Every multi-index of `shape` in row-major order.
@@ -161,6 +161,16 @@ pub fn layer_norm(
         }
     }
     y
+}
+
+/// Exact GELU, x·Φ(x) = x/2·(1 + erf(x/√2)).
+pub fn gelu(x: &Tensor<f64>) -> Tensor<f64> {
+    let data = x
+        .data
+        .iter()
+        .map(|&v| 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)))
+        .collect();
+    Tensor::new(x.shape.clone(), data)
 }
 
 /// Softmax over the last axis.
