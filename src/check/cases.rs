@@ -24,10 +24,10 @@ pub enum Draw {
     Normal(f64),
     /// Uniform on [lo, hi): positive ranges for sqrt, denominators, variances, sigmas.
     Uniform(f64, f64),
-    /// N(0, std²) redrawn while within `margin` of a kink, so a finite-difference stencil
+    /// `base` redrawn while within `margin` of a kink, so a finite-difference stencil
     /// never straddles a point where the function is not differentiable.
     Away {
-        std: f64,
+        base: Box<Draw>,
         kinks: Vec<f64>,
         margin: f64,
     },
@@ -134,21 +134,26 @@ impl Case {
 /// Draws a tensor by `d`, every value rounded to f32.
 pub fn draw(rng: &mut rand_chacha::ChaCha8Rng, shape: &[usize], d: &Draw) -> Tensor<f64> {
     let data = (0..numel(shape))
-        .map(|_| {
-            let v = match d {
-                Draw::Normal(std) => std * rng.sample::<f64, _>(StandardNormal),
-                Draw::Uniform(lo, hi) => rng.gen_range(*lo..*hi),
-                Draw::Away { std, kinks, margin } => loop {
-                    let v = std * rng.sample::<f64, _>(StandardNormal);
-                    if kinks.iter().all(|k| (v - k).abs() >= *margin) {
-                        break v;
-                    }
-                },
-            };
-            v as f32 as f64
-        })
+        .map(|_| one(rng, d) as f32 as f64)
         .collect();
     Tensor::new(shape.to_vec(), data)
+}
+
+fn one(rng: &mut rand_chacha::ChaCha8Rng, d: &Draw) -> f64 {
+    match d {
+        Draw::Normal(std) => std * rng.sample::<f64, _>(StandardNormal),
+        Draw::Uniform(lo, hi) => rng.gen_range(*lo..*hi),
+        Draw::Away {
+            base,
+            kinks,
+            margin,
+        } => loop {
+            let v = one(rng, base);
+            if kinks.iter().all(|k| (v - k).abs() >= *margin) {
+                break v;
+            }
+        },
+    }
 }
 
 fn spec(name: &str, shape: &[usize], draw: Draw) -> InputSpec {
@@ -177,7 +182,7 @@ fn away(name: &str, shape: &[usize], kinks: &[f64]) -> InputSpec {
         name,
         shape,
         Draw::Away {
-            std: 1.0,
+            base: Box::new(Draw::Normal(1.0)),
             kinks: kinks.to_vec(),
             margin: 0.05,
         },
@@ -783,7 +788,16 @@ fn timestep() -> Vec<Case> {
 }
 
 fn blur() -> Vec<Case> {
-    let sigma = || spec("sigma", &[2], Draw::Uniform(0.6, 2.0));
+    // The support radius is ceil(3σ) (METHOD.md): the blur jumps where 3σ crosses an
+    // integer, so σ keeps away from k/3.
+    let sigma = || {
+        let draw = Draw::Away {
+            base: Box::new(Draw::Uniform(0.6, 2.0)),
+            kinks: (2..=6).map(|k| k as f64 / 3.0).collect(),
+            margin: 0.05,
+        };
+        spec("sigma", &[2], draw)
+    };
     vec![
         case(
             "blur",
