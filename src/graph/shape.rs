@@ -71,15 +71,28 @@ pub fn infer(
     match op {
         Input { .. } | Const { .. } | Fill { .. } => {
             arity(op, ins, &[0])?;
-            Ok(fill_shape.expect("leaf ops carry their shape").to_vec())
+            fill_shape
+                .map(|s| s.to_vec())
+                .ok_or_else(|| "leaves are added with input, constant or fill".to_string())
         }
-        Unary(_) | Softmax => {
+        Unary(_) => {
             arity(op, ins, &[1])?;
+            Ok(ins[0].to_vec())
+        }
+        Softmax => {
+            arity(op, ins, &[1])?;
+            // The backends normalise the last axis; a scalar has none.
+            if ins[0].is_empty() {
+                return Err("softmax of a scalar".into());
+            }
             Ok(ins[0].to_vec())
         }
         UnaryBackward(_) | SoftmaxBackward => {
             arity(op, ins, &[2])?;
             same(ins[0], ins[1])?;
+            if matches!(op, SoftmaxBackward) && ins[0].is_empty() {
+                return Err("softmax of a scalar".into());
+            }
             Ok(ins[0].to_vec())
         }
         Binary(_) => {
@@ -112,6 +125,11 @@ pub fn infer(
             let s = ins[0];
             if axes.iter().any(|&a| a >= s.len()) {
                 return Err(format!("reduce axes {axes:?} out of range for {s:?}"));
+            }
+            // The VJP of a mean divides by the product of the listed axes' sizes, so a
+            // repeated axis would count twice (the forward reduces it once).
+            if (1..axes.len()).any(|i| axes[..i].contains(&axes[i])) {
+                return Err(format!("reduce axes {axes:?} repeat an axis"));
             }
             let mut out = vec![];
             for (i, &d) in s.iter().enumerate() {
@@ -245,6 +263,9 @@ pub fn infer(
         GroupNormBackwardGamma { .. } => {
             arity(op, ins, &[2])?;
             same(ins[0], ins[1])?;
+            if ins[0].len() < 2 {
+                return Err(format!("group norm input {:?} has no channel axis", ins[0]));
+            }
             Ok(vec![ins[0][1]])
         }
         LayerNorm { .. } => {
