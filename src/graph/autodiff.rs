@@ -13,6 +13,15 @@ use super::{BinaryOp, Graph, GraphError, NodeId, Op, ReduceOp, Result, UnaryOp};
 /// node per `wrt` entry (a zero fill when the output does not depend on it).
 pub fn grad(g: &mut Graph, seeds: &[(NodeId, NodeId)], wrt: &[NodeId]) -> Result<Vec<NodeId>> {
     let n_fwd = g.len();
+    let ids = seeds
+        .iter()
+        .flat_map(|&(y, c)| [y, c])
+        .chain(wrt.iter().copied());
+    if let Some(bad) = ids.into_iter().find(|i| i.0 >= n_fwd) {
+        return Err(GraphError::Other(format!(
+            "grad: node {bad} is not in the graph ({n_fwd} nodes)"
+        )));
+    }
     for &(y, ct) in seeds {
         if g.shape(y) != g.shape(ct) {
             return Err(GraphError::Other(format!(
