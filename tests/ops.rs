@@ -1071,3 +1071,48 @@ fn f32_matches_f64_on_every_case() {
     }
     assert!(failures.is_empty(), "f32 vs f64:\n{}", failures.join("\n"));
 }
+
+#[test]
+fn primitive_misuse_returns_errors() {
+    // Each of these once built a graph that panicked (at build or at run time) or, for the
+    // repeated reduce axis, gave a mean a gradient divided by the axis size twice.
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 3]);
+    let v = g.input("v", &[3]);
+    let sc = g.input("scalar", &[]);
+    let leaf = g.push(Op::Input { name: "y".into() }, &[]);
+    expect_err("leaf through push", leaf, &["op input", "leaves are added"]);
+    expect_err("softmax of a scalar", g.softmax(sc), &["op softmax", "[]"]);
+    expect_err(
+        "softmax backward of scalars",
+        g.push(Op::SoftmaxBackward, &[sc, sc]),
+        &["op softmax_backward"],
+    );
+    expect_err(
+        "group norm gamma gradient of a vector",
+        g.push(
+            Op::GroupNormBackwardGamma {
+                groups: 1,
+                eps: 1e-5,
+            },
+            &[v, v],
+        ),
+        &["op group_norm_backward_gamma", "[3]"],
+    );
+    expect_err(
+        "mean over a repeated axis",
+        g.mean(x, &[1, 1], false),
+        &["op reduce", "[1, 1]", "[2, 3]"],
+    );
+    let far = NodeId(g.len() + 5);
+    let y = g.square(x).unwrap();
+    let one = g.fill(1.0, &[2, 3]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        grad(&mut g, &[(y, one)], &[far])
+    }));
+    let e = r
+        .expect("grad with an unknown node panicked")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&far.to_string()), "{e}");
+}
