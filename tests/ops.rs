@@ -764,6 +764,43 @@ fn planner_reuse_is_bit_identical_and_smaller() {
     }
 }
 
+/// Memory reuse must not change any bit of any case's output or gradients.
+#[test]
+fn planner_reuse_is_bit_identical_on_every_case() {
+    use dynface::check::parity::eval_case_with;
+    let mut checked = 0;
+    for c in cases::all() {
+        let run = |reuse| {
+            eval_case_with(
+                CpuBackend::<f32>::new(),
+                &c,
+                c.seed(),
+                PlanOptions { reuse },
+            )
+        };
+        let with = match run(true) {
+            Ok(v) => v,
+            Err(CheckError::Unsupported(m)) => {
+                println!("SKIPPED {}/{}: {m}", c.family, c.name);
+                continue;
+            }
+            Err(e) => panic!("{}: {e}", c.name),
+        };
+        let without = run(false).unwrap();
+        for (k, (a, b)) in with.values.iter().zip(&without.values).enumerate() {
+            assert!(
+                a.data == b.data,
+                "{}/{}: {} differs with memory reuse",
+                c.family,
+                c.name,
+                with.names[k]
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} cases ran");
+}
+
 #[test]
 fn network_gradients_match_finite_differences() {
     // Every parameter and the input, the input element by element (256 elements).

@@ -20,6 +20,16 @@ pub struct CaseValues {
 /// Evaluates `case` on `backend`: inputs drawn with `seed` (f32-representable), the
 /// cotangent drawn from `seed` too, so every backend sees identical values.
 pub fn eval_case<B: Backend>(backend: B, case: &Case, seed: u64) -> Result<CaseValues, CheckError> {
+    eval_case_with(backend, case, seed, PlanOptions::default())
+}
+
+/// [`eval_case`] with explicit plan options (memory reuse on or off).
+pub fn eval_case_with<B: Backend>(
+    backend: B,
+    case: &Case,
+    seed: u64,
+    opts: PlanOptions,
+) -> Result<CaseValues, CheckError> {
     let cg = if case.differentiable {
         case.grad_graph()?
     } else {
@@ -28,7 +38,7 @@ pub fn eval_case<B: Backend>(backend: B, case: &Case, seed: u64) -> Result<CaseV
     let xs = case.draw_inputs(seed);
     let mut outs = vec![cg.output];
     outs.extend(&cg.grads);
-    let mut ex = Executor::new(backend, &cg.graph, &outs, PlanOptions::default())?;
+    let mut ex = Executor::new(backend, &cg.graph, &outs, opts)?;
     for (s, x) in case.inputs.iter().zip(&xs) {
         ex.set_input(&s.name, &x.cast())?;
     }
