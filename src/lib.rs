@@ -4,8 +4,16 @@
 //! `backend` (CPU reference, CUDA) → `exec` (runs a planned graph on a backend) → models →
 //! sampler → CLI. See ARCHITECTURE.md.
 
+pub mod atomic_file;
 pub mod backend;
+pub mod blur;
 pub mod check;
+pub mod dblm;
+pub mod degrade;
 pub mod exec;
 pub mod graph;
+pub mod metrics;
+pub mod models;
+pub mod sigma_star;
 pub mod tensor;
+pub mod weights;

@@ -1,0 +1,121 @@
+//! `dynface weights convert`: `.pth` → safetensors, written atomically.
+
+use super::error::Result;
+use super::pth::{load_pth, PthOptions};
+use super::safetensors_io::save_safetensors;
+use crate::tensor::DType;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutDType {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<OutDType> for DType {
+    fn from(d: OutDType) -> Self {
+        match d {
+            OutDType::F32 => DType::F32,
+            OutDType::F16 => DType::F16,
+            OutDType::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// Convert a PyTorch checkpoint to safetensors (nothing in the file is executed).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ConvertArgs {
+    /// The `.pth` / `.pt` checkpoint to read.
+    pub input: PathBuf,
+    /// Output file; defaults to the input with a `.safetensors` extension.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// Top-level key holding the state dict (default: the file itself, or one of
+    /// state_dict / params_ema / model / params).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Store float tensors in this type (default: as in the file; f64 becomes f32).
+    /// Integer buffers always stay i64.
+    #[arg(long, value_enum)]
+    pub dtype: Option<OutDType>,
+}
+
+#[derive(Debug)]
+pub struct ConvertReport {
+    pub output: PathBuf,
+    pub tensors: usize,
+    pub bytes: usize,
+    pub wrapper: Option<String>,
+    pub stripped_module_prefix: usize,
+    pub warnings: Vec<String>,
+}
+
+/// Reads `input`, strips a `module.` prefix, optionally re-encodes floats, and
+/// writes `output` atomically. NaN/Inf tensors are reported as warnings.
+pub fn convert_pth_to_safetensors(
+    input: &Path,
+    output: &Path,
+    key: Option<&str>,
+    dtype: Option<DType>,
+) -> Result<ConvertReport> {
+    let opts = PthOptions {
+        key: key.map(str::to_string),
+        ..PthOptions::default()
+    };
+    let loaded = load_pth(input, &opts)?;
+    let mut store = loaded.store;
+    let stripped = store.strip_module_prefix()?;
+    if let Some(d) = dtype {
+        store = store.cast_floats(d);
+    }
+    let mut warnings = loaded.warnings;
+    warnings.extend(store.non_finite_warnings());
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    if let Some(name) = input.file_name() {
+        meta.insert("source".to_string(), name.to_string_lossy().into_owned());
+    }
+    save_safetensors(&store, output, Some(meta))?;
+    Ok(ConvertReport {
+        output: output.to_path_buf(),
+        tensors: store.len(),
+        bytes: store.nbytes(),
+        wrapper: loaded.wrapper,
+        stripped_module_prefix: stripped,
+        warnings,
+    })
+}
+
+pub fn default_output(input: &Path) -> PathBuf {
+    input.with_extension("safetensors")
+}
+
+pub fn run_convert(args: &ConvertArgs) -> anyhow::Result<ConvertReport> {
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.input));
+    let report = convert_pth_to_safetensors(
+        &args.input,
+        &output,
+        args.key.as_deref(),
+        args.dtype.map(DType::from),
+    )?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "wrote {} ({} tensors, {} bytes{})",
+        report.output.display(),
+        report.tensors,
+        report.bytes,
+        report
+            .wrapper
+            .as_ref()
+            .map(|w| format!(", from key `{w}`"))
+            .unwrap_or_default()
+    );
+    Ok(report)
+}
