@@ -7,6 +7,7 @@
 pub mod atomic_file;
 pub mod backend;
 pub mod blur;
+pub mod check;
 pub mod dblm;
 pub mod degrade;
 pub mod diffusion;

@@ -13,6 +13,15 @@ use super::{BinaryOp, Graph, GraphError, NodeId, Op, ReduceOp, Result, UnaryOp};
 /// node per `wrt` entry (a zero fill when the output does not depend on it).
 pub fn grad(g: &mut Graph, seeds: &[(NodeId, NodeId)], wrt: &[NodeId]) -> Result<Vec<NodeId>> {
     let n_fwd = g.len();
+    let ids = seeds
+        .iter()
+        .flat_map(|&(y, c)| [y, c])
+        .chain(wrt.iter().copied());
+    if let Some(bad) = ids.into_iter().find(|i| i.0 >= n_fwd) {
+        return Err(GraphError::Other(format!(
+            "grad: node {bad} is not in the graph ({n_fwd} nodes)"
+        )));
+    }
     for &(y, ct) in seeds {
         if g.shape(y) != g.shape(ct) {
             return Err(GraphError::Other(format!(
@@ -165,13 +174,16 @@ fn vjp(g: &mut Graph, n: NodeId, dy: NodeId, want: &[bool]) -> Result<Vec<Option
                 .enumerate()
                 .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
                 .collect();
-            let d = if *keepdim { dy } else { g.reshape(dy, &kept)? };
-            let mut d = g.broadcast_to(d, &s)?;
+            let mut d = if *keepdim { dy } else { g.reshape(dy, &kept)? };
             if *op == ReduceOp::Mean {
+                // Divide by the count: op parameters are f32, so scaling by 1/count would
+                // round it (3·10⁻⁸ relative for a count of 3) even in an f64 graph, while
+                // integer counts up to 2²⁴ are exact. Done before broadcasting, on fewer values.
                 let count: usize = axes.iter().map(|&a| s[a]).product();
-                d = g.scale(d, 1.0 / count.max(1) as f32)?;
+                let n = g.fill(count.max(1) as f32, &[]);
+                d = g.div(d, n)?;
             }
-            out[0] = Some(d);
+            out[0] = Some(g.broadcast_to(d, &s)?);
         }
         Op::Conv2d(p) => {
             let xs = shape_of(g, 0);

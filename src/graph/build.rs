@@ -2,10 +2,23 @@
 //! (linear, batch norm, attention, Swin windows, norms) built from them. Composites need no
 //! VJP of their own: reverse mode sees only the primitive ops.
 
-use super::{BinaryOp, Conv2dParams, Graph, NodeId, Op, ReduceOp, Result, UnaryOp};
+use super::{BinaryOp, Conv2dParams, Graph, GraphError, NodeId, Op, ReduceOp, Result, UnaryOp};
 use crate::tensor::numel;
 
 impl Graph {
+    /// The error of a composite whose arguments cannot fit, in the same form as a primitive
+    /// op's: it names the node the composite would have started at, the composite and the
+    /// shapes of its arguments. Composites index into shapes, so they check first.
+    fn composite_err(&self, op: &'static str, args: &[NodeId], msg: String) -> GraphError {
+        GraphError::Shape {
+            node: self.len(),
+            label: self.label(op),
+            op,
+            shapes: args.iter().map(|&a| self.shape(a).to_vec()).collect(),
+            msg,
+        }
+    }
+
     pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
         self.push(Op::Unary(op), &[x])
     }
@@ -183,6 +196,10 @@ impl Graph {
         var: NodeId,
         eps: f32,
     ) -> Result<NodeId> {
+        if self.shape(gamma).len() != 1 {
+            let msg = "gamma must be a vector [C]".to_string();
+            return Err(self.composite_err("batch_norm", &[x, gamma, beta, mean, var], msg));
+        }
         let c = self.shape(gamma)[0];
         let inv = {
             let v = self.affine(var, 1.0, eps)?;
@@ -280,6 +297,10 @@ impl Graph {
     /// `x·(1+scale) + shift` with per-(batch, channel) scale and shift `[B, C]`, x NCHW.
     pub fn scale_shift(&mut self, x: NodeId, scale: NodeId, shift: NodeId) -> Result<NodeId> {
         let s = self.shape(scale).to_vec();
+        if s.len() != 2 || self.shape(x).len() != 4 {
+            let msg = "x must be [B, C, H, W] and scale, shift [B, C]".to_string();
+            return Err(self.composite_err("scale_shift", &[x, scale, shift], msg));
+        }
         let four = [s[0], s[1], 1, 1];
         let scale = self.reshape(scale, &four)?;
         let shift = self.reshape(shift, &four)?;
@@ -309,12 +330,11 @@ impl Graph {
     /// [B, H, W, C] → [B·(H/w)·(W/w), w·w, C] windows (Swin).
     pub fn window_partition(&mut self, x: NodeId, w: usize) -> Result<NodeId> {
         let s = self.shape(x).to_vec();
-        let (b, h, wd, c) = (s[0], s[1], s[2], s[3]);
-        if h % w != 0 || wd % w != 0 {
-            return Err(super::GraphError::Other(format!(
-                "window {w} does not divide feature map {s:?}"
-            )));
+        if s.len() != 4 || w == 0 || !s[1].is_multiple_of(w) || !s[2].is_multiple_of(w) {
+            let msg = format!("window {w} does not divide the [B, H, W, C] map {s:?}");
+            return Err(self.composite_err("window_partition", &[x], msg));
         }
+        let (b, h, wd, c) = (s[0], s[1], s[2], s[3]);
         let x = self.reshape(x, &[b, h / w, w, wd / w, w, c])?;
         let x = self.permute(x, &[0, 1, 3, 2, 4, 5])?;
         self.reshape(x, &[b * (h / w) * (wd / w), w * w, c])
@@ -323,6 +343,16 @@ impl Graph {
     /// Inverse of [`Graph::window_partition`] for a map of `h × wd`.
     pub fn window_reverse(&mut self, x: NodeId, w: usize, h: usize, wd: usize) -> Result<NodeId> {
         let s = self.shape(x).to_vec();
+        if s.len() != 3
+            || w == 0
+            || !h.is_multiple_of(w)
+            || !wd.is_multiple_of(w)
+            || h == 0
+            || wd == 0
+        {
+            let msg = format!("windows {s:?} of size {w} do not tile a {h}×{wd} map");
+            return Err(self.composite_err("window_reverse", &[x], msg));
+        }
         let c = s[2];
         let b = s[0] / ((h / w) * (wd / w));
         let x = self.reshape(x, &[b, h / w, wd / w, w, w, c])?;

@@ -71,15 +71,28 @@ pub fn infer(
     match op {
         Input { .. } | Const { .. } | Fill { .. } => {
             arity(op, ins, &[0])?;
-            Ok(fill_shape.expect("leaf ops carry their shape").to_vec())
+            fill_shape
+                .map(|s| s.to_vec())
+                .ok_or_else(|| "leaves are added with input, constant or fill".to_string())
         }
-        Unary(_) | Softmax => {
+        Unary(_) => {
             arity(op, ins, &[1])?;
+            Ok(ins[0].to_vec())
+        }
+        Softmax => {
+            arity(op, ins, &[1])?;
+            // The backends normalise the last axis; a scalar has none.
+            if ins[0].is_empty() {
+                return Err("softmax of a scalar".into());
+            }
             Ok(ins[0].to_vec())
         }
         UnaryBackward(_) | SoftmaxBackward => {
             arity(op, ins, &[2])?;
             same(ins[0], ins[1])?;
+            if matches!(op, SoftmaxBackward) && ins[0].is_empty() {
+                return Err("softmax of a scalar".into());
+            }
             Ok(ins[0].to_vec())
         }
         Binary(_) => {
@@ -112,6 +125,11 @@ pub fn infer(
             let s = ins[0];
             if axes.iter().any(|&a| a >= s.len()) {
                 return Err(format!("reduce axes {axes:?} out of range for {s:?}"));
+            }
+            // The VJP of a mean divides by the product of the listed axes' sizes, so a
+            // repeated axis would count twice (the forward reduces it once).
+            if (1..axes.len()).any(|i| axes[..i].contains(&axes[i])) {
+                return Err(format!("reduce axes {axes:?} repeat an axis"));
             }
             let mut out = vec![];
             for (i, &d) in s.iter().enumerate() {
@@ -160,6 +178,7 @@ pub fn infer(
         }
         Conv2dBackwardInput { p, in_hw } => {
             arity(op, ins, &[2])?;
+            positive_geometry(p)?;
             let (dy, w) = (ins[0], ins[1]);
             rank("dy", dy, 4)?;
             rank("weight", w, 4)?;
@@ -175,6 +194,7 @@ pub fn infer(
         }
         Conv2dBackwardWeight { p, w_shape } => {
             arity(op, ins, &[2])?;
+            positive_geometry(p)?;
             let (x, dy) = (ins[0], ins[1]);
             rank("x", x, 4)?;
             rank("dy", dy, 4)?;
@@ -243,6 +263,9 @@ pub fn infer(
         GroupNormBackwardGamma { .. } => {
             arity(op, ins, &[2])?;
             same(ins[0], ins[1])?;
+            if ins[0].len() < 2 {
+                return Err(format!("group norm input {:?} has no channel axis", ins[0]));
+            }
             Ok(vec![ins[0][1]])
         }
         LayerNorm { .. } => {
@@ -402,6 +425,19 @@ pub fn infer(
             same(ins[0], ins[2])?;
             Ok(vec![ins[0][0]])
         }
+    }
+}
+
+/// Stride and groups of the backward convolutions, which (unlike `Conv2d`) are built from
+/// parameters that no forward check has seen when pushed directly: zero would divide by zero.
+fn positive_geometry(p: &super::op::Conv2dParams) -> Result<(), String> {
+    if p.stride == 0 || p.groups == 0 {
+        Err(format!(
+            "stride {} and groups {} must be ≥ 1",
+            p.stride, p.groups
+        ))
+    } else {
+        Ok(())
     }
 }
 
