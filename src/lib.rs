@@ -5,6 +5,7 @@
 //! sampler → CLI. See ARCHITECTURE.md.
 
 pub mod backend;
+pub mod bench;
 pub mod exec;
 pub mod graph;
 pub mod tensor;

@@ -3,6 +3,7 @@
 //! the matrix-product rate. Backward-input is the transposed product followed by col2im;
 //! backward-weight accumulates dY·colᵀ over bands and images.
 
+use super::conv_shifted::{Shifted, TapWeights};
 use super::matmul::gemm_into;
 use crate::graph::Conv2dParams;
 use crate::tensor::Scalar;
@@ -57,6 +58,56 @@ impl ConvGeom {
     }
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// Stride-1 convolutions whose padding fits the shifted layout skip im2col.
+    fn shifted_applies(&self) -> bool {
+        self.stride == 1
+            && !self.is_pointwise()
+            && Shifted::applies(self.kh, self.kw, self.pad, self.pad, self.h, self.w)
+    }
+    /// The forward pass of one image and group in the shifted formulation.
+    fn shifted_forward(&self) -> (Shifted, TapWeights) {
+        let s = Shifted {
+            c: self.cg(),
+            m: self.og(),
+            h: self.h,
+            w: self.w,
+            kh: self.kh,
+            kw: self.kw,
+            ph: self.pad,
+            pw: self.pad,
+        };
+        // W[o, c, ki, kj]: tap (ki, kj) is the [og, cg] matrix at offset ki·kw + kj.
+        let tw = TapWeights {
+            origin: 0,
+            tap_i: self.kw as isize,
+            tap_j: 1,
+            rs: self.kdim(),
+            cs: self.kh * self.kw,
+        };
+        (s, tw)
+    }
+    /// The input gradient as a forward convolution of dy with the flipped, transposed
+    /// kernel: dx[c] = Σ_o dy[o] ⋆ W[o, c, kh−1−ki, kw−1−kj], padding k−1−pad.
+    fn shifted_backward_input(&self) -> (Shifted, TapWeights) {
+        let s = Shifted {
+            c: self.og(),
+            m: self.cg(),
+            h: self.oh,
+            w: self.ow,
+            kh: self.kh,
+            kw: self.kw,
+            ph: self.kh - 1 - self.pad,
+            pw: self.kw - 1 - self.pad,
+        };
+        let tw = TapWeights {
+            origin: self.kh * self.kw - 1,
+            tap_i: -(self.kw as isize),
+            tap_j: -1,
+            rs: self.kh * self.kw,
+            cs: self.kdim(),
+        };
+        (s, tw)
     }
     /// Output rows per band.
     fn band(&self) -> usize {
@@ -128,6 +179,25 @@ fn col2im<T: Scalar>(g: &ConvGeom, col: &[T], c0: usize, r0: usize, rows: usize,
 }
 
 pub fn conv2d_forward<T: Scalar>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    if g.shifted_applies() {
+        let (s, tw) = g.shifted_forward();
+        let (cg, og, kd) = (g.cg(), g.og(), g.kdim());
+        let (xin, yout) = (cg * g.h * g.w, og * g.oh * g.ow);
+        for ni in 0..g.n {
+            for gi in 0..g.groups {
+                let xo = (ni * g.groups + gi) * xin;
+                let yo = (ni * g.groups + gi) * yout;
+                s.run(
+                    &x[xo..xo + xin],
+                    &w[gi * og * kd..(gi + 1) * og * kd],
+                    tw,
+                    bias.map(|b| &b[gi * og..(gi + 1) * og]),
+                    &mut y[yo..yo + yout],
+                );
+            }
+        }
+        return;
+    }
     let threads = rayon::current_num_threads();
     let (cg, og, kd) = (g.cg(), g.og(), g.kdim());
     let plane_out = g.oh * g.ow;
@@ -187,6 +257,25 @@ pub fn conv2d_forward<T: Scalar>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[
 }
 
 pub fn conv2d_backward_input<T: Scalar>(g: &ConvGeom, dy: &[T], w: &[T], dx: &mut [T]) {
+    if g.shifted_applies() && g.pad < g.kh && g.pad < g.kw {
+        let (s, tw) = g.shifted_backward_input();
+        let (cg, og, kd) = (g.cg(), g.og(), g.kdim());
+        let (xin, yout) = (cg * g.h * g.w, og * g.oh * g.ow);
+        for ni in 0..g.n {
+            for gi in 0..g.groups {
+                let xo = (ni * g.groups + gi) * xin;
+                let yo = (ni * g.groups + gi) * yout;
+                s.run(
+                    &dy[yo..yo + yout],
+                    &w[gi * og * kd..(gi + 1) * og * kd],
+                    tw,
+                    None,
+                    &mut dx[xo..xo + xin],
+                );
+            }
+        }
+        return;
+    }
     let threads = rayon::current_num_threads();
     let (cg, og, kd) = (g.cg(), g.og(), g.kdim());
     let plane_out = g.oh * g.ow;

@@ -4,6 +4,7 @@
 
 mod blur;
 mod conv;
+mod conv_shifted;
 mod elementwise;
 mod embed;
 mod layout;

@@ -1,0 +1,226 @@
+//! Stride-1 convolution as kh·kw shifted matrix products, with no im2col.
+//!
+//! The input is copied once into a zero-padded layout whose rows are `w + pw` long: `pw`
+//! zeros then the `w` pixels. The right padding of a row is then the left padding of the
+//! next, so for kernel tap (ki, kj) the input pixels every output needs form one
+//! contiguous run of the padded plane starting at `ki·wp + kj`. Outputs are computed on a
+//! "wide" grid of `oh × wp` positions (the `wp − ow` extra columns per row are discarded),
+//! and each tap is a plain product `Y_wide += W_tap · Xpad[.., shift..]` that the gemm
+//! crate runs at its full rate. The work is split into output tiles small enough that a
+//! tile's accumulator and input panel stay in L2 across all taps, one tile per task.
+//!
+//! The input gradient at stride 1 is the same computation on dy with the kernel flipped
+//! and its in/out axes swapped, which the strided weight view expresses without a copy.
+
+use super::matmul::gemm_into;
+use crate::tensor::Scalar;
+use rayon::prelude::*;
+
+/// Bytes of accumulator + input panel per tile: half of a 2 MiB L2, leaving room for the
+/// gemm crate's packed weight panels.
+const TILE_BYTES: usize = 1 << 20;
+
+/// One image (one group) of a stride-1 convolution in the shifted formulation.
+#[derive(Clone, Copy, Debug)]
+pub struct Shifted {
+    /// Input channels (the product's inner dimension per tap).
+    pub c: usize,
+    /// Output channels.
+    pub m: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+/// Where the weight matrix of each tap lies: element (out, in) of tap t is
+/// `w[base(t) + out·rs + in·cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TapWeights {
+    /// Offset of tap (ki, kj) is `ki·tap_i + kj·tap_j + origin` (taps may run backwards).
+    pub origin: usize,
+    pub tap_i: isize,
+    pub tap_j: isize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl TapWeights {
+    fn offset(&self, ki: usize, kj: usize) -> usize {
+        (self.origin as isize + ki as isize * self.tap_i + kj as isize * self.tap_j) as usize
+    }
+}
+
+impl Shifted {
+    /// The shifted layout needs every wrapped read to land in padding: `pw < kw`, and the
+    /// output must be non-empty.
+    pub fn applies(kh: usize, kw: usize, ph: usize, pw: usize, h: usize, w: usize) -> bool {
+        ph < kh && pw < kw && h + 2 * ph >= kh && w + 2 * pw >= kw
+    }
+    pub fn oh(&self) -> usize {
+        self.h + 2 * self.ph - self.kh + 1
+    }
+    pub fn ow(&self) -> usize {
+        self.w + 2 * self.pw - self.kw + 1
+    }
+    /// Row stride of the padded input and of the wide output grid.
+    fn wp(&self) -> usize {
+        self.w + self.pw
+    }
+    /// Padded plane length: `h + 2ph` rows plus the reads of the last tap past the end.
+    fn plane(&self) -> usize {
+        (self.h + 2 * self.ph) * self.wp() + self.kw - 1
+    }
+    /// Wide output positions.
+    fn n_wide(&self) -> usize {
+        self.oh() * self.wp()
+    }
+
+    /// Copies `x` (c planes of h×w) into the padded layout, every element written.
+    fn pad_input<T: Scalar>(&self, x: &[T]) -> Vec<T> {
+        let (h, w, wp, pw, ph) = (self.h, self.w, self.wp(), self.pw, self.ph);
+        let plane = self.plane();
+        let mut xp = vec![T::zero(); self.c * plane];
+        xp.par_chunks_mut(plane)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(dst, src)| {
+                let body = &mut dst[ph * wp..(ph + h) * wp];
+                for (drow, srow) in body.chunks_exact_mut(wp).zip(src.chunks_exact(w)) {
+                    drow[pw..].copy_from_slice(srow);
+                }
+            });
+        xp
+    }
+
+    /// Output tiles as (m0, mb, n0, nb), a multiple of `threads` of them when possible.
+    fn tiles(&self, threads: usize, elem: usize) -> Vec<(usize, usize, usize, usize)> {
+        let n = self.n_wide();
+        let mut m_tiles = 1;
+        let per_col = |mb: usize| (self.c + mb) * elem;
+        let mut n_tiles = (n * per_col(self.m)).div_ceil(TILE_BYTES).max(1);
+        if n_tiles < threads && self.m >= 64 * threads {
+            // Few output positions and many channels: split the channels instead, so each
+            // task reads only its share of the weights.
+            m_tiles = threads.div_ceil(n_tiles);
+            n_tiles = (n * per_col(self.m.div_ceil(m_tiles)))
+                .div_ceil(TILE_BYTES)
+                .max(1);
+        }
+        if threads > 1 && (m_tiles * n_tiles) % threads != 0 {
+            let per = threads / gcd(threads, m_tiles);
+            n_tiles = n_tiles.div_ceil(per) * per;
+        }
+        // Equal shares matter more than aligned ones: 2 tasks on 2 cores finish together.
+        let nb = n.div_ceil(n_tiles);
+        let mb = self.m.div_ceil(m_tiles);
+        let mut out = Vec::new();
+        for m0 in (0..self.m).step_by(mb) {
+            for n0 in (0..n).step_by(nb) {
+                out.push((m0, mb.min(self.m - m0), n0, nb.min(n - n0)));
+            }
+        }
+        out
+    }
+
+    /// `y[m, oh, ow] = Σ_taps W_tap · shifted(x)`, plus `bias[m]` when given.
+    /// `x` holds c planes of h×w; `y` is fully overwritten.
+    pub fn run<T: Scalar>(
+        &self,
+        x: &[T],
+        w: &[T],
+        tw: TapWeights,
+        bias: Option<&[T]>,
+        y: &mut [T],
+    ) {
+        let threads = rayon::current_num_threads();
+        let xp = self.pad_input(x);
+        let (plane, wp) = (self.plane(), self.wp());
+        let tiles = self.tiles(threads, std::mem::size_of::<T>());
+        // Tile-major wide output, so each task owns one contiguous chunk.
+        let mut starts = Vec::with_capacity(tiles.len() + 1);
+        let mut acc = 0;
+        for t in &tiles {
+            starts.push(acc);
+            acc += t.1 * t.3;
+        }
+        let mut wide = vec![T::zero(); acc];
+        let mut chunks: Vec<&mut [T]> = Vec::with_capacity(tiles.len());
+        let mut rest = wide.as_mut_slice();
+        for t in &tiles {
+            let (head, tail) = rest.split_at_mut(t.1 * t.3);
+            chunks.push(head);
+            rest = tail;
+        }
+        chunks
+            .into_par_iter()
+            .zip(tiles.par_iter())
+            .for_each(|(ct, &(m0, mb, n0, nb))| {
+                let mut first = true;
+                for ki in 0..self.kh {
+                    for kj in 0..self.kw {
+                        let wo = tw.offset(ki, kj) + m0 * tw.rs;
+                        let xo = ki * wp + kj + n0;
+                        gemm_into(
+                            mb,
+                            nb,
+                            self.c,
+                            &w[wo..],
+                            tw.rs,
+                            tw.cs,
+                            &xp[xo..],
+                            plane,
+                            1,
+                            ct,
+                            nb,
+                            1,
+                            !first,
+                            1,
+                        );
+                        first = false;
+                    }
+                }
+            });
+        // Gather the valid columns of the wide grid into y, adding the bias.
+        let (oh, ow) = (self.oh(), self.ow());
+        let tiles = &tiles;
+        let starts = &starts;
+        let wide = &wide;
+        y[..self.m * oh * ow]
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(o, yplane)| {
+                let b = bias.map_or(T::zero(), |b| b[o]);
+                for (ti, &(m0, mb, n0, nb)) in tiles.iter().enumerate() {
+                    if o < m0 || o >= m0 + mb {
+                        continue;
+                    }
+                    let row = &wide[starts[ti] + (o - m0) * nb..starts[ti] + (o - m0 + 1) * nb];
+                    // Walk the wide positions n0..n0+nb one output row segment at a time.
+                    let mut n = n0;
+                    while n < n0 + nb {
+                        let (r, q) = (n / wp, n % wp);
+                        let end = ((r + 1) * wp).min(n0 + nb);
+                        if q < ow {
+                            let take = (end - n).min(ow - q);
+                            let dst = &mut yplane[r * ow + q..r * ow + q + take];
+                            let src = &row[n - n0..n - n0 + take];
+                            for (d, &s) in dst.iter_mut().zip(src) {
+                                *d = s + b;
+                            }
+                        }
+                        n = end;
+                    }
+                }
+            });
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}

@@ -1,0 +1,96 @@
+//! `dynface bench`: throughput of the compute kernels against a reference rate measured in
+//! the same run, so the ratio stays meaningful on a shared or throttled machine.
+
+pub mod cpu_conv;
+pub mod timing;
+
+use anyhow::{bail, Context};
+use cpu_conv::{bench_shape, gemm_gflops, ConvResult, Direction, UNET_SHAPES};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Device to benchmark: `cpu` (`cuda` is not built yet).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Untimed runs before timing each case.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed runs per case; the median is reported.
+    #[arg(long, default_value_t = 11)]
+    pub reps: usize,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Everything one CPU bench run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuBenchReport {
+    pub threads: usize,
+    pub warmup: usize,
+    pub reps: usize,
+    /// f32 gemm rate at 1024³, the denominator of `pct_of_gemm`.
+    pub gemm_1024_gflops: f64,
+    pub conv: Vec<ConvResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "device", rename_all = "snake_case")]
+pub enum BenchReport {
+    Cpu(CpuBenchReport),
+}
+
+/// Runs the benchmark for `args.device`, prints a table and optionally writes JSON.
+pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let report = match args.device.as_str() {
+        "cpu" => BenchReport::Cpu(run_cpu(args)),
+        // Extension point: the CUDA backend's bench plugs in here.
+        "cuda" => bail!("cuda bench not built yet"),
+        other => bail!("unknown bench device '{other}' (expected cpu or cuda)"),
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write bench JSON to {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
+    let threads = rayon::current_num_threads();
+    let gemm_1024 = gemm_gflops(1024, 1024, 1024, args.warmup, args.reps);
+    println!(
+        "cpu bench: {threads} threads, median of {} reps after {} warm-up",
+        args.reps, args.warmup
+    );
+    println!("gemm f32 1024x1024x1024: {gemm_1024:.1} GFLOP/s");
+    println!(
+        "{:<14} {:<11} {:>8} {:>9} {:>8} {:>16}",
+        "shape", "direction", "ms", "GFLOP/s", "% gemm", "gemm MxNxK GF/s"
+    );
+    let mut conv = Vec::new();
+    for shape in UNET_SHAPES {
+        for dir in [Direction::Forward, Direction::InputGrad] {
+            let r = bench_shape(shape, dir, args.warmup, args.reps);
+            println!(
+                "{:<14} {:<11} {:>8.2} {:>9.1} {:>7.0}% {:>16.1}",
+                format!("{}ch {}²", shape.channels, shape.size),
+                dir.name(),
+                r.ms,
+                r.gflops,
+                100.0 * r.gflops / gemm_1024,
+                r.same_dims_gemm_gflops
+            );
+            conv.push(r);
+        }
+    }
+    CpuBenchReport {
+        threads,
+        warmup: args.warmup,
+        reps: args.reps,
+        gemm_1024_gflops: gemm_1024,
+        conv,
+    }
+}
