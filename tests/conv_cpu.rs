@@ -3,7 +3,7 @@
 //! (tight) and f32, and under several thread counts since the tiling depends on them.
 
 use dynface::backend::cpu::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvGeom,
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvAlgo, ConvGeom,
 };
 use dynface::graph::Conv2dParams;
 use dynface::tensor::{random, Scalar, Tensor};
@@ -105,14 +105,21 @@ fn to_f64<T: Scalar>(t: &Tensor<T>) -> Vec<f64> {
     t.data.iter().map(|v| v.as_f64()).collect()
 }
 
-/// Runs the three kernels in `T` and compares each with the f64 naive result.
+/// Runs the three kernels in `T` under every lowering and compares each with the f64
+/// naive result.
 fn check<T: Scalar>(cs: &Case, seed: u64, tol: f64) {
+    for algo in [ConvAlgo::Auto, ConvAlgo::Im2col, ConvAlgo::Shifted] {
+        check_algo::<T>(cs, algo, seed, tol);
+    }
+}
+
+fn check_algo<T: Scalar>(cs: &Case, algo: ConvAlgo, seed: u64, tol: f64) {
     let mut rng = random::rng(seed);
     let x: Tensor<T> = random::normal(&mut rng, &cs.x_shape(), 1.0);
     let w: Tensor<T> = random::normal(&mut rng, &cs.w_shape(), 0.3);
     let b: Tensor<T> = random::normal(&mut rng, &[cs.o], 1.0);
     let dy: Tensor<T> = random::normal(&mut rng, &cs.y_shape(), 1.0);
-    let g = ConvGeom::new(&cs.x_shape(), &cs.w_shape(), &cs.params());
+    let g = ConvGeom::new(&cs.x_shape(), &cs.w_shape(), &cs.params()).with_algo(algo);
 
     // Outputs start as unrelated values: the kernels must overwrite, not accumulate into,
     // their destination (the executor reuses arena memory).
