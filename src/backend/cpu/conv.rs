@@ -5,6 +5,7 @@
 
 use super::conv_shifted::{Shifted, TapWeights};
 use super::matmul::gemm_into;
+use super::scratch::scratch;
 use crate::graph::Conv2dParams;
 use crate::tensor::Scalar;
 use rayon::prelude::*;
@@ -257,7 +258,8 @@ fn backward_input_cols<T: Scalar>(g: &ConvGeom, dyg: &[T], wg: &[T], dxg: &mut [
             let c0 = bi * cb;
             let nc = dxb.len() / hw;
             dxb.fill(T::zero());
-            let mut col = vec![T::zero(); nc * kk * band * g.ow];
+            // The product overwrites each band's columns before col2im reads them.
+            let mut col = scratch::<T>(nc * kk * band * g.ow);
             let mut r0 = 0;
             while r0 < g.oh {
                 let rows = band.min(g.oh - r0);
@@ -312,11 +314,12 @@ pub fn conv2d_forward<T: Scalar>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[
     let (cg, og, kd) = (g.cg(), g.og(), g.kdim());
     let plane_out = g.oh * g.ow;
     let band = g.band();
-    let mut col = if g.is_pointwise() {
-        vec![]
+    // im2col writes every element it hands to the product: stale scratch is fine.
+    let mut col = scratch::<T>(if g.is_pointwise() {
+        0
     } else {
-        vec![T::zero(); kd * band * g.ow]
-    };
+        kd * band * g.ow
+    });
     for ni in 0..g.n {
         let x_img = &x[ni * g.c * g.h * g.w..(ni + 1) * g.c * g.h * g.w];
         let y_img = &mut y[ni * g.o * plane_out..(ni + 1) * g.o * plane_out];
@@ -414,11 +417,12 @@ pub fn conv2d_backward_weight<T: Scalar>(g: &ConvGeom, x: &[T], dy: &[T], dw: &m
     let (cg, og, kd) = (g.cg(), g.og(), g.kdim());
     let plane_out = g.oh * g.ow;
     let band = g.band();
-    let mut col = if g.is_pointwise() {
-        vec![]
+    // im2col writes every element it hands to the product: stale scratch is fine.
+    let mut col = scratch::<T>(if g.is_pointwise() {
+        0
     } else {
-        vec![T::zero(); kd * band * g.ow]
-    };
+        kd * band * g.ow
+    });
     let mut first = vec![true; g.groups];
     for ni in 0..g.n {
         let x_img = &x[ni * g.c * g.h * g.w..(ni + 1) * g.c * g.h * g.w];

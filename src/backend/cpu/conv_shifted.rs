@@ -13,6 +13,7 @@
 //! and its in/out axes swapped, which the strided weight view expresses without a copy.
 
 use super::matmul::gemm_into;
+use super::scratch::{scratch, Scratch};
 use crate::tensor::Scalar;
 use rayon::prelude::*;
 
@@ -78,18 +79,23 @@ impl Shifted {
         self.oh() * self.wp()
     }
 
-    /// Copies `x` (c planes of h×w) into the padded layout, every element written.
-    fn pad_input<T: Scalar>(&self, x: &[T]) -> Vec<T> {
+    /// Copies `x` (c planes of h×w) into the padded layout, writing every element (the
+    /// scratch buffer holds stale values).
+    fn pad_input<T: Scalar>(&self, x: &[T]) -> Scratch<T> {
         let (h, w, wp, pw, ph) = (self.h, self.w, self.wp(), self.pw, self.ph);
         let plane = self.plane();
-        let mut xp = vec![T::zero(); self.c * plane];
+        let mut xp = scratch::<T>(self.c * plane);
         xp.par_chunks_mut(plane)
             .zip(x.par_chunks(h * w))
             .for_each(|(dst, src)| {
-                let body = &mut dst[ph * wp..(ph + h) * wp];
+                let (top, rest) = dst.split_at_mut(ph * wp);
+                top.fill(T::zero());
+                let (body, bottom) = rest.split_at_mut(h * wp);
                 for (drow, srow) in body.chunks_exact_mut(wp).zip(src.chunks_exact(w)) {
+                    drow[..pw].fill(T::zero());
                     drow[pw..].copy_from_slice(srow);
                 }
+                bottom.fill(T::zero());
             });
         xp
     }
@@ -97,12 +103,12 @@ impl Shifted {
     /// Gathers the weights into `[out][tap][in]` order: each tap's matrix then has
     /// contiguous rows (row stride taps·in), and the gather reads each source cache line
     /// once instead of once per tap. Returns the packed weights and the row stride.
-    fn pack_weights<T: Scalar>(&self, w: &[T], tw: TapWeights) -> (Vec<T>, usize) {
+    fn pack_weights<T: Scalar>(&self, w: &[T], tw: TapWeights) -> (Scratch<T>, usize) {
         let (c, taps) = (self.c, self.kh * self.kw);
         let offs: Vec<usize> = (0..taps)
             .map(|t| tw.offset(t / self.kw, t % self.kw))
             .collect();
-        let mut wt = vec![T::zero(); taps * self.m * c];
+        let mut wt = scratch::<T>(taps * self.m * c);
         wt.par_chunks_mut(taps * c)
             .enumerate()
             .for_each(|(o, dst)| {
@@ -168,9 +174,10 @@ impl Shifted {
             starts.push(acc);
             acc += t.1 * t.3;
         }
-        let mut wide = vec![T::zero(); acc];
+        // Each tile's first product overwrites its chunk, so stale contents are harmless.
+        let mut wide = scratch::<T>(acc);
         let mut chunks: Vec<&mut [T]> = Vec::with_capacity(tiles.len());
-        let mut rest = wide.as_mut_slice();
+        let mut rest: &mut [T] = &mut wide;
         for t in &tiles {
             let (head, tail) = rest.split_at_mut(t.1 * t.3);
             chunks.push(head);
@@ -209,7 +216,7 @@ impl Shifted {
         let (oh, ow) = (self.oh(), self.ow());
         let tiles = &tiles;
         let starts = &starts;
-        let wide = &wide;
+        let wide: &[T] = &wide;
         y[..self.m * oh * ow]
             .par_chunks_mut(oh * ow)
             .enumerate()
