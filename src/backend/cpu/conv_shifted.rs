@@ -136,7 +136,7 @@ impl Shifted {
                 .div_ceil(TILE_BYTES)
                 .max(1);
         }
-        if threads > 1 && (m_tiles * n_tiles) % threads != 0 {
+        if threads > 1 && !(m_tiles * n_tiles).is_multiple_of(threads) {
             let per = threads / gcd(threads, m_tiles);
             n_tiles = n_tiles.div_ceil(per) * per;
         }
