@@ -1,7 +1,7 @@
 //! CPU benchmark of 3×3 convolution (forward and input gradient) at UNet-like shapes,
 //! set against the `gemm` crate's f32 matrix-product rate measured in the same run.
 
-use super::timing::median_seconds;
+use super::timing::{interleaved_medians, median_seconds};
 use crate::backend::cpu::{conv2d_backward_input, conv2d_forward, gemm_into, ConvGeom};
 use crate::graph::Conv2dParams;
 use crate::tensor::random;
@@ -73,59 +73,134 @@ impl Direction {
     }
 }
 
-/// Times of one shape and direction, with the gemm rate at the conv's own (M, N, K).
+/// Times of one shape and direction. The gemm rates are timed in alternation with the
+/// convolution (see `interleaved_medians`), so the ratio holds on a busy machine.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConvResult {
     pub shape: ConvShape,
     pub direction: Direction,
     pub ms: f64,
     pub gflops: f64,
+    /// f32 gemm at 1024³, the reference rate.
+    pub gemm_1024_gflops: f64,
+    pub pct_of_gemm: f64,
+    /// f32 gemm at the convolution's own im2col (M, N, K).
     pub same_dims_gemm_gflops: f64,
 }
 
-/// Median seconds of one f32 product `C[m,n] = A[m,k]·B[k,n]` on all rayon threads.
-pub fn time_gemm(m: usize, n: usize, k: usize, warmup: usize, reps: usize) -> f64 {
-    let mut rng = random::rng(11);
-    let a = random::normal::<f32>(&mut rng, &[m, k], 1.0).data;
-    let b = random::normal::<f32>(&mut rng, &[k, n], 1.0).data;
-    let mut c = vec![0f32; m * n];
-    let threads = rayon::current_num_threads();
-    median_seconds(warmup, reps, || {
-        gemm_into(m, n, k, &a, k, 1, &b, n, 1, &mut c, n, 1, false, threads)
-    })
+/// Operands of one f32 product `C[m,n] = A[m,k]·B[k,n]`.
+pub struct GemmCase {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
 }
 
-pub fn gemm_gflops(m: usize, n: usize, k: usize, warmup: usize, reps: usize) -> f64 {
-    2.0 * (m * n * k) as f64 / time_gemm(m, n, k, warmup, reps) / 1e9
-}
-
-/// Median seconds of one convolution pass in f32.
-pub fn time_conv(shape: ConvShape, dir: Direction, warmup: usize, reps: usize) -> f64 {
-    let g = shape.geom();
-    let mut rng = random::rng(12);
-    let (c, s) = (shape.channels, shape.size);
-    let x = random::normal::<f32>(&mut rng, &[1, c, s, s], 1.0).data;
-    let w = random::normal::<f32>(&mut rng, &[c, c, 3, 3], 0.05).data;
-    let mut out = vec![0f32; c * s * s];
-    match dir {
-        Direction::Forward => {
-            median_seconds(warmup, reps, || conv2d_forward(&g, &x, &w, None, &mut out))
+impl GemmCase {
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        let mut rng = random::rng(11);
+        GemmCase {
+            m,
+            n,
+            k,
+            a: random::normal::<f32>(&mut rng, &[m, k], 1.0).data,
+            b: random::normal::<f32>(&mut rng, &[k, n], 1.0).data,
+            c: vec![0f32; m * n],
         }
-        // `x` stands in for dy: the shapes agree at stride 1, pad 1.
-        Direction::InputGrad => {
-            median_seconds(warmup, reps, || conv2d_backward_input(&g, &x, &w, &mut out))
+    }
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k) as f64
+    }
+    /// One product on all rayon threads.
+    pub fn run(&mut self) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let threads = rayon::current_num_threads();
+        gemm_into(
+            m,
+            n,
+            k,
+            &self.a,
+            k,
+            1,
+            &self.b,
+            n,
+            1,
+            &mut self.c,
+            n,
+            1,
+            false,
+            threads,
+        );
+    }
+}
+
+/// Operands of one convolution pass in f32.
+pub struct ConvCase {
+    geom: ConvGeom,
+    dir: Direction,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl ConvCase {
+    pub fn new(shape: ConvShape, dir: Direction) -> Self {
+        let mut rng = random::rng(12);
+        let (c, s) = (shape.channels, shape.size);
+        ConvCase {
+            geom: shape.geom(),
+            dir,
+            x: random::normal::<f32>(&mut rng, &[1, c, s, s], 1.0).data,
+            w: random::normal::<f32>(&mut rng, &[c, c, 3, 3], 0.05).data,
+            out: vec![0f32; c * s * s],
+        }
+    }
+    pub fn run(&mut self) {
+        match self.dir {
+            Direction::Forward => conv2d_forward(&self.geom, &self.x, &self.w, None, &mut self.out),
+            // `x` stands in for dy: at stride 1, pad 1 the shapes agree.
+            Direction::InputGrad => {
+                conv2d_backward_input(&self.geom, &self.x, &self.w, &mut self.out)
+            }
         }
     }
 }
 
+/// Median seconds of one gemm on its own.
+pub fn time_gemm(m: usize, n: usize, k: usize, warmup: usize, reps: usize) -> f64 {
+    let mut g = GemmCase::new(m, n, k);
+    median_seconds(warmup, reps, || g.run())
+}
+
+/// Median seconds of one convolution pass on its own.
+pub fn time_conv(shape: ConvShape, dir: Direction, warmup: usize, reps: usize) -> f64 {
+    let mut c = ConvCase::new(shape, dir);
+    median_seconds(warmup, reps, || c.run())
+}
+
+/// Times the convolution, the 1024³ gemm and the same-dimension gemm in alternation.
 pub fn bench_shape(shape: ConvShape, dir: Direction, warmup: usize, reps: usize) -> ConvResult {
-    let t = time_conv(shape, dir, warmup, reps);
+    let mut conv = ConvCase::new(shape, dir);
+    let mut big = GemmCase::new(1024, 1024, 1024);
     let (m, n, k) = shape.gemm_dims();
+    let mut same = GemmCase::new(m, n, k);
+    let (fb, fs) = (big.flops(), same.flops());
+    let t = interleaved_medians(
+        warmup,
+        reps,
+        &mut [&mut || conv.run(), &mut || big.run(), &mut || same.run()],
+    );
+    let gflops = shape.flops() / t[0] / 1e9;
+    let gemm_1024_gflops = fb / t[1] / 1e9;
     ConvResult {
         shape,
         direction: dir,
-        ms: t * 1e3,
-        gflops: shape.flops() / t / 1e9,
-        same_dims_gemm_gflops: gemm_gflops(m, n, k, warmup, reps),
+        ms: t[0] * 1e3,
+        gflops,
+        gemm_1024_gflops,
+        pct_of_gemm: 100.0 * gflops / gemm_1024_gflops,
+        same_dims_gemm_gflops: fs / t[2] / 1e9,
     }
 }
