@@ -92,3 +92,49 @@ fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
         conv,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(device: &str) -> BenchArgs {
+        BenchArgs {
+            device: device.to_string(),
+            warmup: 0,
+            reps: 1,
+            json: None,
+        }
+    }
+
+    #[test]
+    fn cuda_is_a_named_extension_point_and_unknown_devices_are_refused() {
+        let e = run_bench(&args("cuda")).unwrap_err().to_string();
+        assert!(e.contains("cuda bench not built yet"), "{e}");
+        let e = run_bench(&args("tpu")).unwrap_err().to_string();
+        assert!(e.contains("unknown bench device 'tpu'"), "{e}");
+    }
+
+    #[test]
+    fn report_json_names_device_and_figures() {
+        let shape = UNET_SHAPES[1];
+        let report = BenchReport::Cpu(CpuBenchReport {
+            threads: 2,
+            warmup: 1,
+            reps: 3,
+            conv: vec![ConvResult {
+                shape,
+                direction: Direction::InputGrad,
+                ms: 8.0,
+                gflops: shape.flops() / 8e-3 / 1e9,
+                gemm_1024_gflops: 200.0,
+                pct_of_gemm: 75.5,
+                same_dims_gemm_gflops: 190.0,
+            }],
+        });
+        let v: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["device"], "cpu");
+        assert_eq!(v["conv"][0]["direction"], "input_grad");
+        assert_eq!(v["conv"][0]["shape"]["channels"], 128);
+        assert_eq!(v["conv"][0]["pct_of_gemm"], 75.5);
+    }
+}

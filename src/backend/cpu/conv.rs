@@ -246,6 +246,9 @@ fn backward_input_cols<T: Scalar>(g: &ConvGeom, dyg: &[T], wg: &[T], dxg: &mut [
     let threads = rayon::current_num_threads();
     let (cg, kd, kk) = (g.cg(), g.kdim(), g.kh * g.kw);
     let (hw, plane_out) = (g.h * g.w, g.oh * g.ow);
+    if cg == 0 || hw == 0 {
+        return;
+    }
     let elem = std::mem::size_of::<T>();
     // Rows per band and channels per block so one block's dcol stays within L2.
     let band = (BLOCK_BYTES / (kk * g.ow * elem)).clamp(1, g.oh);

@@ -162,6 +162,17 @@ impl Shifted {
         bias: Option<&[T]>,
         y: &mut [T],
     ) {
+        let (oh, ow) = (self.oh(), self.ow());
+        if self.m == 0 || oh * ow == 0 {
+            return;
+        }
+        if self.c == 0 {
+            // No inputs: each output plane is its bias.
+            for (o, plane) in y[..self.m * oh * ow].chunks_exact_mut(oh * ow).enumerate() {
+                plane.fill(bias.map_or(T::zero(), |b| b[o]));
+            }
+            return;
+        }
         let threads = rayon::current_num_threads();
         let xp = self.pad_input(x);
         let (wt, wrs) = self.pack_weights(w, tw);
@@ -213,7 +224,6 @@ impl Shifted {
                 }
             });
         // Gather the valid columns of the wide grid into y, adding the bias.
-        let (oh, ow) = (self.oh(), self.ow());
         let tiles = &tiles;
         let starts = &starts;
         let wide: &[T] = &wide;
