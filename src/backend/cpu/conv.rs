@@ -417,6 +417,29 @@ pub fn conv2d_backward_input<T: Scalar>(g: &ConvGeom, dy: &[T], w: &[T], dx: &mu
 
 pub fn conv2d_backward_weight<T: Scalar>(g: &ConvGeom, x: &[T], dy: &[T], dw: &mut [T]) {
     let threads = rayon::current_num_threads();
+    if g.shifted_applies(g.og(), g.oh * g.ow) {
+        let (s, _) = g.shifted_forward();
+        let (cg, og, kd) = (g.cg(), g.og(), g.kdim());
+        let (xin, yout) = (cg * g.h * g.w, og * g.oh * g.ow);
+        // One position range per thread, times the taps, gives every thread work.
+        let chunks = threads.max(1);
+        let mut partial = scratch::<T>(s.partial_len(chunks));
+        for gi in 0..g.groups {
+            for ni in 0..g.n {
+                let xo = (ni * g.groups + gi) * xin;
+                let yo = (ni * g.groups + gi) * yout;
+                s.weight_grad_partial(
+                    &x[xo..xo + xin],
+                    &dy[yo..yo + yout],
+                    &mut partial,
+                    chunks,
+                    ni > 0,
+                );
+            }
+            s.weight_grad_reduce(&partial, chunks, &mut dw[gi * og * kd..(gi + 1) * og * kd]);
+        }
+        return;
+    }
     let (cg, og, kd) = (g.cg(), g.og(), g.kdim());
     let plane_out = g.oh * g.ow;
     let band = g.band();

@@ -257,6 +257,96 @@ impl Shifted {
     }
 }
 
+/// The weight gradient in the shifted form: for tap t, dW_t = dy_wide · Xpad_tᵀ, a
+/// product over output positions. Positions are split into `chunks` ranges so every
+/// (tap, range) pair is an independent task with its own partial sum.
+impl Shifted {
+    /// Elements of the partial-sum buffer `weight_grad_partial` fills.
+    pub fn partial_len(&self, chunks: usize) -> usize {
+        chunks * self.kh * self.kw * self.m * self.c
+    }
+
+    /// Adds one image's products into `partial`, laid out `[chunk][tap][m][c]`
+    /// (overwriting instead when `accumulate` is false). `x` holds c planes of h×w and
+    /// `dy` m planes of oh×ow.
+    pub fn weight_grad_partial<T: Scalar>(
+        &self,
+        x: &[T],
+        dy: &[T],
+        partial: &mut [T],
+        chunks: usize,
+        accumulate: bool,
+    ) {
+        let (oh, ow, wp) = (self.oh(), self.ow(), self.wp());
+        let (nw, plane, mc) = (self.n_wide(), self.plane(), self.m * self.c);
+        if mc == 0 {
+            return;
+        }
+        let xp = self.pad_input(x);
+        // dy on the wide grid, zero in the columns the forward pass discards, so those
+        // positions add nothing.
+        let mut dyw = scratch::<T>(self.m * nw);
+        dyw.par_chunks_mut(nw)
+            .zip(dy.par_chunks(oh * ow))
+            .for_each(|(dst, src)| {
+                for (drow, srow) in dst.chunks_exact_mut(wp).zip(src.chunks_exact(ow)) {
+                    drow[..ow].copy_from_slice(srow);
+                    drow[ow..].fill(T::zero());
+                }
+            });
+        let span = nw.div_ceil(chunks);
+        let (xp, dyw): (&[T], &[T]) = (&xp, &dyw);
+        partial[..self.partial_len(chunks)]
+            .par_chunks_mut(mc)
+            .enumerate()
+            .for_each(|(task, pt)| {
+                let (chunk, tap) = (task / (self.kh * self.kw), task % (self.kh * self.kw));
+                let (ki, kj) = (tap / self.kw, tap % self.kw);
+                let p0 = (chunk * span).min(nw);
+                let len = span.min(nw - p0);
+                // B[pos, ci] = xp[ci·plane + ki·wp + kj + pos]
+                gemm_into(
+                    self.m,
+                    self.c,
+                    len,
+                    &dyw[p0..],
+                    nw,
+                    1,
+                    &xp[ki * wp + kj + p0..],
+                    1,
+                    plane,
+                    pt,
+                    self.c,
+                    1,
+                    accumulate,
+                    1,
+                );
+            });
+    }
+
+    /// Sums the chunks of `partial` into `dw` laid out `[m][c][kh][kw]`.
+    pub fn weight_grad_reduce<T: Scalar>(&self, partial: &[T], chunks: usize, dw: &mut [T]) {
+        let (taps, c, mc) = (self.kh * self.kw, self.c, self.m * self.c);
+        if mc == 0 {
+            return;
+        }
+        dw[..mc * taps]
+            .par_chunks_mut(c * taps)
+            .enumerate()
+            .for_each(|(o, row)| {
+                for ci in 0..c {
+                    for t in 0..taps {
+                        let mut acc = T::zero();
+                        for ch in 0..chunks {
+                            acc += partial[(ch * taps + t) * mc + o * c + ci];
+                        }
+                        row[ci * taps + t] = acc;
+                    }
+                }
+            });
+    }
+}
+
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
