@@ -1,7 +1,7 @@
 //! CPU benchmark of 3×3 convolution (forward and input gradient) at UNet-like shapes,
 //! set against the `gemm` crate's f32 matrix-product rate measured in the same run.
 
-use super::timing::{interleaved_medians, median_seconds};
+use super::timing::{interleaved, median_seconds};
 use crate::backend::cpu::{conv2d_backward_input, conv2d_forward, gemm_into, ConvGeom};
 use crate::graph::Conv2dParams;
 use crate::tensor::random;
@@ -84,6 +84,8 @@ pub struct ConvResult {
     /// f32 gemm at 1024³, the reference rate.
     pub gemm_1024_gflops: f64,
     pub pct_of_gemm: f64,
+    /// The same ratio from FLOP per CPU-second (time spent waiting for a core left out).
+    pub cpu_pct_of_gemm: Option<f64>,
     /// f32 gemm at the convolution's own im2col (M, N, K).
     pub same_dims_gemm_gflops: f64,
 }
@@ -187,20 +189,27 @@ pub fn bench_shape(shape: ConvShape, dir: Direction, warmup: usize, reps: usize)
     let (m, n, k) = shape.gemm_dims();
     let mut same = GemmCase::new(m, n, k);
     let (fb, fs) = (big.flops(), same.flops());
-    let t = interleaved_medians(
+    let t = interleaved(
         warmup,
         reps,
         &mut [&mut || conv.run(), &mut || big.run(), &mut || same.run()],
     );
-    let gflops = shape.flops() / t[0] / 1e9;
-    let gemm_1024_gflops = fb / t[1] / 1e9;
+    let gflops = shape.flops() / t[0].wall / 1e9;
+    let gemm_1024_gflops = fb / t[1].wall / 1e9;
+    let cpu_pct_of_gemm = match (t[0].cpu, t[1].cpu) {
+        (Some(cc), Some(cg)) if cc > 0.0 && cg > 0.0 => {
+            Some(100.0 * (shape.flops() / cc) / (fb / cg))
+        }
+        _ => None,
+    };
     ConvResult {
         shape,
         direction: dir,
-        ms: t[0] * 1e3,
+        ms: t[0].wall * 1e3,
         gflops,
         gemm_1024_gflops,
         pct_of_gemm: 100.0 * gflops / gemm_1024_gflops,
-        same_dims_gemm_gflops: fs / t[2] / 1e9,
+        cpu_pct_of_gemm,
+        same_dims_gemm_gflops: fs / t[2].wall / 1e9,
     }
 }
