@@ -6,6 +6,7 @@
 
 pub mod atomic_file;
 pub mod backend;
+pub mod bench;
 pub mod blur;
 pub mod check;
 pub mod dblm;

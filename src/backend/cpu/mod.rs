@@ -4,6 +4,7 @@
 
 mod blur;
 mod conv;
+mod conv_shifted;
 mod elementwise;
 mod embed;
 mod layout;
@@ -11,9 +12,11 @@ mod matmul;
 mod norm;
 mod reduce;
 mod resample;
+mod scratch;
 
-pub use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvGeom};
+pub use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvAlgo, ConvGeom};
 pub use matmul::gemm_into;
+pub use scratch::release as release_scratch;
 
 use super::{BResult, Backend, BackendError, Operand};
 use crate::graph::{Node, Op};

@@ -1,0 +1,150 @@
+//! `dynface bench`: throughput of the compute kernels against a reference rate measured in
+//! the same run, so the ratio stays meaningful on a shared or throttled machine.
+
+pub mod cpu_conv;
+pub mod timing;
+
+use anyhow::{bail, Context};
+use cpu_conv::{bench_shape, ConvResult, Direction, UNET_SHAPES};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Device to benchmark: `cpu` (`cuda` is not built yet).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Untimed runs before timing each case.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed runs per case; the median is reported.
+    #[arg(long, default_value_t = 11)]
+    pub reps: usize,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Everything one CPU bench run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuBenchReport {
+    pub threads: usize,
+    pub warmup: usize,
+    pub reps: usize,
+    pub conv: Vec<ConvResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "device", rename_all = "snake_case")]
+pub enum BenchReport {
+    Cpu(CpuBenchReport),
+}
+
+/// Runs the benchmark for `args.device`, prints a table and optionally writes JSON.
+pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let report = match args.device.as_str() {
+        "cpu" => BenchReport::Cpu(run_cpu(args)),
+        // Extension point: the CUDA backend's bench plugs in here.
+        "cuda" => bail!("cuda bench not built yet"),
+        other => bail!("unknown bench device '{other}' (expected cpu or cuda)"),
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write bench JSON to {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
+    let threads = rayon::current_num_threads();
+    println!(
+        "cpu bench: f32, {threads} threads, median of {} reps after {} warm-up; each conv is \
+         timed in alternation with the gemm crate's f32 product (1024³ and the conv's own \
+         im2col MxNxK); '% gemm cpu' compares FLOP per CPU-second instead of per second",
+        args.reps, args.warmup
+    );
+    println!(
+        "{:<12} {:<11} {:>8} {:>9} {:>14} {:>8} {:>10} {:>16}",
+        "shape",
+        "direction",
+        "ms",
+        "GFLOP/s",
+        "gemm1024 GF/s",
+        "% gemm",
+        "% gemm cpu",
+        "gemm MxNxK GF/s"
+    );
+    let mut conv = Vec::new();
+    for shape in UNET_SHAPES {
+        for dir in [Direction::Forward, Direction::InputGrad] {
+            let r = bench_shape(shape, dir, args.warmup, args.reps);
+            println!(
+                "{:<12} {:<11} {:>8.2} {:>9.1} {:>14.1} {:>7.0}% {:>10} {:>16.1}",
+                format!("{}ch {}²", shape.channels, shape.size),
+                dir.name(),
+                r.ms,
+                r.gflops,
+                r.gemm_1024_gflops,
+                r.pct_of_gemm,
+                r.cpu_pct_of_gemm
+                    .map_or("n/a".to_string(), |p| format!("{p:.0}%")),
+                r.same_dims_gemm_gflops
+            );
+            conv.push(r);
+        }
+    }
+    CpuBenchReport {
+        threads,
+        warmup: args.warmup,
+        reps: args.reps,
+        conv,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(device: &str) -> BenchArgs {
+        BenchArgs {
+            device: device.to_string(),
+            warmup: 0,
+            reps: 1,
+            json: None,
+        }
+    }
+
+    #[test]
+    fn cuda_is_a_named_extension_point_and_unknown_devices_are_refused() {
+        let e = run_bench(&args("cuda")).unwrap_err().to_string();
+        assert!(e.contains("cuda bench not built yet"), "{e}");
+        let e = run_bench(&args("tpu")).unwrap_err().to_string();
+        assert!(e.contains("unknown bench device 'tpu'"), "{e}");
+    }
+
+    #[test]
+    fn report_json_names_device_and_figures() {
+        let shape = UNET_SHAPES[1];
+        let report = BenchReport::Cpu(CpuBenchReport {
+            threads: 2,
+            warmup: 1,
+            reps: 3,
+            conv: vec![ConvResult {
+                shape,
+                direction: Direction::InputGrad,
+                ms: 8.0,
+                gflops: shape.flops() / 8e-3 / 1e9,
+                gemm_1024_gflops: 200.0,
+                pct_of_gemm: 75.5,
+                cpu_pct_of_gemm: Some(80.0),
+                same_dims_gemm_gflops: 190.0,
+            }],
+        });
+        let v: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["device"], "cpu");
+        assert_eq!(v["conv"][0]["direction"], "input_grad");
+        assert_eq!(v["conv"][0]["shape"]["channels"], 128);
+        assert_eq!(v["conv"][0]["pct_of_gemm"], 75.5);
+    }
+}
