@@ -35,6 +35,8 @@ enum Cmd {
     /// Inspect single operators and networks against your own implementation.
     #[command(subcommand)]
     Debug(DebugCmd),
+    /// Throughput of the expensive ops against a reference rate measured in the same run.
+    Bench(dynface::bench::BenchArgs),
     /// Print the engine's build facts: backends compiled in, threads, version.
     Version,
 }
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Cmd::Weights(WeightsCmd::Random(a)) => {
             dynface::restore::run_random(&a).map(|_| ExitCode::SUCCESS)
         }
+        Cmd::Bench(a) => dynface::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => dynface::degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => {
             dynface::metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty())))
