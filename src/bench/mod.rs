@@ -3,6 +3,7 @@
 
 pub mod cpu_conv;
 pub mod timing;
+pub mod unet;
 
 use anyhow::{bail, Context};
 use cpu_conv::{bench_shape, ConvResult, Direction, UNET_SHAPES};
