@@ -31,7 +31,10 @@ pub struct UNetConfig {
     pub num_heads: usize,
     /// Channels per head; -1 means "use `num_heads`".
     pub num_head_channels: i64,
-    /// Heads of the decoder's attention when `num_head_channels` is -1.
+    /// Heads of the decoder's attention when `num_head_channels` is -1 (-1 in JSON: the
+    /// SDK's rule, `num_heads`). DifFace's own UNet gives its decoder attention one head in
+    /// that case; such a config reproduces it with `num_heads_upsample: 1`. Irrelevant for
+    /// FFHQ 512, which sets 64 channels per head.
     pub num_heads_upsample: usize,
     pub use_scale_shift_norm: bool,
     pub resblock_updown: bool,
