@@ -80,6 +80,18 @@ fn main() -> anyhow::Result<()> {
                 ex.peak_bytes() as f64 / 1e9
             );
         }
+        if std::env::var_os("UNET_BENCH_PROFILE").is_some() {
+            // Seconds per op kind, largest first.
+            let mut by_op: std::collections::BTreeMap<&str, f64> = Default::default();
+            for n in ex.run_profiled()? {
+                *by_op.entry(n.op).or_default() += n.seconds;
+            }
+            let mut v: Vec<_> = by_op.into_iter().collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for (op, s) in v.iter().take(8) {
+                println!("    {op:<26} {s:7.2} s");
+            }
+        }
     }
     Ok(())
 }
