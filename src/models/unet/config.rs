@@ -26,11 +26,15 @@ pub struct UNetConfig {
     /// Feature sizes in pixels at which blocks carry self-attention.
     pub attention_resolutions: Vec<usize>,
     /// Width multiplier of each level (the SDK truncates `mult·model_channels` to an int).
+    #[serde(serialize_with = "serialize_mults")]
     pub channel_mult: Vec<f64>,
     pub num_heads: usize,
     /// Channels per head; -1 means "use `num_heads`".
     pub num_head_channels: i64,
-    /// Heads of the decoder's attention when `num_head_channels` is -1.
+    /// Heads of the decoder's attention when `num_head_channels` is -1 (-1 in JSON: the
+    /// SDK's rule, `num_heads`). DifFace's own UNet gives its decoder attention one head in
+    /// that case; such a config reproduces it with `num_heads_upsample: 1`. Irrelevant for
+    /// FFHQ 512, which sets 64 channels per head.
     pub num_heads_upsample: usize,
     pub use_scale_shift_norm: bool,
     pub resblock_updown: bool,
@@ -82,6 +86,20 @@ struct RawConfig {
     learn_sigma: Option<bool>,
     num_classes: Option<Value>,
     dims: Option<usize>,
+}
+
+/// Whole multipliers are written as integers, as configs usually have them.
+fn serialize_mults<S: serde::Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for &m in v {
+        if m.fract() == 0.0 && (0.0..1e15).contains(&m) {
+            seq.serialize_element(&(m as u64))?;
+        } else {
+            seq.serialize_element(&m)?;
+        }
+    }
+    seq.end()
 }
 
 fn required<T>(v: Option<T>, field: &str) -> Result<T, ConfigError> {
@@ -310,7 +328,7 @@ impl UNetConfig {
         if self.in_channels == 0 || self.out_channels == 0 {
             return err("`in_channels` and `out_channels` must be positive");
         }
-        if self.model_channels == 0 || self.model_channels % 2 != 0 {
+        if self.model_channels == 0 || !self.model_channels.is_multiple_of(2) {
             return err(format!(
                 "`model_channels` = {} must be positive and even (the sinusoidal timestep embedding has that width)",
                 self.model_channels
@@ -322,7 +340,7 @@ impl UNetConfig {
                 self.dropout
             ));
         }
-        if self.learn_sigma == Some(true) && self.out_channels % 2 != 0 {
+        if self.learn_sigma == Some(true) && !self.out_channels.is_multiple_of(2) {
             return err(format!(
                 "`learn_sigma` is true but `out_channels` = {} is odd",
                 self.out_channels
@@ -330,7 +348,7 @@ impl UNetConfig {
         }
         for (l, &m) in self.channel_mult.iter().enumerate() {
             let w = self.width(l);
-            if !(m > 0.0) || w == 0 || w % GN_GROUPS != 0 {
+            if m.is_nan() || m <= 0.0 || w == 0 || !w.is_multiple_of(GN_GROUPS) {
                 return err(format!(
                     "level {l}: channel_mult {m} × model_channels {} = {w} channels; GroupNorm32 needs a positive multiple of {GN_GROUPS}",
                     self.model_channels
@@ -338,7 +356,7 @@ impl UNetConfig {
             }
         }
         let factor = 1usize << (levels - 1);
-        if self.image_size == 0 || self.image_size % factor != 0 {
+        if self.image_size == 0 || !self.image_size.is_multiple_of(factor) {
             return err(format!(
                 "`image_size` = {} must be divisible by 2^(levels−1) = {factor} ({levels} levels)",
                 self.image_size
@@ -387,5 +405,103 @@ impl UNetConfig {
     /// The configuration as JSON in the argument names it is read from.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({
+            "image_size": 64, "in_channels": 3, "model_channels": 32, "out_channels": 6,
+            "num_res_blocks": 2, "attention_resolutions": "16,8", "channel_mult": "1,2,2,4",
+            "num_heads": 4, "num_head_channels": -1, "use_scale_shift_norm": true,
+            "dropout": 0.0, "use_fp16": false
+        })
+    }
+
+    fn error_of(mut v: Value, key: &str, val: Value) -> String {
+        if val.is_null() {
+            v.as_object_mut().unwrap().remove(key);
+        } else {
+            v[key] = val;
+        }
+        UNetConfig::from_value(&v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn ffhq512_round_trips_through_json() {
+        let c = UNetConfig::ffhq512();
+        let text = c.to_json();
+        assert!(text.contains("\"channel_mult\": [\n    1,"), "{text}");
+        assert_eq!(UNetConfig::from_json_str(&text).unwrap(), c);
+        c.validate().unwrap();
+        assert_eq!(c.width(6), 512);
+        assert_eq!(c.level_sizes(), vec![512, 256, 128, 64, 32, 16, 8]);
+    }
+
+    #[test]
+    fn strings_and_scalars_are_normalised() {
+        let c = UNetConfig::from_value(&base()).unwrap();
+        assert_eq!(c.num_res_blocks, vec![2, 2, 2, 2]);
+        assert_eq!(c.attention_resolutions, vec![16, 8]);
+        assert_eq!(c.channel_mult, vec![1.0, 2.0, 2.0, 4.0]);
+        // -1 (here: absent) means the encoder's head count.
+        assert_eq!(c.num_heads_upsample, 4);
+        assert_eq!(c.heads(64, true), 4);
+        assert!(c.learns_sigma());
+        let mut v = base();
+        v["num_res_blocks"] = json!([1, 2, 3, 1]);
+        v["attention_resolutions"] = json!([8]);
+        v["channel_mult"] = json!([1, 2, 2, 4]);
+        v["num_head_channels"] = json!(32);
+        v["num_heads_upsample"] = json!(-1);
+        let c = UNetConfig::from_value(&v).unwrap();
+        assert_eq!(c.num_res_blocks, vec![1, 2, 3, 1]);
+        assert_eq!(c.heads(128, false), 4);
+        assert_eq!(c.heads(64, true), 2);
+    }
+
+    #[test]
+    fn out_channels_follows_learn_sigma_when_absent() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("out_channels");
+        v["learn_sigma"] = json!(false);
+        assert_eq!(UNetConfig::from_value(&v).unwrap().out_channels, 3);
+        v["learn_sigma"] = json!(true);
+        assert_eq!(UNetConfig::from_value(&v).unwrap().out_channels, 6);
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let cases = [
+            ("image_size", Value::Null, "missing field `image_size`"),
+            ("dropout", json!(0.1), "dropout"),
+            ("num_res_blocks", json!([1, 2]), "2 entries"),
+            ("attention_resolutions", json!([4, 3]), "not a feature size"),
+            ("channel_mult", json!("1,x"), "`x` is not a number"),
+            ("channel_mult", json!([]), "empty"),
+            ("model_channels", json!(48), "multiple of 32"),
+            ("image_size", json!(60), "divisible"),
+            ("num_heads", json!(3), "heads"),
+            ("num_head_channels", json!(48), "num_head_channels"),
+            ("num_classes", json!(1000), "class-conditional"),
+            ("num_res_blocks", json!(1.5), "not a non-negative integer"),
+            ("use_scale_shift_norm", json!("yes"), "bad field type"),
+        ];
+        for (key, val, want) in cases {
+            let e = error_of(base(), key, val.clone());
+            assert!(e.contains(want), "{key} = {val}: {e}");
+        }
+        let e = UNetConfig::from_json_str("{ not json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid JSON"), "{e}");
+        let e = UNetConfig::from_file(Path::new("/nonexistent/unet.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/unet.json"), "{e}");
     }
 }

@@ -62,3 +62,32 @@ pub fn graph_macs(g: &Graph, outputs: &[NodeId]) -> Macs {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::autodiff::grad;
+
+    #[test]
+    fn counts_conv_and_matmul_macs() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 4, 8, 8]);
+        let w = g.constant("w", &[6, 2, 3, 3]);
+        let y = g.conv2d(x, w, None, 2, 1, 2).unwrap(); // [2, 6, 4, 4]
+        let a = g.input("a", &[3, 5, 7]);
+        let b = g.input("b", &[7, 9]);
+        let m = g.matmul(a, b, false, false).unwrap(); // [3, 5, 9], k = 7
+        let unused = g.conv2d(x, w, None, 1, 1, 2).unwrap();
+        let got = graph_macs(&g, &[y, m]);
+        assert_eq!(got.conv, (2 * 6 * 4 * 4) * (2 * 3 * 3));
+        assert_eq!(got.matmul, 3 * 5 * 9 * 7);
+        assert!(graph_macs(&g, &[unused]).conv > 0);
+        // The input gradient of a conv costs as much as the conv (and, the conv being
+        // linear in x, does not need the forward value).
+        let loss = g.sum_all(y).unwrap();
+        let one = g.fill(1.0, &[]);
+        let gx = grad(&mut g, &[(loss, one)], &[x]).unwrap()[0];
+        assert_eq!(graph_macs(&g, &[gx]).conv, got.conv);
+        assert_eq!(graph_macs(&g, &[y, gx]).conv, 2 * got.conv);
+    }
+}

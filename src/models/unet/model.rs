@@ -121,8 +121,8 @@ fn check_inputs(g: &Graph, cfg: &UNetConfig, x: NodeId, t: NodeId) -> Result<()>
     let factor = 1usize << (cfg.levels() - 1);
     let ok_x = xs.len() == 4
         && xs[1] == cfg.in_channels
-        && xs[2] % factor == 0
-        && xs[3] % factor == 0
+        && xs[2].is_multiple_of(factor)
+        && xs[3].is_multiple_of(factor)
         && xs[2] > 0
         && xs[3] > 0;
     if !ok_x {

@@ -105,3 +105,88 @@ pub fn check_against_spec(
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::random;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("dynface-unet-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn round_trip_strips_module_prefix() {
+        let mut rng = random::rng(3);
+        let a: Tensor<f32> = random::normal(&mut rng, &[2, 3], 1.0);
+        let b: Tensor<f32> = random::normal(&mut rng, &[4], 1.0);
+        let p = tmp("rt.safetensors");
+        save_safetensors(&p, &[("module.a.weight", &a), ("b", &b)]).unwrap();
+        let m = load_safetensors(&p).unwrap();
+        std::fs::remove_file(&p).ok();
+        assert_eq!(m["a.weight"], a);
+        assert_eq!(m["b"], b);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn half_floats_and_integers_convert() {
+        let h: Vec<u8> = [1.5f32, -2.25]
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        let bf: Vec<u8> = [3.0f32, -0.5]
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect();
+        let i: Vec<u8> = [7i64, 999].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let views = vec![
+            ("h", TensorView::new(Dtype::F16, vec![2], &h).unwrap()),
+            ("bf", TensorView::new(Dtype::BF16, vec![2], &bf).unwrap()),
+            ("t", TensorView::new(Dtype::I64, vec![2], &i).unwrap()),
+        ];
+        let p = tmp("mixed.safetensors");
+        safetensors::serialize_to_file(views, &None, &p).unwrap();
+        let m = load_safetensors(&p).unwrap();
+        std::fs::remove_file(&p).ok();
+        assert_eq!(m["h"].data, vec![1.5, -2.25]);
+        assert_eq!(m["bf"].data, vec![3.0, -0.5]);
+        assert_eq!(m["t"].data, vec![7.0, 999.0]);
+    }
+
+    #[test]
+    fn bad_files_and_dtypes_are_named() {
+        let p = tmp("garbage.safetensors");
+        std::fs::write(&p, b"not a safetensors file").unwrap();
+        let e = load_safetensors(&p).unwrap_err().to_string();
+        assert!(e.contains("garbage.safetensors"), "{e}");
+        let u = [1u8, 0];
+        let views = vec![("flag", TensorView::new(Dtype::BOOL, vec![2], &u).unwrap())];
+        safetensors::serialize_to_file(views, &None, &p).unwrap();
+        let e = format!("{:#}", load_safetensors(&p).unwrap_err());
+        std::fs::remove_file(&p).ok();
+        assert!(e.contains("flag") && e.contains("BOOL"), "{e}");
+        let e = load_safetensors(Path::new("/nonexistent/w.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/w.safetensors"), "{e}");
+    }
+
+    #[test]
+    fn spec_check_lists_every_problem() {
+        let mut w = HashMap::new();
+        w.insert("a".to_string(), Tensor::<f32>::zeros(&[2, 2]));
+        w.insert("extra".to_string(), Tensor::<f32>::zeros(&[1]));
+        let spec = vec![("a".to_string(), vec![2, 3]), ("b".to_string(), vec![4])];
+        let e = check_against_spec(&w, &spec).unwrap_err().to_string();
+        assert!(
+            e.contains("2 weight problem")
+                && e.contains("missing b")
+                && e.contains("a: expected [2, 3]"),
+            "{e}"
+        );
+        w.insert("a".to_string(), Tensor::<f32>::zeros(&[2, 3]));
+        w.insert("b".to_string(), Tensor::<f32>::zeros(&[4]));
+        check_against_spec(&w, &spec).unwrap();
+    }
+}

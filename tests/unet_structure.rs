@@ -1,0 +1,203 @@
+//! The UNet graph without goldens: key list and parameter count of the FFHQ 512 model,
+//! shapes, input validation, MAC counts, and the input gradient against finite differences.
+
+use dynface::backend::cpu::CpuBackend;
+use dynface::exec::eval;
+use dynface::graph::Graph;
+use dynface::models::unet::cli::unet_info;
+use dynface::models::unet::model::UNetGraph;
+use dynface::models::unet::{build_unet, parameter_count, unet_spec, UNetConfig};
+use dynface::tensor::{random, Tensor};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+
+fn small(extra: serde_json::Value) -> UNetConfig {
+    let mut v = json!({
+        "image_size": 8, "in_channels": 3, "model_channels": 32, "out_channels": 6,
+        "num_res_blocks": [1, 2], "attention_resolutions": [4], "channel_mult": [1, 2],
+        "num_heads": 2, "use_scale_shift_norm": true
+    });
+    for (k, val) in extra.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    UNetConfig::from_value(&v).unwrap()
+}
+
+fn random_weights(cfg: &UNetConfig, seed: u64) -> HashMap<String, Tensor<f32>> {
+    let mut rng = random::rng(seed);
+    unet_spec(cfg)
+        .unwrap()
+        .into_iter()
+        .map(|(n, s)| {
+            let fan_in: usize = s.iter().skip(1).product::<usize>().max(1);
+            let t = random::normal(&mut rng, &s, 1.0 / (fan_in as f64).sqrt());
+            (n, t)
+        })
+        .collect()
+}
+
+#[test]
+fn ffhq512_has_the_checkpoint_keys_and_counts() {
+    let spec = unet_spec(&UNetConfig::ffhq512()).unwrap();
+    assert_eq!(spec.len(), 630);
+    assert_eq!(parameter_count(&spec), 159_788_454);
+    let get = |k: &str| {
+        spec.iter()
+            .find(|(n, _)| n == k)
+            .unwrap_or_else(|| panic!("no key {k}"))
+            .1
+            .clone()
+    };
+    assert_eq!(spec[0].0, "time_embed.0.weight");
+    assert_eq!(get("time_embed.0.weight"), vec![128, 32]);
+    assert_eq!(get("input_blocks.0.0.weight"), vec![32, 3, 3, 3]);
+    assert_eq!(get("input_blocks.2.0.op.weight"), vec![32, 32, 3, 3]);
+    assert_eq!(
+        get("input_blocks.3.0.skip_connection.weight"),
+        vec![64, 32, 1, 1]
+    );
+    assert_eq!(get("input_blocks.3.0.emb_layers.1.weight"), vec![128, 128]);
+    assert_eq!(get("middle_block.1.qkv.weight"), vec![1536, 512, 1]);
+    assert_eq!(get("middle_block.1.proj_out.weight"), vec![512, 512, 1]);
+    assert_eq!(get("output_blocks.0.0.in_layers.0.weight"), vec![1024]);
+    assert_eq!(get("output_blocks.4.2.conv.weight"), vec![512, 512, 3, 3]);
+    assert_eq!(spec.last().unwrap().0, "out.2.bias");
+    assert_eq!(get("out.2.weight"), vec![6, 32, 3, 3]);
+    let names: std::collections::HashSet<&String> = spec.iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), spec.len(), "duplicate keys");
+}
+
+#[test]
+fn shipped_config_is_the_ffhq512_preset() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/unet_ffhq512.json");
+    let cfg = UNetConfig::from_file(&path).unwrap();
+    assert_eq!(cfg, UNetConfig::ffhq512());
+}
+
+#[test]
+fn ffhq512_costs_about_189_gmac_per_forward() {
+    let info = unet_info(&UNetConfig::ffhq512(), 1, 512).unwrap();
+    assert_eq!(info.tensors, 630);
+    assert_eq!(info.parameters, 159_788_454);
+    let f = info.macs_forward.total() as f64;
+    assert!((188.0e9..190.5e9).contains(&f), "{f}");
+    // The input gradient costs one more pass of every conv except the first conv's weight.
+    let r = info.macs_forward_grad.total() as f64 / f;
+    assert!((1.95..2.05).contains(&r), "{r}");
+    // Weights alone are 639 MB in f32; the plan must hold them and stay far below 20 GB.
+    assert!(info.peak_bytes_forward > 639_000_000);
+    assert!(info.peak_bytes_forward_grad < 20_000_000_000);
+}
+
+#[test]
+fn output_has_out_channels_on_rectangular_input() {
+    let cfg = small(json!({}));
+    let ug = UNetGraph::new(&cfg, 2, 8, 12, false).unwrap();
+    assert_eq!(ug.graph.shape(ug.out), &[2, 6, 8, 12]);
+    // The gradient graph adds the reverse pass of the same size as x.
+    let ug = UNetGraph::new(&cfg, 2, 8, 12, true).unwrap();
+    assert_eq!(ug.graph.shape(ug.grad_x.unwrap()), &[2, 3, 8, 12]);
+}
+
+#[test]
+fn bad_inputs_are_reported() {
+    let cfg = small(json!({}));
+    let mut g = Graph::new();
+    let x = g.input("x", &[1, 3, 7, 8]);
+    let t = g.input("t", &[1]);
+    let e = build_unet(&mut g, &cfg, x, t).unwrap_err().to_string();
+    assert!(
+        e.contains("[1, 3, 7, 8]") && e.contains("multiples of 2"),
+        "{e}"
+    );
+    let x = g.input("x2", &[1, 4, 8, 8]);
+    let e = build_unet(&mut g, &cfg, x, t).unwrap_err().to_string();
+    assert!(e.contains("[B, 3, H, W]"), "{e}");
+    let x = g.input("x3", &[2, 3, 8, 8]);
+    let e = build_unet(&mut g, &cfg, x, t).unwrap_err().to_string();
+    assert!(e.contains("timesteps") && e.contains("[2]"), "{e}");
+    // A config edited into an invalid state after parsing is still caught.
+    let mut bad = cfg.clone();
+    bad.dropout = 0.1;
+    let x = g.input("x4", &[1, 3, 8, 8]);
+    let e = build_unet(&mut g, &bad, x, t).unwrap_err().to_string();
+    assert!(e.contains("dropout"), "{e}");
+}
+
+fn forward(
+    cfg: &UNetConfig,
+    w: &HashMap<String, Tensor<f32>>,
+    x: &Tensor<f64>,
+    t: &Tensor<f64>,
+) -> Tensor<f64> {
+    let ug = UNetGraph::new(cfg, x.shape[0], x.shape[2], x.shape[3], false).unwrap();
+    eval(
+        CpuBackend::<f64>::new(),
+        &ug.graph,
+        &[ug.out],
+        &[("x", x), ("t", t)],
+        w,
+    )
+    .unwrap()
+    .remove(0)
+}
+
+#[test]
+fn attention_orders_differ_only_with_several_heads() {
+    let mut rng = random::rng(11);
+    let x: Tensor<f64> = random::normal(&mut rng, &[1, 3, 8, 8], 1.0);
+    let t = Tensor::new(vec![1], vec![417.0]);
+    for (heads, same) in [(1, true), (2, false)] {
+        let legacy = small(json!({"num_heads": heads, "use_new_attention_order": false}));
+        let new = small(json!({"num_heads": heads, "use_new_attention_order": true}));
+        let w = random_weights(&legacy, 5);
+        let a = forward(&legacy, &w, &x, &t);
+        let b = forward(&new, &w, &x, &t);
+        let d = a.rel_err(&b);
+        assert_eq!(d < 1e-12, same, "{heads} heads: rel diff {d}");
+    }
+}
+
+#[test]
+fn input_gradient_matches_finite_differences() {
+    // Additive embedding, resblock up/down and plain resampling cover the other branches.
+    for extra in [
+        json!({}),
+        json!({"use_scale_shift_norm": false, "resblock_updown": true, "num_head_channels": 32}),
+        json!({"conv_resample": false, "use_new_attention_order": true}),
+    ] {
+        let cfg = small(extra.clone());
+        let w = random_weights(&cfg, 21);
+        let mut rng = random::rng(99);
+        let x: Tensor<f64> = random::normal(&mut rng, &[2, 3, 8, 8], 1.0);
+        let t = Tensor::new(vec![2], vec![12.0, 733.0]);
+        let cot: Tensor<f64> = random::normal(&mut rng, &[2, 6, 8, 8], 1.0);
+        let v: Tensor<f64> = random::normal(&mut rng, &[2, 3, 8, 8], 1.0);
+        let ug = UNetGraph::new(&cfg, 2, 8, 8, true).unwrap();
+        let gx = eval(
+            CpuBackend::<f64>::new(),
+            &ug.graph,
+            &[ug.grad_x.unwrap()],
+            &[("x", &x), ("t", &t), ("cotangent", &cot)],
+            &w,
+        )
+        .unwrap()
+        .remove(0);
+        let eps = 1e-5;
+        let f = |s: f64| {
+            let mut xp = x.clone();
+            xp.data
+                .iter_mut()
+                .zip(&v.data)
+                .for_each(|(a, b)| *a += s * b);
+            forward(&cfg, &w, &xp, &t).dot(&cot)
+        };
+        let fd = (f(eps) - f(-eps)) / (2.0 * eps);
+        let an = gx.dot(&v);
+        assert!(
+            (fd - an).abs() <= 1e-6 * an.abs().max(1.0),
+            "{extra}: finite difference {fd}, analytic {an}"
+        );
+    }
+}
