@@ -4,10 +4,13 @@
 //! a direct f64 transcription of METHOD.md §3 below (the CPU blur is merged separately; when
 //! `run_op` supports it, it is checked too). The whole arena is poisoned with NaN before
 //! every op, so an unwritten output element fails. Without a usable GPU every test prints
-//! "skipped: <reason>" and returns: that is not a pass.
+//! "skipped: <reason>" and returns: that is not a pass. Without a GPU but with a host C++
+//! compiler, the same checks run on the CPU emulator of the kernels (`cuda::emu`), which tests
+//! launch code and kernel arithmetic but not the GPU itself; set DYNFACE_NO_EMU=1 to skip.
 
 use dynface::backend::cpu::run_op;
-use dynface::backend::cuda::CudaBackend;
+use dynface::backend::cuda::emu::EmuBackend;
+use dynface::backend::cuda::{CudaBackend, KernelBackend};
 use dynface::backend::{Backend, Operand};
 use dynface::exec::Executor;
 use dynface::graph::autodiff::grad;
@@ -17,14 +20,48 @@ use dynface::tensor::random::{normal, rng, uniform};
 use dynface::tensor::{numel, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-fn backend(test: &str) -> Option<CudaBackend> {
+enum Device {
+    Cuda(CudaBackend),
+    Emu(EmuBackend),
+}
+
+fn device(test: &str) -> Option<Device> {
     match CudaBackend::new() {
-        Ok(b) => Some(b),
+        Ok(b) => {
+            println!("{test}: on {}", b.info());
+            Some(Device::Cuda(b))
+        }
         Err(why) => {
-            println!("skipped: {test}: {why}");
-            None
+            if std::env::var_os("DYNFACE_NO_EMU").is_some() {
+                println!("skipped: {test}: {why}");
+                return None;
+            }
+            match EmuBackend::build() {
+                Ok(e) => {
+                    println!(
+                        "{test}: no GPU ({why}); checking the kernels on the CPU emulator \
+                         (not a GPU result)"
+                    );
+                    Some(Device::Emu(e))
+                }
+                Err(e2) => {
+                    println!("skipped: {test}: {why}; no emulator either: {e2}");
+                    None
+                }
+            }
         }
     }
+}
+
+/// Runs a generic test body on the GPU, else on the emulator, else prints the skip.
+macro_rules! on_device {
+    ($test:expr, $body:ident) => {
+        match device($test) {
+            Some(Device::Cuda(b)) => $body(b, $test),
+            Some(Device::Emu(b)) => $body(b, $test),
+            None => {}
+        }
+    };
 }
 
 /// Element-wise and data-movement ops: only rounding of single operations differs.
@@ -32,14 +69,14 @@ const TOL_EXACT: f64 = 1e-5;
 /// Reductions, convolution, matrix products: fp32 accumulation over up to a few thousand terms.
 const TOL_REDUCE: f64 = 1e-4;
 
-struct Checker {
-    be: CudaBackend,
+struct Checker<B: KernelBackend> {
+    be: B,
     failures: Vec<String>,
     cases: usize,
 }
 
-impl Checker {
-    fn new(be: CudaBackend) -> Self {
+impl<B: KernelBackend> Checker<B> {
+    fn new(be: B) -> Self {
         Checker {
             be,
             failures: vec![],
@@ -182,7 +219,10 @@ fn conv_out(x: &[usize], w: &[usize], p: &Conv2dParams) -> Vec<usize> {
 
 #[test]
 fn unary_ops_forward_and_backward() {
-    let Some(be) = backend("unary") else { return };
+    on_device!("unary", unary_ops_forward_and_backward_body);
+}
+
+fn unary_ops_forward_and_backward_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(11);
     let ops = [
@@ -225,7 +265,10 @@ fn unary_ops_forward_and_backward() {
 
 #[test]
 fn binary_ops_with_broadcasting() {
-    let Some(be) = backend("binary") else { return };
+    on_device!("binary", binary_ops_with_broadcasting_body);
+}
+
+fn binary_ops_with_broadcasting_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(12);
     let shapes: [(&[usize], &[usize]); 6] = [
@@ -256,7 +299,10 @@ fn binary_ops_with_broadcasting() {
 
 #[test]
 fn broadcast_sum_to_and_reduce() {
-    let Some(be) = backend("reduce") else { return };
+    on_device!("reduce", broadcast_sum_to_and_reduce_body);
+}
+
+fn broadcast_sum_to_and_reduce_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(13);
     let x = randn(&mut r, &[3, 1, 5]);
@@ -344,7 +390,10 @@ fn conv_cases() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dParams, bool
 
 #[test]
 fn conv2d_forward_backward_input_backward_weight() {
-    let Some(be) = backend("conv2d") else { return };
+    on_device!("conv2d", conv2d_forward_backward_input_backward_weight_body);
+}
+
+fn conv2d_forward_backward_input_backward_weight_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(14);
     for (name, xs, ws, p, with_bias) in conv_cases() {
@@ -378,7 +427,10 @@ fn conv2d_forward_backward_input_backward_weight() {
 
 #[test]
 fn matmul_batched_transposed_broadcast() {
-    let Some(be) = backend("matmul") else { return };
+    on_device!("matmul", matmul_batched_transposed_broadcast_body);
+}
+
+fn matmul_batched_transposed_broadcast_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(15);
     let cases: [(&[usize], &[usize], bool, bool); 9] = [
@@ -410,7 +462,10 @@ fn matmul_batched_transposed_broadcast() {
 
 #[test]
 fn group_norm_layer_norm_softmax() {
-    let Some(be) = backend("norm") else { return };
+    on_device!("norm", group_norm_layer_norm_softmax_body);
+}
+
+fn group_norm_layer_norm_softmax_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(16);
     for (shape, groups) in [(vec![2, 8, 5, 7], 4), (vec![1, 64, 32, 32], 32), (vec![3, 6, 11], 3)] {
@@ -494,7 +549,10 @@ fn group_norm_layer_norm_softmax() {
 
 #[test]
 fn layout_ops() {
-    let Some(be) = backend("layout") else { return };
+    on_device!("layout", layout_ops_body);
+}
+
+fn layout_ops_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(17);
     let (a, b, d) = (
@@ -761,7 +819,10 @@ fn blur_ref(x: &Tensor<f32>, sigma: &[f32], which: &str, g: Option<&Tensor<f32>>
 
 #[test]
 fn gaussian_blur_forward_adjoint_dsigma() {
-    let Some(be) = backend("blur") else { return };
+    on_device!("blur", gaussian_blur_forward_adjoint_dsigma_body);
+}
+
+fn gaussian_blur_forward_adjoint_dsigma_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(18);
     let cases: [(&str, [usize; 4], Vec<f32>); 5] = [
@@ -810,7 +871,10 @@ fn gaussian_blur_forward_adjoint_dsigma() {
 
 #[test]
 fn fused_attention_matches_composite() {
-    let Some(be) = backend("fused attention") else { return };
+    on_device!("fused attention", fused_attention_body);
+}
+
+fn fused_attention_body<B: KernelBackend>(be: B, _test: &str) {
     let mut r = rng(19);
     let mut failures = vec![];
     for (b, l, s) in [(2, 100, 77), (1, 1024, 1024), (3, 1, 33)] {
@@ -846,7 +910,7 @@ fn fused_attention_matches_composite() {
         be.write(&mut arena, 0, &q.data).unwrap();
         be.write(&mut arena, nq, &k.data).unwrap();
         be.write(&mut arena, nq + nk, &v.data).unwrap();
-        be.fused_attention(&arena, 0, nq, nq + nk, nq + 2 * nk, b, l, s, scale)
+        be.fused_attention(&arena, 0, nq, nq + nk, nq + 2 * nk, (b, l, s), scale)
             .unwrap();
         let got = Tensor::new(
             vec![b, l, 64],
@@ -920,13 +984,19 @@ fn resnet_consts(g: &Graph) -> std::collections::HashMap<String, Tensor<f32>> {
         .collect()
 }
 
-fn resnet_check(captured: bool) {
-    let what = if captured {
-        "resnet via CUDA graph replay"
-    } else {
-        "resnet"
-    };
-    let Some(be) = backend(what) else { return };
+fn resnet_plain<B: KernelBackend>(be: B, what: &str) {
+    resnet_check(be, what, false)
+}
+
+fn resnet_captured<B: KernelBackend>(be: B, what: &str) {
+    if be.name().contains("emulated") {
+        println!("skipped: {what}: CUDA graph capture needs a GPU");
+        return;
+    }
+    resnet_check(be, what, true)
+}
+
+fn resnet_check<B: KernelBackend>(be: B, what: &str, captured: bool) {
     let (g, outs) = resnet_graph();
     let consts = resnet_consts(&g);
     let mut cpu = Executor::new(
@@ -947,8 +1017,8 @@ fn resnet_check(captured: bool) {
         cpu.set_input("x", &x.cast::<f64>()).unwrap();
         cpu.run().unwrap();
         {
+            let len = gpu.plan().arena_len;
             let (b, arena) = gpu.arena_mut();
-            let len = arena.len();
             b.fill(arena, 0, len, f32::NAN).unwrap();
         }
         gpu.bind_all(|n| consts.get(n).cloned()).unwrap();
@@ -957,8 +1027,8 @@ fn resnet_check(captured: bool) {
             if round == 0 {
                 gpu.capture().unwrap();
                 // capture() ran once uncaptured: poison again so the replay must write.
+                let len = gpu.plan().arena_len;
                 let (b, arena) = gpu.arena_mut();
-                let len = arena.len();
                 b.fill(arena, 0, len, f32::NAN).unwrap();
                 gpu.bind_all(|n| consts.get(n).cloned()).unwrap();
                 gpu.set_input("x", &x).unwrap();
@@ -986,17 +1056,23 @@ fn resnet_check(captured: bool) {
 
 #[test]
 fn residual_network_forward_and_input_gradient() {
-    resnet_check(false);
+    on_device!("resnet", resnet_plain);
 }
 
 #[test]
 fn residual_network_through_cuda_graph_replay() {
-    resnet_check(true);
+    on_device!("resnet via CUDA graph replay", resnet_captured);
 }
 
 #[test]
 fn profiling_table_lists_kernels() {
-    let Some(be) = backend("profiling") else { return };
+    let be = match CudaBackend::new() {
+        Ok(b) => b,
+        Err(why) => {
+            println!("skipped: profiling: {why}");
+            return;
+        }
+    };
     let (g, outs) = resnet_graph();
     let consts = resnet_consts(&g);
     let mut gpu = Executor::new(be, &g, &outs, PlanOptions::default()).unwrap();

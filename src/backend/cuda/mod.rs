@@ -11,6 +11,8 @@
 pub mod bench;
 pub mod cache;
 pub mod check;
+#[cfg(unix)]
+pub mod emu;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
@@ -207,7 +209,7 @@ impl CudaBackend {
     }
 
     /// Launches `name` with `block` threads per block on the backend's stream.
-    pub(crate) fn launch(
+    fn launch_impl(
         &self,
         name: &'static str,
         grid: (u32, u32, u32),
@@ -249,7 +251,7 @@ impl CudaBackend {
 
     /// Device address of a workspace of at least `bytes` bytes (contents undefined). Grows
     /// only outside graph capture: a captured graph keeps the address it saw.
-    pub(crate) fn workspace(&self, bytes: usize) -> BResult<u64> {
+    fn workspace_impl(&self, bytes: usize) -> BResult<u64> {
         let mut ws = self.workspace.lock().unwrap();
         if ws.bytes >= bytes && ws.buf.is_some() {
             return Ok(ws.base);
@@ -284,23 +286,56 @@ impl CudaBackend {
             None => Ok(vec![]),
         }
     }
+}
 
-    /// Runs the fused attention kernel (head width 64): out = softmax(scale·q·kᵀ)·v for
-    /// q [b, l, 64], k, v [b, s, 64], out [b, l, 64], all regions of `arena`.
+/// The kernel entry points beyond the graph ops, shared by the CUDA backend and its CPU
+/// emulator so the same tests run on both.
+pub trait KernelBackend: Backend<Elem = f32> {
+    /// Fused attention for head width 64: out = softmax(scale·q·kᵀ)·v with q [b, l, 64],
+    /// k, v [b, s, 64], out [b, l, 64] at the given arena offsets; `dims` = (b, l, s).
     #[allow(clippy::too_many_arguments)]
-    pub fn fused_attention(
+    fn fused_attention(
+        &self,
+        arena: &Self::Arena,
+        q: usize,
+        k: usize,
+        v: usize,
+        out: usize,
+        dims: (usize, usize, usize),
+        scale: f32,
+    ) -> BResult<()>;
+}
+
+impl KernelBackend for CudaBackend {
+    fn fused_attention(
         &self,
         arena: &CudaArena,
         q: usize,
         k: usize,
         v: usize,
         out: usize,
-        b: usize,
-        l: usize,
-        s: usize,
+        (b, l, s): (usize, usize, usize),
         scale: f32,
     ) -> BResult<()> {
-        ops::fused_attention(self, arena, q, k, v, out, b, l, s, scale)
+        ops::fused_attention(self, arena.base, q, k, v, out, b, l, s, scale)
+    }
+}
+
+impl ops::Launcher for CudaBackend {
+    fn launch(
+        &self,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: u32,
+        args: Vec<Arg>,
+    ) -> BResult<()> {
+        self.launch_impl(name, grid, block, args)
+    }
+    fn workspace(&self, bytes: usize) -> BResult<u64> {
+        self.workspace_impl(bytes)
+    }
+    fn sms(&self) -> usize {
+        self.info.multiprocessors.max(1) as usize
     }
 }
 
@@ -365,7 +400,7 @@ impl Backend for CudaBackend {
         out: Operand,
     ) -> BResult<()> {
         *self.current_op.lock().unwrap() = node.op.kind();
-        ops::exec(self, arena, &node.op, inputs, out)
+        ops::exec(self, arena.base, &node.op, inputs, out)
     }
 
     fn synchronize(&self) -> BResult<()> {

@@ -1,7 +1,7 @@
 //! Launch configuration of every graph op: which kernel(s), grid, block and arguments.
 //! The semantics are those of `backend::cpu::run_op`; each arm names the kernel family.
 
-use super::{Arg, CudaArena, CudaBackend};
+use super::Arg;
 use crate::backend::{BResult, BackendError, Operand};
 use crate::graph::{BinaryOp, Conv2dParams, Op, ReduceOp, UnaryOp};
 use crate::tensor::{numel, strides};
@@ -79,6 +79,22 @@ impl ConvGeo {
     }
 }
 
+/// What the launch code needs from an executor of kernels: the CUDA backend, or the CPU
+/// emulator of the same kernel sources used to test this code without a GPU.
+pub(crate) trait Launcher {
+    fn launch(
+        &self,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: u32,
+        args: Vec<Arg>,
+    ) -> BResult<()>;
+    /// Device address of a scratch area of at least `bytes` bytes.
+    fn workspace(&self, bytes: usize) -> BResult<u64>;
+    /// Multiprocessor count (for tile-size and split-K choices).
+    fn sms(&self) -> usize;
+}
+
 const THREADS: u32 = 256;
 const MAX_BLOCKS: usize = 1 << 20;
 
@@ -137,7 +153,7 @@ fn binary_code(b: BinaryOp) -> i32 {
     }
 }
 
-pub(super) fn fill(be: &CudaBackend, addr: u64, len: usize, value: f32) -> BResult<()> {
+pub(crate) fn fill(be: &dyn Launcher, addr: u64, len: usize, value: f32) -> BResult<()> {
     if len == 0 {
         return Ok(());
     }
@@ -151,7 +167,7 @@ pub(super) fn fill(be: &CudaBackend, addr: u64, len: usize, value: f32) -> BResu
 
 /// y[offB(i)] = x[offA(i)] over `dims`.
 fn strided_copy(
-    be: &CudaBackend,
+    be: &dyn Launcher,
     x: u64,
     y: u64,
     dims: &[usize],
@@ -173,7 +189,7 @@ fn strided_copy(
 
 /// Sum (times `scale`) over `axes` of x with shape `sx` into y (kept axes in order).
 fn reduce(
-    be: &CudaBackend,
+    be: &dyn Launcher,
     x: u64,
     y: u64,
     sx: &[usize],
@@ -279,7 +295,7 @@ fn gemm_name(t: (usize, usize), a_n: bool, b_n: bool) -> &'static str {
 }
 
 pub(super) fn conv_fwd(
-    be: &CudaBackend,
+    be: &dyn Launcher,
     g: ConvGeo,
     x: u64,
     w: u64,
@@ -288,7 +304,7 @@ pub(super) fn conv_fwd(
 ) -> BResult<()> {
     let og = (g.o / g.groups) as usize;
     let np = (g.n * g.oh * g.ow) as usize;
-    let t = pick_tile(og, np, g.groups as usize, be.info.multiprocessors as usize);
+    let t = pick_tile(og, np, g.groups as usize, be.sms());
     be.launch(
         tile_name("conv_fwd", t),
         (
@@ -307,10 +323,10 @@ pub(super) fn conv_fwd(
     )
 }
 
-pub(super) fn conv_bwd_input(be: &CudaBackend, g: ConvGeo, dy: u64, w: u64, dx: u64) -> BResult<()> {
+pub(super) fn conv_bwd_input(be: &dyn Launcher, g: ConvGeo, dy: u64, w: u64, dx: u64) -> BResult<()> {
     let cg = (g.c / g.groups) as usize;
     let np = (g.n * g.h * g.w) as usize;
-    let t = pick_tile(cg, np, g.groups as usize, be.info.multiprocessors as usize);
+    let t = pick_tile(cg, np, g.groups as usize, be.sms());
     be.launch(
         tile_name("conv_bwd_input", t),
         (
@@ -325,12 +341,12 @@ pub(super) fn conv_bwd_input(be: &CudaBackend, g: ConvGeo, dy: u64, w: u64, dx: 
 
 /// Split-K over the N·OH·OW pixels so that small weight matrices still fill the device;
 /// partial products go to the workspace and are summed in a fixed order.
-pub(super) fn conv_bwd_weight(be: &CudaBackend, g: ConvGeo, x: u64, dy: u64, dw: u64) -> BResult<()> {
+pub(super) fn conv_bwd_weight(be: &dyn Launcher, g: ConvGeo, x: u64, dy: u64, dw: u64) -> BResult<()> {
     let og = (g.o / g.groups) as usize;
     let kg = (g.c / g.groups * g.kh * g.kw) as usize;
     let groups = g.groups as usize;
     let k = (g.n * g.oh * g.ow) as usize;
-    let sms = be.info.multiprocessors as usize;
+    let sms = be.sms();
     let t = pick_tile(og, kg, groups, sms);
     let tiles = og.div_ceil(t.0) * kg.div_ceil(t.1) * groups;
     let total = g.o as usize * kg;
@@ -382,7 +398,7 @@ pub(super) fn conv_bwd_weight(be: &CudaBackend, g: ConvGeo, x: u64, dy: u64, dw:
 
 #[allow(clippy::too_many_arguments)]
 fn matmul(
-    be: &CudaBackend,
+    be: &dyn Launcher,
     a: u64,
     sa: &[usize],
     ta: bool,
@@ -415,7 +431,7 @@ fn matmul(
         .map(|v| v * b_mat)
         .collect();
     let batch = Strided::new(batch_shape, &sta, &stb)?;
-    let t = pick_tile(m, n, nb, be.info.multiprocessors as usize);
+    let t = pick_tile(m, n, nb, be.sms());
     let name = gemm_name(t, a_cs == 1, b_cs == 1);
     be.launch(
         name,
@@ -448,7 +464,7 @@ const MODE_ADJ: i32 = 2;
 
 #[allow(clippy::too_many_arguments)]
 fn blur_pass(
-    be: &CudaBackend,
+    be: &dyn Launcher,
     src: u64,
     dst: u64,
     sigma: u64,
@@ -485,7 +501,7 @@ fn blur_pass(
     )
 }
 
-fn blur_dsigma(be: &CudaBackend, x: u64, sigma: u64, g: u64, y: u64, s: &[usize]) -> BResult<()> {
+fn blur_dsigma(be: &dyn Launcher, x: u64, sigma: u64, g: u64, y: u64, s: &[usize]) -> BResult<()> {
     let n = numel(s);
     let b = s[0];
     let per_image = n / b.max(1);
@@ -512,16 +528,18 @@ fn blur_dsigma(be: &CudaBackend, x: u64, sigma: u64, g: u64, y: u64, s: &[usize]
 }
 
 /// Computes `op` into `out`; see `backend::cpu::run_op` for the semantics of each op.
-pub(super) fn exec(
-    be: &CudaBackend,
-    arena: &mut CudaArena,
+/// Launches `op`; `base` is the device address of arena element 0.
+pub(crate) fn exec(
+    be: &dyn Launcher,
+    base: u64,
     op: &Op,
     ins: &[Operand],
     out: Operand,
 ) -> BResult<()> {
-    let p = |i: usize| arena.addr(ins[i].offset);
+    let addr = |off: usize| base + 4 * off as u64;
+    let p = |i: usize| addr(ins[i].offset);
     let s = |i: usize| ins[i].shape;
-    let y = arena.addr(out.offset);
+    let y = addr(out.offset);
     let ys = out.shape;
     let n = numel(ys);
     match op {
@@ -941,9 +959,9 @@ pub(super) fn exec(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn fused_attention(
-    be: &CudaBackend,
-    arena: &CudaArena,
+pub(crate) fn fused_attention(
+    be: &dyn Launcher,
+    base: u64,
     q: usize,
     k: usize,
     v: usize,
@@ -968,10 +986,10 @@ pub(super) fn fused_attention(
         (l.div_ceil(64) as u32, b as u32, 1),
         256,
         vec![
-            Arg::Ptr(arena.addr(q)),
-            Arg::Ptr(arena.addr(k)),
-            Arg::Ptr(arena.addr(v)),
-            Arg::Ptr(arena.addr(out)),
+            Arg::Ptr(base + 4 * q as u64),
+            Arg::Ptr(base + 4 * k as u64),
+            Arg::Ptr(base + 4 * v as u64),
+            Arg::Ptr(base + 4 * out as u64),
             i64a(l),
             i64a(s),
             Arg::F32(scale),
