@@ -136,6 +136,9 @@ impl Launcher for EmuBackend {
         let mut params: Vec<*mut c_void> = args.iter_mut().map(Arg::as_param).collect();
         let cname = CString::new(name).expect("kernel names have no NUL");
         let mut err = vec![0 as c_char; 256];
+        // The emulator's scheduler state is process-global: one launch at a time.
+        static LAUNCH: Mutex<()> = Mutex::new(());
+        let _one = LAUNCH.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: parameters are laid out exactly as for cuLaunchKernel; pointers inside them
         // address host memory owned by the arena or the workspace.
         let rc = unsafe {

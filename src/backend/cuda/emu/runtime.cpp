@@ -1,18 +1,24 @@
 // Fiber scheduler of the CUDA emulator (see shim.hpp).
 #include <ucontext.h>
+#include <setjmp.h>
 #include <vector>
 #include <functional>
 #include <string>
 
 namespace emu {
 enum State { RUN = 0, AT_BLOCK = 1, AT_WARP = 2, DONE = 3 };
+// A fiber is entered the first time with swapcontext (to get onto its own stack) and after
+// that with _setjmp/_longjmp, which do not save the signal mask (no system call per switch).
 struct Fiber {
     ucontext_t ctx;
+    jmp_buf jb;
+    bool started;
     std::vector<char> stack;
     unsigned tid;
     int state;
 };
 static ucontext_t sched;
+static jmp_buf sched_jb;
 static std::vector<Fiber> fibers;
 static Fiber* cur = nullptr;
 static std::function<void()> body;
@@ -21,6 +27,20 @@ static std::vector<double> slots;  // [warps][32]
 static void fiber_main() {
     body();
     cur->state = DONE;
+    _longjmp(sched_jb, 1);
+}
+
+static void resume(Fiber& f) {
+    cur = &f;
+    threadIdx = {f.tid, 0, 0};
+    if (_setjmp(sched_jb) == 0) {
+        if (!f.started) {
+            f.started = true;
+            swapcontext(&sched, &f.ctx);
+        } else {
+            _longjmp(f.jb, 1);
+        }
+    }
 }
 
 // Runs one block; returns an error message or "".
@@ -31,6 +51,7 @@ static std::string run_block(unsigned nthreads) {
         Fiber& f = fibers[t];
         f.tid = t;
         f.state = RUN;
+        f.started = false;
         f.stack.resize(256 * 1024);
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = f.stack.data();
@@ -43,9 +64,7 @@ static std::string run_block(unsigned nthreads) {
         bool ran = false;
         for (auto& f : fibers) {
             if (f.state != RUN) continue;
-            cur = &f;
-            threadIdx = {f.tid, 0, 0};
-            swapcontext(&sched, &f.ctx);
+            resume(f);
             ran = true;
         }
         bool released = false;
@@ -84,14 +103,12 @@ static std::string run_block(unsigned nthreads) {
 }
 }  // namespace emu
 
-void emu_block_barrier() {
-    emu::cur->state = emu::AT_BLOCK;
-    swapcontext(&emu::cur->ctx, &emu::sched);
+static void emu_yield(int state) {
+    emu::cur->state = state;
+    if (_setjmp(emu::cur->jb) == 0) _longjmp(emu::sched_jb, 1);
 }
-void emu_warp_barrier() {
-    emu::cur->state = emu::AT_WARP;
-    swapcontext(&emu::cur->ctx, &emu::sched);
-}
+void emu_block_barrier() { emu_yield(emu::AT_BLOCK); }
+void emu_warp_barrier() { emu_yield(emu::AT_WARP); }
 double* emu_warp_slots() { return emu::slots.data() + (threadIdx.x / 32) * 32; }
 
 template <class... A, size_t... I>
