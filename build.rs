@@ -34,7 +34,11 @@ fn kernel_names(src: &str) -> Vec<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        assert!(!name.is_empty(), "unparsable kernel declaration near: {}", &s[..s.len().min(60)]);
+        assert!(
+            !name.is_empty(),
+            "unparsable kernel declaration near: {}",
+            &s[..s.len().min(60)]
+        );
         names.push(name);
         rest = &rest[at + marker.len()..];
     }
@@ -60,12 +64,21 @@ fn main() {
         }
     }
     let mut out = String::new();
-    out.push_str("/// Shared definitions prepended to every kernel file (no #include under NVRTC).\n");
+    out.push_str(
+        "/// Shared definitions prepended to every kernel file (no #include under NVRTC).\n",
+    );
     out.push_str("pub const PRELUDE: &str = concat!(");
     for p in &prelude {
-        write!(out, "include_str!({:?}), \"\\n\", ", p.display().to_string()).unwrap();
+        write!(
+            out,
+            "include_str!({:?}), \"\\n\", ",
+            p.display().to_string()
+        )
+        .unwrap();
     }
-    out.push_str(");\n\n/// Every kernel file with its entry points.\npub const FILES: &[KernelFile] = &[\n");
+    out.push_str(
+        ");\n\n/// Every kernel file with its entry points.\npub const FILES: &[KernelFile] = &[\n",
+    );
     let mut seen = std::collections::HashSet::new();
     for p in &files {
         let src = std::fs::read_to_string(p).expect("kernel source");

@@ -11,7 +11,7 @@
 use dynface::backend::cpu::run_op;
 use dynface::backend::cuda::emu::EmuBackend;
 use dynface::backend::cuda::{CudaBackend, KernelBackend};
-use dynface::backend::{Backend, Operand};
+use dynface::backend::Operand;
 use dynface::exec::Executor;
 use dynface::graph::autodiff::grad;
 use dynface::graph::plan::PlanOptions;
@@ -107,7 +107,8 @@ impl<B: KernelBackend> Checker<B> {
         be.fill(&mut arena, 0, total, f32::NAN)
             .map_err(|e| e.to_string())?;
         for (t, &o) in inputs.iter().zip(&offsets) {
-            be.write(&mut arena, o, &t.data).map_err(|e| e.to_string())?;
+            be.write(&mut arena, o, &t.data)
+                .map_err(|e| e.to_string())?;
         }
         let ops: Vec<Operand> = inputs
             .iter()
@@ -184,7 +185,11 @@ impl<B: KernelBackend> Checker<B> {
     }
 
     fn finish(self, what: &str) {
-        println!("{what}: {} cases, {} failures", self.cases, self.failures.len());
+        println!(
+            "{what}: {} cases, {} failures",
+            self.cases,
+            self.failures.len()
+        );
         assert!(
             self.failures.is_empty(),
             "{what}: {} of {} cases failed:\n{}",
@@ -374,16 +379,52 @@ fn conv_cases() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dParams, bool
         groups,
     };
     vec![
-        ("3×3 odd sizes", [2, 5, 11, 13], [7, 5, 3, 3], p(1, 1, 1), true),
-        ("3×3 stride 2", [2, 6, 12, 9], [10, 6, 3, 3], p(2, 1, 1), true),
+        (
+            "3×3 odd sizes",
+            [2, 5, 11, 13],
+            [7, 5, 3, 3],
+            p(1, 1, 1),
+            true,
+        ),
+        (
+            "3×3 stride 2",
+            [2, 6, 12, 9],
+            [10, 6, 3, 3],
+            p(2, 1, 1),
+            true,
+        ),
         ("3×3 no pad", [1, 4, 9, 8], [3, 4, 3, 3], p(1, 0, 1), false),
         ("groups 4", [2, 8, 10, 10], [12, 2, 3, 3], p(1, 1, 4), true),
         ("depthwise", [1, 6, 9, 7], [6, 1, 3, 3], p(1, 1, 6), false),
         ("1×1", [2, 16, 7, 5], [24, 16, 1, 1], p(1, 0, 1), true),
-        ("first layer 3→32", [1, 3, 33, 31], [32, 3, 3, 3], p(1, 1, 1), true),
-        ("UNet 64→64 at 32²", [1, 64, 32, 32], [64, 64, 3, 3], p(1, 1, 1), true),
-        ("128→96 at 24², batch 3", [3, 128, 24, 24], [96, 128, 3, 3], p(1, 1, 1), true),
-        ("downsample 64→64 stride 2", [2, 64, 16, 16], [64, 64, 3, 3], p(2, 1, 1), false),
+        (
+            "first layer 3→32",
+            [1, 3, 33, 31],
+            [32, 3, 3, 3],
+            p(1, 1, 1),
+            true,
+        ),
+        (
+            "UNet 64→64 at 32²",
+            [1, 64, 32, 32],
+            [64, 64, 3, 3],
+            p(1, 1, 1),
+            true,
+        ),
+        (
+            "128→96 at 24², batch 3",
+            [3, 128, 24, 24],
+            [96, 128, 3, 3],
+            p(1, 1, 1),
+            true,
+        ),
+        (
+            "downsample 64→64 stride 2",
+            [2, 64, 16, 16],
+            [64, 64, 3, 3],
+            p(2, 1, 1),
+            false,
+        ),
         ("5×5 pad 2", [1, 3, 14, 15], [4, 3, 5, 5], p(1, 2, 1), true),
     ]
 }
@@ -448,7 +489,11 @@ fn matmul_batched_transposed_broadcast_body<B: KernelBackend>(be: B, _test: &str
         let a = randn(&mut r, sa);
         let b = randn(&mut r, sb);
         c.case(
-            &format!("matmul {sa:?}{} · {sb:?}{}", if ta { "ᵀ" } else { "" }, if tb { "ᵀ" } else { "" }),
+            &format!(
+                "matmul {sa:?}{} · {sb:?}{}",
+                if ta { "ᵀ" } else { "" },
+                if tb { "ᵀ" } else { "" }
+            ),
             Op::MatMul {
                 trans_a: ta,
                 trans_b: tb,
@@ -468,7 +513,11 @@ fn group_norm_layer_norm_softmax() {
 fn group_norm_layer_norm_softmax_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(16);
-    for (shape, groups) in [(vec![2, 8, 5, 7], 4), (vec![1, 64, 32, 32], 32), (vec![3, 6, 11], 3)] {
+    for (shape, groups) in [
+        (vec![2, 8, 5, 7], 4),
+        (vec![1, 64, 32, 32], 32),
+        (vec![3, 6, 11], 3),
+    ] {
         let mut x = randn(&mut r, &shape);
         // A large common offset: stats must not lose the variance to cancellation.
         x.data.iter_mut().for_each(|v| *v = 3.0 + 2.0 * *v);
@@ -837,8 +886,18 @@ fn gaussian_blur_forward_adjoint_dsigma_body<B: KernelBackend>(be: B, _test: &st
         let g = randn(&mut r, &shape);
         let s = Tensor::new(vec![shape[0]], sigma.clone());
         for (which, op, ins, tol) in [
-            ("forward", Op::GaussianBlur, vec![x.clone(), s.clone()], TOL_EXACT),
-            ("adjoint", Op::GaussianBlurAdjoint, vec![g.clone(), s.clone()], TOL_EXACT),
+            (
+                "forward",
+                Op::GaussianBlur,
+                vec![x.clone(), s.clone()],
+                TOL_EXACT,
+            ),
+            (
+                "adjoint",
+                Op::GaussianBlurAdjoint,
+                vec![g.clone(), s.clone()],
+                TOL_EXACT,
+            ),
             (
                 "dsigma",
                 Op::GaussianBlurDSigma,
@@ -912,10 +971,7 @@ fn fused_attention_body<B: KernelBackend>(be: B, _test: &str) {
         be.write(&mut arena, nq + nk, &v.data).unwrap();
         be.fused_attention(&arena, 0, nq, nq + nk, nq + 2 * nk, (b, l, s), scale)
             .unwrap();
-        let got = Tensor::new(
-            vec![b, l, 64],
-            be.read(&arena, nq + 2 * nk, nq).unwrap(),
-        );
+        let got = Tensor::new(vec![b, l, 64], be.read(&arena, nq + 2 * nk, nq).unwrap());
         let err = got.cast::<f64>().rel_err(&want);
         let nan = got.data.iter().any(|v| v.is_nan());
         println!("fused attention b{b} l{l} s{s}: rel err {err:.2e}");
@@ -984,6 +1040,26 @@ fn resnet_consts(g: &Graph) -> std::collections::HashMap<String, Tensor<f32>> {
         .collect()
 }
 
+/// Fills the whole arena with NaN, then restores the `Fill` leaves (the loss cotangent), which
+/// the executor writes only once, at construction.
+fn poison<B: KernelBackend>(ex: &mut Executor<B>, g: &Graph) {
+    let len = ex.plan().arena_len;
+    let fills: Vec<(usize, usize, f32)> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match (&n.op, ex.plan().regions[i]) {
+            (Op::Fill { value }, Some(r)) => Some((r.offset, r.len, *value)),
+            _ => None,
+        })
+        .collect();
+    let (b, arena) = ex.arena_mut();
+    b.fill(arena, 0, len, f32::NAN).unwrap();
+    for (off, n, v) in fills {
+        b.fill(arena, off, n, v).unwrap();
+    }
+}
+
 fn resnet_plain<B: KernelBackend>(be: B, what: &str) {
     resnet_check(be, what, false)
 }
@@ -1016,20 +1092,14 @@ fn resnet_check<B: KernelBackend>(be: B, what: &str, captured: bool) {
         let x = randn(&mut r, &[2, 32, 12, 12]);
         cpu.set_input("x", &x.cast::<f64>()).unwrap();
         cpu.run().unwrap();
-        {
-            let len = gpu.plan().arena_len;
-            let (b, arena) = gpu.arena_mut();
-            b.fill(arena, 0, len, f32::NAN).unwrap();
-        }
+        poison(&mut gpu, &g);
         gpu.bind_all(|n| consts.get(n).cloned()).unwrap();
         gpu.set_input("x", &x).unwrap();
         if captured {
             if round == 0 {
                 gpu.capture().unwrap();
                 // capture() ran once uncaptured: poison again so the replay must write.
-                let len = gpu.plan().arena_len;
-                let (b, arena) = gpu.arena_mut();
-                b.fill(arena, 0, len, f32::NAN).unwrap();
+                poison(&mut gpu, &g);
                 gpu.bind_all(|n| consts.get(n).cloned()).unwrap();
                 gpu.set_input("x", &x).unwrap();
             }
@@ -1083,10 +1153,7 @@ fn profiling_table_lists_kernels() {
     gpu.backend.start_profiling();
     gpu.run().unwrap();
     let rows = gpu.backend.finish_profiling().unwrap();
-    print!(
-        "{}",
-        dynface::backend::cuda::profile::format_table(&rows)
-    );
+    print!("{}", dynface::backend::cuda::profile::format_table(&rows));
     assert!(rows.iter().any(|r| r.kernel.starts_with("conv_fwd")));
     assert!(rows.iter().any(|r| r.op == "group_norm_backward"));
     assert!(rows.iter().all(|r| r.total_ms >= 0.0 && r.launches > 0));

@@ -6,7 +6,9 @@ use super::cuda::{probe, DeviceInfo};
 #[derive(Clone, Debug)]
 pub enum DeviceChoice {
     /// Run on the CPU; `note` says why when the user asked for `auto` and got the CPU.
-    Cpu { note: Option<String> },
+    Cpu {
+        note: Option<String>,
+    },
     Cuda(DeviceInfo),
 }
 
@@ -20,7 +22,9 @@ pub fn select_device(spec: &str) -> Result<DeviceChoice, String> {
         "auto" => Ok(match probe() {
             Ok(info) => DeviceChoice::Cuda(info),
             Err(why) => DeviceChoice::Cpu {
-                note: Some(format!("--device auto: no usable GPU ({why}); running on the CPU")),
+                note: Some(format!(
+                    "--device auto: no usable GPU ({why}); running on the CPU"
+                )),
             },
         }),
         other => Err(format!(

@@ -97,8 +97,7 @@ pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<Con
             be.synchronize()?;
             let fwd_ms = median_ms(be, args.iters, || conv_fwd(be, g, ax, aw, None, ay))?;
             let bwd_input_ms = median_ms(be, args.iters, || conv_bwd_input(be, g, ady, aw, adx))?;
-            let bwd_weight_ms =
-                median_ms(be, args.iters, || conv_bwd_weight(be, g, ax, ady, adw))?;
+            let bwd_weight_ms = median_ms(be, args.iters, || conv_bwd_weight(be, g, ax, ady, adw))?;
             rows.push(ConvBenchRow {
                 channels: c,
                 size: hw,

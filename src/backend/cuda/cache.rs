@@ -16,9 +16,12 @@ pub fn cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(d).join("dynface").join("kernels"));
     }
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache").join("dynface").join("kernels"))
+    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| {
+        PathBuf::from(h)
+            .join(".cache")
+            .join("dynface")
+            .join("kernels")
+    })
 }
 
 /// 128-bit FNV-1a (two 64-bit lanes with different offsets): stable across Rust versions,

@@ -221,6 +221,9 @@ ptxas info    : Used 32 registers, used 0 barriers\n";
             (64, 17408, 16)
         );
         assert_eq!((r[0].spill_stores, r[0].spill_loads), (12, 28));
-        assert_eq!((r[1].kernel.as_str(), r[1].registers, r[1].spill_loads), ("k2", 32, 0));
+        assert_eq!(
+            (r[1].kernel.as_str(), r[1].registers, r[1].spill_loads),
+            ("k2", 32, 0)
+        );
     }
 }

@@ -46,7 +46,10 @@ mod tests {
             "blur",
         ] {
             let f = FILES.iter().find(|f| f.name == fam);
-            assert!(f.is_some_and(|f| !f.kernels.is_empty()), "no kernels in {fam}.cu");
+            assert!(
+                f.is_some_and(|f| !f.kernels.is_empty()),
+                "no kernels in {fam}.cu"
+            );
         }
         assert!(file_of("conv_fwd_128x128").is_some_and(|f| f.name == "conv"));
         assert!(file_of("gemm_64x64_tt").is_some());

@@ -100,7 +100,11 @@ const MAX_BLOCKS: usize = 1 << 20;
 
 /// Grid for a grid-stride loop over n elements.
 fn grid1(n: usize) -> (u32, u32, u32) {
-    (n.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS) as u32, 1, 1)
+    (
+        n.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS) as u32,
+        1,
+        1,
+    )
 }
 
 fn i64a(v: usize) -> Arg {
@@ -323,7 +327,13 @@ pub(super) fn conv_fwd(
     )
 }
 
-pub(super) fn conv_bwd_input(be: &dyn Launcher, g: ConvGeo, dy: u64, w: u64, dx: u64) -> BResult<()> {
+pub(super) fn conv_bwd_input(
+    be: &dyn Launcher,
+    g: ConvGeo,
+    dy: u64,
+    w: u64,
+    dx: u64,
+) -> BResult<()> {
     let cg = (g.c / g.groups) as usize;
     let np = (g.n * g.h * g.w) as usize;
     let t = pick_tile(cg, np, g.groups as usize, be.sms());
@@ -341,7 +351,13 @@ pub(super) fn conv_bwd_input(be: &dyn Launcher, g: ConvGeo, dy: u64, w: u64, dx:
 
 /// Split-K over the N·OH·OW pixels so that small weight matrices still fill the device;
 /// partial products go to the workspace and are summed in a fixed order.
-pub(super) fn conv_bwd_weight(be: &dyn Launcher, g: ConvGeo, x: u64, dy: u64, dw: u64) -> BResult<()> {
+pub(super) fn conv_bwd_weight(
+    be: &dyn Launcher,
+    g: ConvGeo,
+    x: u64,
+    dy: u64,
+    dw: u64,
+) -> BResult<()> {
     let og = (g.o / g.groups) as usize;
     let kg = (g.c / g.groups * g.kh * g.kw) as usize;
     let groups = g.groups as usize;
@@ -485,7 +501,11 @@ fn blur_pass(
     }
     be.launch(
         "blur_pass",
-        ((h * w).div_ceil(256).clamp(1, 1024) as u32, planes as u32, 1),
+        (
+            (h * w).div_ceil(256).clamp(1, 1024) as u32,
+            planes as u32,
+            1,
+        ),
         256,
         vec![
             Arg::Ptr(src),
@@ -843,12 +863,7 @@ pub(crate) fn exec(
             let inner: usize = sx[axis + 1..].iter().product();
             let (len, full) = (sx[*axis] * inner, ys[*axis] * inner);
             if n > 0 {
-                be.launch(
-                    "fill_zero",
-                    grid1(n),
-                    THREADS,
-                    vec![Arg::Ptr(y), i64a(n)],
-                )?;
+                be.launch("fill_zero", grid1(n), THREADS, vec![Arg::Ptr(y), i64a(n)])?;
             }
             strided_copy(
                 be,

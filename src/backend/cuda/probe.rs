@@ -48,8 +48,8 @@ pub fn open() -> Result<(Arc<CudaContext>, DeviceInfo), String> {
         return Err(why);
     }
     let opened = std::panic::catch_unwind(|| -> Result<_, String> {
-        let count = CudaContext::device_count()
-            .map_err(|e| format!("cuDeviceGetCount failed: {e:?}"))?;
+        let count =
+            CudaContext::device_count().map_err(|e| format!("cuDeviceGetCount failed: {e:?}"))?;
         if count < 1 {
             return Err("no CUDA device visible (CUDA_VISIBLE_DEVICES?)".to_string());
         }
@@ -59,7 +59,9 @@ pub fn open() -> Result<(Arc<CudaContext>, DeviceInfo), String> {
             compute_capability: ctx
                 .compute_capability()
                 .map_err(|e| format!("compute capability: {e:?}"))?,
-            total_mem: ctx.total_mem().map_err(|e| format!("total memory: {e:?}"))?,
+            total_mem: ctx
+                .total_mem()
+                .map_err(|e| format!("total memory: {e:?}"))?,
             multiprocessors: ctx
                 .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
                 .map_err(|e| format!("SM count: {e:?}"))?,

@@ -29,7 +29,8 @@ fn timed_event(ctx: &Arc<CudaContext>) -> BResult<CudaEvent> {
 impl Profiler {
     pub fn start(&mut self, ctx: &Arc<CudaContext>, stream: &CudaStream) -> BResult<CudaEvent> {
         let e = timed_event(ctx)?;
-        e.record(stream).map_err(|e| dev_err("recording an event", e))?;
+        e.record(stream)
+            .map_err(|e| dev_err("recording an event", e))?;
         Ok(e)
     }
 
@@ -97,6 +98,9 @@ pub fn format_table(rows: &[KernelStat]) -> String {
         ));
     }
     let total: f64 = rows.iter().map(|r| r.total_ms).sum();
-    s.push_str(&format!("{:<26} {:<28} {:>8} {:>11.3}\n", "total", "", "", total));
+    s.push_str(&format!(
+        "{:<26} {:<28} {:>8} {:>11.3}\n",
+        "total", "", "", total
+    ));
     s
 }

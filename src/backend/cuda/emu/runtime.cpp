@@ -13,7 +13,6 @@ struct Fiber {
     ucontext_t ctx;
     jmp_buf jb;
     bool started;
-    std::vector<char> stack;
     unsigned tid;
     int state;
 };
@@ -23,6 +22,9 @@ static std::vector<Fiber> fibers;
 static Fiber* cur = nullptr;
 static std::function<void()> body;
 static std::vector<double> slots;  // [warps][32]
+// Fiber stacks, allocated once (uninitialised: zeroing them per block would dominate).
+static const size_t STACK = 128 * 1024;
+static std::vector<char*> stacks;
 
 static void fiber_main() {
     body();
@@ -52,10 +54,10 @@ static std::string run_block(unsigned nthreads) {
         f.tid = t;
         f.state = RUN;
         f.started = false;
-        f.stack.resize(256 * 1024);
+        while (stacks.size() <= t) stacks.push_back(new char[STACK]);
         getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack.data();
-        f.ctx.uc_stack.ss_size = f.stack.size();
+        f.ctx.uc_stack.ss_sp = stacks[t];
+        f.ctx.uc_stack.ss_size = STACK;
         f.ctx.uc_link = &sched;
         makecontext(&f.ctx, fiber_main, 0);
     }
