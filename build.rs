@@ -87,9 +87,9 @@ fn main() {
             assert!(seen.insert(n.clone()), "kernel {n} defined twice");
         }
         let stem = p.file_stem().unwrap().to_str().unwrap();
-        write!(
+        writeln!(
             out,
-            "    KernelFile {{ name: {stem:?}, source: include_str!({:?}), kernels: &{names:?} }},\n",
+            "    KernelFile {{ name: {stem:?}, source: include_str!({:?}), kernels: &{names:?} }},",
             p.display().to_string()
         )
         .unwrap();

@@ -21,7 +21,7 @@ use dynface::tensor::{numel, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 enum Device {
-    Cuda(CudaBackend),
+    Cuda(Box<CudaBackend>),
     Emu(EmuBackend),
 }
 
@@ -29,7 +29,7 @@ fn device(test: &str) -> Option<Device> {
     match CudaBackend::new() {
         Ok(b) => {
             println!("{test}: on {}", b.info());
-            Some(Device::Cuda(b))
+            Some(Device::Cuda(Box::new(b)))
         }
         Err(why) => {
             if std::env::var_os("DYNFACE_NO_EMU").is_some() {
@@ -57,7 +57,7 @@ fn device(test: &str) -> Option<Device> {
 macro_rules! on_device {
     ($test:expr, $body:ident) => {
         match device($test) {
-            Some(Device::Cuda(b)) => $body(b, $test),
+            Some(Device::Cuda(b)) => $body(*b, $test),
             Some(Device::Emu(b)) => $body(b, $test),
             None => {}
         }
@@ -372,7 +372,10 @@ fn broadcast_sum_to_and_reduce_body<B: KernelBackend>(be: B, _test: &str) {
     c.finish("reduce");
 }
 
-fn conv_cases() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dParams, bool)> {
+/// (name, x shape, w shape, params, with bias)
+type ConvCase = (&'static str, [usize; 4], [usize; 4], Conv2dParams, bool);
+
+fn conv_cases() -> Vec<ConvCase> {
     let p = |stride, pad, groups| Conv2dParams {
         stride,
         pad,

@@ -217,7 +217,7 @@ fn reduce(
     if nout == 0 {
         return Ok(());
     }
-    let zeros = vec![0usize; MAXR];
+    let zeros = [0usize; MAXR];
     let kept_s = Strided::new(&kd, &ks, &zeros[..kd.len()])?;
     let red_s = Strided::new(&rd, &rs, &zeros[..rd.len()])?;
     let args = vec![
