@@ -243,6 +243,34 @@ impl<B: Backend> Executor<B> {
         Ok(times)
     }
 
+    /// Records one whole run into a backend graph (CUDA graphs) for [`Executor::replay`].
+    /// Runs once uncaptured first, so kernel compilation and workspace sizing stay outside
+    /// the capture; inputs set later are seen by replays (the graph reads the arena).
+    pub fn capture(&mut self) -> Result<()> {
+        self.run()?;
+        self.backend.synchronize()?;
+        self.backend.begin_capture()?;
+        let mut r = Ok(());
+        for i in 0..self.plan.order.len() {
+            r = self.exec_node(self.plan.order[i]);
+            if r.is_err() {
+                break;
+            }
+        }
+        let ended = self.backend.end_capture();
+        r?;
+        ended?;
+        Ok(())
+    }
+
+    /// Replays the graph recorded by [`Executor::capture`] (asynchronous on devices;
+    /// `output` waits for it).
+    pub fn replay(&mut self) -> Result<()> {
+        self.check_bound()?;
+        self.backend.replay()?;
+        Ok(())
+    }
+
     pub fn output(&self, id: NodeId) -> Result<Tensor<B::Elem>> {
         if !self.outputs.contains(&id) {
             return Err(ExecError::Binding(format!(

@@ -3,6 +3,8 @@
 //! backend implements the same trait with a device arena.
 
 pub mod cpu;
+pub mod cuda;
+pub mod device;
 
 use crate::graph::Node;
 use crate::tensor::Scalar;
@@ -48,5 +50,27 @@ pub trait Backend {
     /// Waits until all issued work is done (a no-op on the CPU).
     fn synchronize(&self) -> BResult<()> {
         Ok(())
+    }
+    /// Starts recording the launches of the following `exec` calls into a replayable graph
+    /// (CUDA graphs). Backends without such a facility say so.
+    fn begin_capture(&self) -> BResult<()> {
+        Err(BackendError::Unsupported(format!(
+            "{}: graph capture is not supported",
+            self.name()
+        )))
+    }
+    /// Ends the recording begun by `begin_capture` and prepares the graph for replay.
+    fn end_capture(&self) -> BResult<()> {
+        Err(BackendError::Unsupported(format!(
+            "{}: graph capture is not supported",
+            self.name()
+        )))
+    }
+    /// Re-issues the captured work on the current arena contents.
+    fn replay(&self) -> BResult<()> {
+        Err(BackendError::Unsupported(format!(
+            "{}: graph replay is not supported",
+            self.name()
+        )))
     }
 }

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The GPU check, run ON the GPU machine from the repository root, with gpu-bundle/ built by
+# scripts/gpu-bundle.sh (no Rust needed here). Finds libcuda and libnvrtc (CUDA 13), runs
+# every CUDA test binary (parity of every op, the residual network with and without CUDA
+# graph replay, the profiling table, the conv benchmark), then `dynface bench --device cuda`
+# when the CLI has it. Everything goes to $OUT/gpu-report.txt (OUT defaults to ./gpu-out).
+# Exits non-zero when any test fails or is skipped (a skip here means the GPU was unusable).
+set -uo pipefail
+OUT="${OUT:-./gpu-out}"
+mkdir -p "$OUT"
+REPORT="$OUT/gpu-report.txt"
+BUNDLE="${BUNDLE:-gpu-bundle}"
+: >"$REPORT"
+log() { echo "$@" | tee -a "$REPORT"; }
+run() {  # run CMD..., output to terminal and report; returns the command's status
+    "$@" 2>&1 | tee -a "$REPORT"
+    return "${PIPESTATUS[0]}"
+}
+
+log "=== dynface GPU check $(date -u +%FT%TZ) bundle $(cat "$BUNDLE/COMMIT" 2>/dev/null || echo '?')"
+if [ ! -d "$BUNDLE/tests" ]; then
+    log "no $BUNDLE/tests: build it on the development machine with scripts/gpu-bundle.sh"
+    exit 2
+fi
+log "=== nvidia-smi"
+run nvidia-smi || log "(nvidia-smi failed)"
+log "=== ldconfig -p | grep -E 'cuda|nvrtc'"
+ldconfig -p 2>/dev/null | grep -E "cuda|nvrtc" | tee -a "$REPORT" || true
+
+# Library directories: CUDA 13 toolkit first, then the driver's, then pip wheels.
+dirs=()
+for d in /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib \
+         /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda*/lib64 \
+         /usr/lib/x86_64-linux-gnu /usr/lib64; do
+    [ -d "$d" ] && dirs+=("$d")
+done
+for py in python3 python; do
+    command -v "$py" >/dev/null || continue
+    for sp in $("$py" -c 'import site,sys; print(" ".join(site.getsitepackages()+[site.getusersitepackages()]))' 2>/dev/null); do
+        for d in "$sp"/nvidia/cu13/lib "$sp"/nvidia/*/lib; do [ -d "$d" ] && dirs+=("$d"); done
+    done
+    break
+done
+libpath=""
+found_nvrtc="" found_cuda=""
+for d in "${dirs[@]}"; do
+    add=""
+    if [ -z "$found_nvrtc" ] && ls "$d"/libnvrtc.so.13* >/dev/null 2>&1; then found_nvrtc="$d"; add=1; fi
+    if [ -z "$found_cuda" ] && ls "$d"/libcuda.so* >/dev/null 2>&1; then found_cuda="$d"; add=1; fi
+    [ -n "$add" ] && libpath="${libpath:+$libpath:}$d"
+done
+if [ -z "$found_nvrtc" ]; then
+    for d in "${dirs[@]}"; do
+        if ls "$d"/libnvrtc.so* >/dev/null 2>&1; then found_nvrtc="$d"; libpath="${libpath:+$libpath:}$d"; break; fi
+    done
+fi
+export LD_LIBRARY_PATH="${libpath}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export DYNFACE_KERNEL_CACHE="${DYNFACE_KERNEL_CACHE:-$OUT/kernel-cache}"
+export DYNFACE_NO_EMU=1  # on the GPU machine a missing GPU must show as a skip, not emulation
+log "libcuda: ${found_cuda:-NOT FOUND}   libnvrtc: ${found_nvrtc:-NOT FOUND}"
+log "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+
+status=0
+for name in cuda_parity cuda_bench; do
+    t="$BUNDLE/tests/$name"
+    [ -x "$t" ] || { log "missing $t"; status=1; continue; }
+    log "=== $name"
+    start=$(date +%s)
+    tmp="$OUT/$name.log"
+    "$t" --test-threads=1 --nocapture 2>&1 | tee "$tmp" | tee -a "$REPORT"
+    rc=${PIPESTATUS[0]}
+    log "=== $name: exit $rc in $(( $(date +%s) - start )) s"
+    [ "$rc" -eq 0 ] || status=1
+    if grep -q "^skipped:" "$tmp"; then
+        log "=== $name: tests were SKIPPED on the GPU machine (GPU or libraries unusable)"
+        status=1
+    fi
+done
+if [ -x "$BUNDLE/bin/dynface" ] && "$BUNDLE/bin/dynface" bench --help >/dev/null 2>&1; then
+    log "=== dynface bench --device cuda"
+    run "$BUNDLE/bin/dynface" bench --device cuda || status=1
+else
+    log "=== dynface bench: not in this CLI build (conv numbers are in cuda_bench above)"
+fi
+log "=== summary"
+grep -E "^test result|FAIL|panicked" "$REPORT" | grep -v "^  ok" | tee -a "$REPORT" >/dev/null
+grep -E "^test result|^\s*FAIL|panicked" "$OUT"/*.log 2>/dev/null
+log "gpu-check: $([ $status -eq 0 ] && echo PASSED || echo FAILED) (report: $REPORT)"
+exit $status

@@ -1,0 +1,136 @@
+//! Convolution throughput at the UNet's shapes (3×3, stride 1, pad 1, C→C): forward,
+//! input-gradient and weight-gradient GFLOP/s, timed with CUDA events (median of repeats,
+//! after a warm-up that also compiles the kernels).
+
+use super::ops::{conv_bwd_input, conv_bwd_weight, conv_fwd, ConvGeo};
+use super::{dev_err, CudaBackend};
+use crate::backend::{BResult, Backend};
+use crate::graph::Conv2dParams;
+use crate::tensor::random::{normal, rng};
+use cudarc::driver::sys;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConvBenchArgs {
+    /// Batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
+    pub batches: Vec<usize>,
+    /// Timed repeats per case (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+}
+
+impl Default for ConvBenchArgs {
+    fn default() -> Self {
+        ConvBenchArgs {
+            batches: vec![1, 8],
+            iters: 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ConvBenchRow {
+    pub channels: usize,
+    pub size: usize,
+    pub batch: usize,
+    pub fwd_ms: f64,
+    pub bwd_input_ms: f64,
+    pub bwd_weight_ms: f64,
+    pub gflop: f64,
+}
+
+impl ConvBenchRow {
+    pub fn rate(&self, ms: f64) -> f64 {
+        self.gflop / (ms * 1e-3)
+    }
+}
+
+/// The UNet's (channels, spatial size) pairs.
+pub const UNET_SHAPES: [(usize, usize); 4] = [(64, 128), (128, 64), (256, 32), (512, 16)];
+
+fn median_ms(be: &CudaBackend, iters: usize, mut f: impl FnMut() -> BResult<()>) -> BResult<f64> {
+    let ctx = be.context();
+    let flags = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+    let mut times = vec![];
+    for _ in 0..iters.max(1) {
+        let a = ctx.new_event(flags).map_err(|e| dev_err("event", e))?;
+        let b = ctx.new_event(flags).map_err(|e| dev_err("event", e))?;
+        a.record(be.stream()).map_err(|e| dev_err("event", e))?;
+        f()?;
+        b.record(be.stream()).map_err(|e| dev_err("event", e))?;
+        b.synchronize().map_err(|e| dev_err("event", e))?;
+        times.push(a.elapsed_ms(&b).map_err(|e| dev_err("event", e))? as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<ConvBenchRow>> {
+    let mut rows = vec![];
+    let p = Conv2dParams {
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
+    for &(c, hw) in &UNET_SHAPES {
+        for &n in &args.batches {
+            let xs = [n, c, hw, hw];
+            let ws = [c, c, 3, 3];
+            let g = ConvGeo::new(&xs, &ws, &p);
+            let (nx, nw) = (n * c * hw * hw, c * c * 9);
+            let mut r = rng(1000 + c as u64 + n as u64);
+            let x = normal::<f32>(&mut r, &xs, 1.0);
+            let w = normal::<f32>(&mut r, &ws, 0.05);
+            let dy = normal::<f32>(&mut r, &xs, 1.0);
+            // Layout: x | w | y | dy | dx | dw
+            let mut arena = be.alloc(4 * nx + 2 * nw)?;
+            be.write(&mut arena, 0, &x.data)?;
+            be.write(&mut arena, nx, &w.data)?;
+            be.write(&mut arena, 2 * nx + nw, &dy.data)?;
+            let (ax, aw, ay) = (arena.addr(0), arena.addr(nx), arena.addr(nx + nw));
+            let (ady, adx) = (arena.addr(2 * nx + nw), arena.addr(3 * nx + nw));
+            let adw = arena.addr(4 * nx + nw);
+            // Warm-up (compiles, sizes the split-K workspace).
+            conv_fwd(be, g, ax, aw, None, ay)?;
+            conv_bwd_input(be, g, ady, aw, adx)?;
+            conv_bwd_weight(be, g, ax, ady, adw)?;
+            be.synchronize()?;
+            let fwd_ms = median_ms(be, args.iters, || conv_fwd(be, g, ax, aw, None, ay))?;
+            let bwd_input_ms = median_ms(be, args.iters, || conv_bwd_input(be, g, ady, aw, adx))?;
+            let bwd_weight_ms = median_ms(be, args.iters, || conv_bwd_weight(be, g, ax, ady, adw))?;
+            rows.push(ConvBenchRow {
+                channels: c,
+                size: hw,
+                batch: n,
+                fwd_ms,
+                bwd_input_ms,
+                bwd_weight_ms,
+                gflop: 2.0 * (n * c * hw * hw * c * 9) as f64 / 1e9,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+pub fn format_rows(rows: &[ConvBenchRow]) -> String {
+    let mut s = format!(
+        "{:>5} {:>5} {:>5} {:>8} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9}\n",
+        "ch", "size", "batch", "GFLOP", "fwd ms", "GFLOP/s", "dx ms", "GFLOP/s", "dw ms", "GFLOP/s"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:>5} {:>5} {:>5} {:>8.2} | {:>9.3} {:>9.0} | {:>9.3} {:>9.0} | {:>9.3} {:>9.0}\n",
+            r.channels,
+            r.size,
+            r.batch,
+            r.gflop,
+            r.fwd_ms,
+            r.rate(r.fwd_ms),
+            r.bwd_input_ms,
+            r.rate(r.bwd_input_ms),
+            r.bwd_weight_ms,
+            r.rate(r.bwd_weight_ms)
+        ));
+    }
+    s
+}

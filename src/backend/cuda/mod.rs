@@ -1,0 +1,458 @@
+//! The CUDA backend: every graph op as a hand-written kernel (`kernels/*.cu`) compiled at run
+//! time by NVRTC for the device's own architecture, on cudarc 0.19.
+//!
+//! One context, one capturable stream (event tracking off: there is one stream and graph
+//! capture must not see cudarc's bookkeeping events). The arena is ONE device allocation; ops
+//! receive raw device addresses (base + offset·4) as kernel arguments, so an op's inputs and
+//! output may be views of the same allocation. Ops that need temporary memory (split-K conv
+//! weight gradients, blur passes, norm statistics) share one growable workspace, sized by an
+//! uncaptured run before any graph capture.
+
+pub mod bench;
+pub mod cache;
+pub mod check;
+#[cfg(unix)]
+pub mod emu;
+pub mod kernels;
+pub mod nvrtc;
+mod ops;
+pub mod probe;
+pub mod profile;
+
+pub use probe::{probe, DeviceInfo};
+
+use super::{BResult, Backend, BackendError, Operand};
+use crate::graph::Node;
+use cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DriverError,
+};
+use nvrtc::CompileOpts;
+use profile::Profiler;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+/// Backend construction options.
+#[derive(Clone, Debug, Default)]
+pub struct CudaOptions {
+    /// Compile with `--use_fast_math` (approximate transcendental functions). Off by default:
+    /// the reference kernels are checked for parity with the CPU first.
+    pub fast_math: bool,
+}
+
+/// One device allocation holding every value of a plan.
+pub struct CudaArena {
+    buf: CudaSlice<f32>,
+    base: u64,
+    len: usize,
+}
+
+impl CudaArena {
+    /// Device address of element `offset`.
+    pub fn addr(&self, offset: usize) -> u64 {
+        self.base + 4 * offset as u64
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+struct Workspace {
+    buf: Option<CudaSlice<f32>>,
+    base: u64,
+    bytes: usize,
+}
+
+struct CaptureState {
+    active: bool,
+    graph: Option<CudaGraph>,
+}
+
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    info: DeviceInfo,
+    opts: CompileOpts,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    workspace: Mutex<Workspace>,
+    capture: Mutex<CaptureState>,
+    profiler: Mutex<Option<Profiler>>,
+    /// Op kind of the node being executed (labels profile rows).
+    current_op: Mutex<&'static str>,
+    notes: Mutex<Vec<String>>,
+}
+
+/// A kernel argument (kept alive until the launch call returns).
+#[derive(Clone, Copy)]
+pub(crate) enum Arg {
+    Ptr(u64),
+    I64(i64),
+    I32(i32),
+    F32(f32),
+    F64(f64),
+    Strided(ops::Strided),
+    Geo(ops::ConvGeo),
+}
+
+impl Arg {
+    fn as_param(&mut self) -> *mut c_void {
+        match self {
+            Arg::Ptr(v) => v as *mut u64 as *mut c_void,
+            Arg::I64(v) => v as *mut i64 as *mut c_void,
+            Arg::I32(v) => v as *mut i32 as *mut c_void,
+            Arg::F32(v) => v as *mut f32 as *mut c_void,
+            Arg::F64(v) => v as *mut f64 as *mut c_void,
+            Arg::Strided(v) => v as *mut ops::Strided as *mut c_void,
+            Arg::Geo(v) => v as *mut ops::ConvGeo as *mut c_void,
+        }
+    }
+}
+
+pub(crate) fn dev_err(what: &str, e: DriverError) -> BackendError {
+    if e.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
+        BackendError::OutOfMemory(format!("{what}: CUDA_ERROR_OUT_OF_MEMORY"))
+    } else {
+        BackendError::Device(format!("{what}: {e:?}"))
+    }
+}
+
+impl CudaBackend {
+    /// Opens device 0. Fails with a clear message when there is no usable GPU or NVRTC.
+    pub fn new() -> Result<Self, String> {
+        Self::with_options(CudaOptions::default())
+    }
+
+    pub fn with_options(options: CudaOptions) -> Result<Self, String> {
+        let (ctx, info) = probe::open()?;
+        // One stream, and graph capture: cudarc's per-allocation events would only add waits.
+        // SAFETY: called before any allocation or stream of this context exists.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| format!("cannot create a CUDA stream: {e:?}"))?;
+        let mut opts = CompileOpts::new(&info.arch());
+        opts.fast_math = options.fast_math;
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            info,
+            opts,
+            functions: Mutex::new(HashMap::new()),
+            workspace: Mutex::new(Workspace {
+                buf: None,
+                base: 0,
+                bytes: 0,
+            }),
+            capture: Mutex::new(CaptureState {
+                active: false,
+                graph: None,
+            }),
+            profiler: Mutex::new(None),
+            current_op: Mutex::new(""),
+            notes: Mutex::new(vec![]),
+        })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// Messages about the kernel cache (e.g. an unwritable cache directory).
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap().clone()
+    }
+
+    /// Compiles (or loads from the cache) every kernel file now, instead of on first use.
+    pub fn preload_all(&self) -> BResult<()> {
+        for f in kernels::FILES {
+            self.function(f.kernels[0])?;
+        }
+        Ok(())
+    }
+
+    /// The loaded function `name`, compiling its file on first use.
+    pub(crate) fn function(&self, name: &'static str) -> BResult<CudaFunction> {
+        if let Some(f) = self.functions.lock().unwrap().get(name) {
+            return Ok(f.clone());
+        }
+        let file = kernels::file_of(name).ok_or_else(|| {
+            BackendError::Unsupported(format!("no kernel named {name} in kernels/*.cu"))
+        })?;
+        let (cubin, _hit, note) =
+            cache::compile_cached(file, &self.opts).map_err(BackendError::Device)?;
+        if let Some(n) = note {
+            self.notes.lock().unwrap().push(n);
+        }
+        let module = self
+            .ctx
+            .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+            .map_err(|e| dev_err(&format!("loading {}.cu", file.name), e))?;
+        let mut map = self.functions.lock().unwrap();
+        for k in file.kernels {
+            let f = module
+                .load_function(k)
+                .map_err(|e| dev_err(&format!("kernel {k}"), e))?;
+            map.insert(k, f);
+        }
+        Ok(map[name].clone())
+    }
+
+    /// Launches `name` with `block` threads per block on the backend's stream.
+    fn launch_impl(
+        &self,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: u32,
+        mut args: Vec<Arg>,
+    ) -> BResult<()> {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+            return Ok(());
+        }
+        let f = self.function(name)?;
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| dev_err("binding the context", e))?;
+        let mut params: Vec<*mut c_void> = args.iter_mut().map(Arg::as_param).collect();
+        let mut prof = self.profiler.lock().unwrap();
+        let start = match prof.as_mut() {
+            Some(p) => Some(p.start(&self.ctx, &self.stream)?),
+            None => None,
+        };
+        // SAFETY: argument lists are built by ops.rs to match each kernel's signature; every
+        // pointer is inside the arena or the workspace, which outlive the stream's work.
+        unsafe {
+            cudarc::driver::result::launch_kernel(
+                f.cu_function(),
+                grid,
+                (block, 1, 1),
+                0,
+                self.stream.cu_stream(),
+                &mut params,
+            )
+        }
+        .map_err(|e| dev_err(&format!("launching {name}"), e))?;
+        if let (Some(p), Some(s)) = (prof.as_mut(), start) {
+            let op = *self.current_op.lock().unwrap();
+            p.finish(&self.ctx, &self.stream, op, name, s)?;
+        }
+        Ok(())
+    }
+
+    /// Device address of a workspace of at least `bytes` bytes (contents undefined). Grows
+    /// only outside graph capture: a captured graph keeps the address it saw.
+    fn workspace_impl(&self, bytes: usize) -> BResult<u64> {
+        let mut ws = self.workspace.lock().unwrap();
+        if ws.bytes >= bytes && ws.buf.is_some() {
+            return Ok(ws.base);
+        }
+        if self.capture.lock().unwrap().active {
+            return Err(BackendError::Device(format!(
+                "workspace must grow to {bytes} bytes during graph capture; run the graph once \
+                 uncaptured first (Executor::capture does)"
+            )));
+        }
+        let elems = bytes.div_ceil(4).max(1);
+        // SAFETY: f32 has no invalid bit patterns; the workspace is written before read.
+        let buf = unsafe { self.stream.alloc::<f32>(elems) }
+            .map_err(|e| dev_err(&format!("allocating a {bytes}-byte workspace"), e))?;
+        let base = buf.device_ptr(&self.stream).0;
+        ws.base = base;
+        ws.bytes = elems * 4;
+        ws.buf = Some(buf);
+        Ok(ws.base)
+    }
+
+    /// Starts recording per-launch device times (CUDA events around every kernel).
+    pub fn start_profiling(&self) {
+        *self.profiler.lock().unwrap() = Some(Profiler::default());
+    }
+
+    /// Stops recording and returns the per-(op, kernel) table of device times.
+    pub fn finish_profiling(&self) -> BResult<Vec<profile::KernelStat>> {
+        let p = self.profiler.lock().unwrap().take();
+        match p {
+            Some(p) => p.report(),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+/// The kernel entry points beyond the graph ops, shared by the CUDA backend and its CPU
+/// emulator so the same tests run on both.
+pub trait KernelBackend: Backend<Elem = f32> {
+    /// Fused attention for head width 64: out = softmax(scale·q·kᵀ)·v with q [b, l, 64],
+    /// k, v [b, s, 64], out [b, l, 64] at the given arena offsets; `dims` = (b, l, s).
+    #[allow(clippy::too_many_arguments)]
+    fn fused_attention(
+        &self,
+        arena: &Self::Arena,
+        q: usize,
+        k: usize,
+        v: usize,
+        out: usize,
+        dims: (usize, usize, usize),
+        scale: f32,
+    ) -> BResult<()>;
+}
+
+impl KernelBackend for CudaBackend {
+    fn fused_attention(
+        &self,
+        arena: &CudaArena,
+        q: usize,
+        k: usize,
+        v: usize,
+        out: usize,
+        (b, l, s): (usize, usize, usize),
+        scale: f32,
+    ) -> BResult<()> {
+        ops::fused_attention(self, arena.base, q, k, v, out, b, l, s, scale)
+    }
+}
+
+impl ops::Launcher for CudaBackend {
+    fn launch(
+        &self,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: u32,
+        args: Vec<Arg>,
+    ) -> BResult<()> {
+        self.launch_impl(name, grid, block, args)
+    }
+    fn workspace(&self, bytes: usize) -> BResult<u64> {
+        self.workspace_impl(bytes)
+    }
+    fn sms(&self) -> usize {
+        self.info.multiprocessors.max(1) as usize
+    }
+}
+
+impl Backend for CudaBackend {
+    type Elem = f32;
+    type Arena = CudaArena;
+
+    fn name(&self) -> String {
+        format!("cuda-f32 {}", self.info.name)
+    }
+
+    fn alloc(&self, len: usize) -> BResult<CudaArena> {
+        let buf = self
+            .stream
+            .alloc_zeros::<f32>(len.max(1))
+            .map_err(|e| dev_err(&format!("allocating the {}-byte arena", len * 4), e))?;
+        let base = buf.device_ptr(&self.stream).0;
+        Ok(CudaArena { buf, base, len })
+    }
+
+    fn write(&self, arena: &mut CudaArena, offset: usize, data: &[f32]) -> BResult<()> {
+        check_range(arena, offset, data.len())?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut view = arena.buf.slice_mut(offset..offset + data.len());
+        self.stream
+            .memcpy_htod(data, &mut view)
+            .map_err(|e| dev_err("host → device copy", e))?;
+        // Pageable source: make sure the copy has consumed `data` before returning.
+        self.stream
+            .synchronize()
+            .map_err(|e| dev_err("host → device copy", e))
+    }
+
+    fn read(&self, arena: &CudaArena, offset: usize, len: usize) -> BResult<Vec<f32>> {
+        check_range(arena, offset, len)?;
+        if len == 0 {
+            return Ok(vec![]);
+        }
+        let view = arena.buf.slice(offset..offset + len);
+        let mut host = vec![0.0f32; len];
+        self.stream
+            .memcpy_dtoh(&view, &mut host)
+            .map_err(|e| dev_err("device → host copy", e))?;
+        self.stream
+            .synchronize()
+            .map_err(|e| dev_err("device → host copy (or an earlier kernel)", e))?;
+        Ok(host)
+    }
+
+    fn fill(&self, arena: &mut CudaArena, offset: usize, len: usize, value: f32) -> BResult<()> {
+        check_range(arena, offset, len)?;
+        ops::fill(self, arena.addr(offset), len, value)
+    }
+
+    fn exec(
+        &self,
+        arena: &mut CudaArena,
+        node: &Node,
+        inputs: &[Operand],
+        out: Operand,
+    ) -> BResult<()> {
+        *self.current_op.lock().unwrap() = node.op.kind();
+        ops::exec(self, arena.base, &node.op, inputs, out)
+    }
+
+    fn synchronize(&self) -> BResult<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| dev_err("stream synchronize (a kernel failed?)", e))
+    }
+
+    fn begin_capture(&self) -> BResult<()> {
+        if self.profiler.lock().unwrap().is_some() {
+            return Err(BackendError::Unsupported(
+                "graph capture while profiling (events per launch) is not supported".into(),
+            ));
+        }
+        self.synchronize()?;
+        self.stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| dev_err("begin graph capture", e))?;
+        self.capture.lock().unwrap().active = true;
+        Ok(())
+    }
+
+    fn end_capture(&self) -> BResult<()> {
+        let mut cap = self.capture.lock().unwrap();
+        cap.active = false;
+        let g = self
+            .stream
+            .end_capture(sys::CUgraphInstantiate_flags(0))
+            .map_err(|e| dev_err("end graph capture", e))?
+            .ok_or_else(|| BackendError::Device("graph capture recorded nothing".into()))?;
+        g.upload().map_err(|e| dev_err("graph upload", e))?;
+        cap.graph = Some(g);
+        Ok(())
+    }
+
+    fn replay(&self) -> BResult<()> {
+        let cap = self.capture.lock().unwrap();
+        let g = cap
+            .graph
+            .as_ref()
+            .ok_or_else(|| BackendError::Device("no captured graph to replay".into()))?;
+        g.launch().map_err(|e| dev_err("graph launch", e))
+    }
+}
+
+fn check_range(arena: &CudaArena, offset: usize, len: usize) -> BResult<()> {
+    if offset + len > arena.len {
+        return Err(BackendError::Device(format!(
+            "region {offset}..{} outside the arena of {} elements",
+            offset + len,
+            arena.len
+        )));
+    }
+    Ok(())
+}
