@@ -74,3 +74,40 @@ pub trait Backend {
         )))
     }
 }
+
+/// A shared backend: several executors (the pipeline's networks) on one device context.
+impl<T: Backend> Backend for std::sync::Arc<T> {
+    type Elem = T::Elem;
+    type Arena = T::Arena;
+
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn alloc(&self, len: usize) -> BResult<Self::Arena> {
+        (**self).alloc(len)
+    }
+    fn write(&self, arena: &mut Self::Arena, offset: usize, data: &[Self::Elem]) -> BResult<()> {
+        (**self).write(arena, offset, data)
+    }
+    fn read(&self, arena: &Self::Arena, offset: usize, len: usize) -> BResult<Vec<Self::Elem>> {
+        (**self).read(arena, offset, len)
+    }
+    fn fill(&self, arena: &mut Self::Arena, offset: usize, len: usize, value: f32) -> BResult<()> {
+        (**self).fill(arena, offset, len, value)
+    }
+    fn exec(&self, arena: &mut Self::Arena, node: &Node, inputs: &[Operand], out: Operand) -> BResult<()> {
+        (**self).exec(arena, node, inputs, out)
+    }
+    fn synchronize(&self) -> BResult<()> {
+        (**self).synchronize()
+    }
+    fn begin_capture(&self) -> BResult<()> {
+        (**self).begin_capture()
+    }
+    fn end_capture(&self) -> BResult<()> {
+        (**self).end_capture()
+    }
+    fn replay(&self) -> BResult<()> {
+        (**self).replay()
+    }
+}

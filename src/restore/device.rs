@@ -1,16 +1,18 @@
-//! `--device auto|cpu|cuda[:N]` for the pipeline.
+//! `--device auto|cpu|cuda[:N]` for the pipeline, on top of the backend's device probe.
 
-use anyhow::{bail, Result};
+use crate::backend::device::{select_device, DeviceChoice};
+use anyhow::{anyhow, bail, Result};
 
-#[derive(Clone, Debug)]
 pub enum Device {
     Cpu,
+    Cuda(String),
 }
 
 impl Device {
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
+            Device::Cuda(d) => format!("cuda ({d})"),
         }
     }
 }
@@ -18,15 +20,22 @@ impl Device {
 /// `auto` picks a usable GPU, else the CPU, and says which; `cuda` without a usable GPU is an
 /// error that says why.
 pub fn resolve(spec: &str) -> Result<Device> {
-    match spec {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => {
-            eprintln!("no CUDA backend in this build of the pipeline: using the CPU");
+    let base = match spec.split_once(':') {
+        Some(("cuda", n)) => {
+            if n != "0" {
+                bail!("--device {spec}: only device 0 is supported in this build");
+            }
+            "cuda"
+        }
+        _ => spec,
+    };
+    match select_device(base).map_err(|e| anyhow!(e))? {
+        DeviceChoice::Cpu { note } => {
+            if let Some(n) = note {
+                eprintln!("{n}");
+            }
             Ok(Device::Cpu)
         }
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            bail!("--device {s}: the restore pipeline has no CUDA backend in this build; use --device cpu")
-        }
-        s => bail!("--device {s}: expected auto, cpu, cuda or cuda:N"),
+        DeviceChoice::Cuda(info) => Ok(Device::Cuda(info.to_string())),
     }
 }
