@@ -7,6 +7,7 @@
 pub mod atomic_file;
 pub mod backend;
 pub mod blur;
+pub mod dblm;
 pub mod degrade;
 pub mod diffusion;
 pub mod dsst;
@@ -14,6 +15,7 @@ pub mod exec;
 pub mod graph;
 pub mod metrics;
 pub mod models;
+pub mod restore;
 pub mod sampler;
 pub mod sigma_star;
 pub mod tensor;

@@ -18,10 +18,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Restore degraded face photos: files, folders or globs (the main job).
+    Restore(dynface::restore::RestoreArgs),
     /// Degrade HQ images with the synthetic model of Eq. 16 (blur, resize, noise, JPEG).
     Degrade(dynface::degrade::DegradeArgs),
     /// PSNR and SSIM of restored images against references, paired by file stem.
     Metrics(dynface::metrics::MetricsArgs),
+    /// The dynamic starting-step table (DSST, Eq. 23): build it from HQ faces.
+    Dsst(dynface::dsst::DsstArgs),
+    /// Size, parameter count and cost of a network.
+    #[command(subcommand)]
+    Info(InfoCmd),
+    /// Checkpoints: convert PyTorch .pth to safetensors, download the public ones.
+    #[command(subcommand)]
+    Weights(WeightsCmd),
     /// Inspect single operators and networks against your own implementation.
     #[command(subcommand)]
     Debug(DebugCmd),
@@ -30,9 +40,27 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum InfoCmd {
+    /// The diffusion UNet: tensors, parameters, MACs per forward, planned memory.
+    Unet(dynface::models::unet::cli::InfoArgs),
+}
+
+#[derive(Subcommand)]
+enum WeightsCmd {
+    /// Convert a PyTorch checkpoint (.pth, zip or legacy) to safetensors, in Rust, safely.
+    Convert(dynface::weights::ConvertArgs),
+    /// Download the public checkpoints of the manifest, verify their SHA-256, convert them.
+    Download(dynface::weights::DownloadArgs),
+    /// Write a complete random-weight model set (UNet, SwinIR, SE, DGSA, DSST) for tests and demos.
+    Random(dynface::restore::RandomArgs),
+}
+
+#[derive(Subcommand)]
 enum DebugCmd {
     /// Gaussian blur, its adjoint and ∂/∂σ on tensors from a safetensors file.
     Blur(dynface::blur::DebugBlurArgs),
+    /// The UNet's output (and input gradient for a cotangent) on tensors from a safetensors file.
+    Unet(dynface::models::unet::cli::DebugArgs),
 }
 
 fn code(c: i32) -> ExitCode {
@@ -46,10 +74,35 @@ fn code(c: i32) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r: anyhow::Result<ExitCode> = match cli.cmd {
+        Cmd::Restore(a) => dynface::restore::run_restore(&a).map(|r| code(r.exit_code())),
+        Cmd::Weights(WeightsCmd::Random(a)) => {
+            dynface::restore::run_random(&a).map(|_| ExitCode::SUCCESS)
+        }
         Cmd::Degrade(a) => dynface::degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => {
             dynface::metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty())))
         }
+        Cmd::Weights(WeightsCmd::Convert(a)) => {
+            dynface::weights::run_convert(&a).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Weights(WeightsCmd::Download(a)) => {
+            dynface::weights::run_download(&a).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Dsst(a) => dynface::dsst::run_dsst(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Info(InfoCmd::Unet(a)) => dynface::models::unet::cli::run_info_unet(&a).map(|i| {
+            print!("{i}");
+            ExitCode::SUCCESS
+        }),
+        Cmd::Debug(DebugCmd::Unet(a)) => dynface::models::unet::cli::run_debug_unet(&a).map(|r| {
+            println!(
+                "out {:?}{}; planned arena {:.2} GB; {:.2} s",
+                r.out_shape,
+                if r.with_grad { " and grad_x" } else { "" },
+                r.peak_bytes as f64 / 1e9,
+                r.seconds
+            );
+            ExitCode::SUCCESS
+        }),
         Cmd::Debug(DebugCmd::Blur(a)) => dynface::blur::run_debug_blur(&a).map(|lines| {
             for l in lines {
                 println!("{l}");

@@ -125,7 +125,10 @@ mod tests {
             for y in 0..h {
                 for x in 0..w {
                     let (fy, fx) = (y as f32 / h as f32, x as f32 / w as f32);
-                    let wave = (6.0 * p[ci] * fx + 9.0 * p[ci + 3] * fy + 6.28 * p[ci + 6]).sin()
+                    let wave = (6.0 * p[ci] * fx
+                        + 9.0 * p[ci + 3] * fy
+                        + std::f32::consts::TAU * p[ci + 6])
+                        .sin()
                         * (4.0 * p[ci + 9] * fy).cos();
                     let v = 0.5 + 0.25 * wave + 1.5 * (tex[(ci * h + y) * w + x] - 0.5);
                     out.push(v.clamp(0.0, 1.0));

@@ -15,11 +15,26 @@ fn axpy<T: Scalar>(out: &mut [T], a: T, x: &[T]) {
     }
 }
 
-/// Reusable scratch buffers for one worker thread.
-#[derive(Default)]
-pub struct Scratch<T> {
-    pub line: Vec<T>,
-    pub plane: Vec<T>,
+/// `out += a · (x + y)`, element-wise: one multiply for two mirrored taps.
+#[inline]
+fn axpy2<T: Scalar>(out: &mut [T], a: T, x: &[T], y: &[T]) {
+    for ((o, &u), &v) in out.iter_mut().zip(x).zip(y) {
+        *o += a * (u + v);
+    }
+}
+
+/// `out = Σ_k taps[k] · src(k)` for a symmetric tap list (taps[k] = taps[2R − k],
+/// true of g and dg/dσ alike), pairing mirrored taps to halve the multiplies.
+#[inline]
+fn sym_sum<'a, T: Scalar>(out: &mut [T], taps: &[T], src: impl Fn(usize) -> &'a [T]) {
+    let last = taps.len() - 1;
+    let r = last / 2;
+    debug_assert!(taps.len() % 2 == 1 && (0..r).all(|k| taps[k] == taps[last - k]));
+    out.fill(T::zero());
+    for (k, &tk) in taps.iter().enumerate().take(r) {
+        axpy2(out, tk, src(k), src(last - k));
+    }
+    axpy(out, taps[r], src(r));
 }
 
 /// Blur along each row: `out[y, p] = Σ_k taps[k] · x[y, map[p + k]]`,
@@ -38,10 +53,8 @@ pub fn rows_forward<T: Scalar>(
         for (b, &m) in scratch.iter_mut().zip(map) {
             *b = xr[m];
         }
-        or.fill(T::zero());
-        for (k, &tk) in taps.iter().enumerate() {
-            axpy(or, tk, &scratch[k..k + w]);
-        }
+        let line: &[T] = scratch;
+        sym_sum(or, taps, |k| &line[k..k + w]);
     }
 }
 
@@ -69,49 +82,57 @@ pub fn rows_adjoint<T: Scalar>(
     }
 }
 
-/// Blur along each column: `out[p, :] = Σ_k taps[k] · x[map[p + k], :]`.
+/// Blur along each column for output rows `row0..row0 + out.len()/w`:
+/// `out[p − row0, :] = Σ_k taps[k] · x[map[p + k], :]`, `x` being the whole plane.
 /// Whole rows are combined at once so memory is walked contiguously.
 pub fn cols_forward<T: Scalar>(
     x: &[T],
-    h: usize,
     w: usize,
     taps: &[T],
     map: &[usize],
+    row0: usize,
     out: &mut [T],
 ) {
-    for (p, or) in out.chunks_exact_mut(w).enumerate().take(h) {
-        or.fill(T::zero());
-        for (k, &tk) in taps.iter().enumerate() {
+    for (j, or) in out.chunks_exact_mut(w).enumerate() {
+        let p = row0 + j;
+        sym_sum(or, taps, |k| {
             let src = map[p + k] * w;
-            axpy(or, tk, &x[src..src + w]);
-        }
+            &x[src..src + w]
+        });
     }
 }
 
-/// Adjoint of [`cols_forward`], using a padded plane of (h + 2R) rows.
+/// For each pixel index r of a line, the padded positions q with `map[q] == r`.
+pub fn preimages(map: &[usize], n: usize) -> Vec<Vec<usize>> {
+    let mut inv = vec![Vec::new(); n];
+    for (q, &m) in map.iter().enumerate() {
+        inv[m].push(q);
+    }
+    inv
+}
+
+/// Adjoint of [`cols_forward`] for output rows `row0..`, in gather form so row
+/// blocks are independent: the padded row q receives Σ_k taps[k] · ȳ[q − k]
+/// (for 0 ≤ q − k < h), and row r collects every padded row that reflects onto it.
 pub fn cols_adjoint<T: Scalar>(
     gy: &[T],
     h: usize,
     w: usize,
     taps: &[T],
-    map: &[usize],
-    scratch: &mut Vec<T>,
+    inv: &[Vec<usize>],
+    row0: usize,
     out: &mut [T],
 ) {
-    scratch.clear();
-    scratch.resize(map.len() * w, T::zero());
-    for (p, gr) in gy.chunks_exact(w).enumerate().take(h) {
-        for (k, &tk) in taps.iter().enumerate() {
-            let dst = (p + k) * w;
-            axpy(&mut scratch[dst..dst + w], tk, gr);
-        }
-    }
-    out.fill(T::zero());
-    for (q, &m) in map.iter().enumerate() {
-        let (src, dst) = (q * w, m * w);
-        let (o, s) = (&mut out[dst..dst + w], &scratch[src..src + w]);
-        for (a, &b) in o.iter_mut().zip(s) {
-            *a += b;
+    for (j, or) in out.chunks_exact_mut(w).enumerate() {
+        or.fill(T::zero());
+        for &q in &inv[row0 + j] {
+            // k ranges over taps with 0 ≤ q − k < h.
+            let k_lo = (q + 1).saturating_sub(h);
+            let k_hi = q.min(taps.len() - 1);
+            for (k, &tk) in taps.iter().enumerate().take(k_hi + 1).skip(k_lo) {
+                let src = (q - k) * w;
+                axpy(or, tk, &gy[src..src + w]);
+            }
         }
     }
 }

@@ -12,8 +12,7 @@ use rand::Rng;
 fn naive_blur(x: &[f64], sigma: &[f64], shape: [usize; 4]) -> Vec<f64> {
     let [b, c, h, w] = shape;
     let mut out = vec![0.0; x.len()];
-    for bi in 0..b {
-        let s = sigma[bi];
+    for (bi, &s) in sigma.iter().enumerate().take(b) {
         let r = radius(s) as i64;
         let wts: Vec<f64> = (-r..=r)
             .map(|i| (-(i * i) as f64 / (2.0 * s * s)).exp())
@@ -263,4 +262,31 @@ fn validate_reports_bad_arguments() {
         validate(0, &[1.0f32, 1.0], [2, 1, 0, 4]),
         Err(BlurError::EmptyPlane(_))
     ));
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let shape = [2, 3, 37, 45];
+    let mut r = rng(71);
+    let x = normal::<f32>(&mut r, &shape, 1.0).data;
+    let g = normal::<f32>(&mut r, &shape, 1.0).data;
+    let sigma = [1.7f32, 6.3];
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (mut y, mut a, mut d) = (
+                vec![0.0f32; x.len()],
+                vec![0.0f32; x.len()],
+                vec![0.0f32; 2],
+            );
+            blur_forward(&x, &sigma, shape, &mut y);
+            blur_adjoint(&g, &sigma, shape, &mut a);
+            blur_dsigma(&x, &sigma, &g, shape, &mut d);
+            (y, a, d)
+        })
+    };
+    assert_eq!(run(1), run(3));
 }

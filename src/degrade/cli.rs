@@ -426,6 +426,25 @@ mod tests {
     }
 
     #[test]
+    fn aniso_draws_are_recorded_and_change_the_output() {
+        let dir = scratch_dir("aniso");
+        let f = dir.join("a.png");
+        textured(6, 40, 40).save(&f).unwrap();
+        let mut a = args(vec![f.clone()], dir.join("iso"));
+        (a.scale, a.noise, a.no_jpeg) = (Some(1.0), Some(0.0), true);
+        let iso = run_degrade(&a).unwrap();
+        a.aniso = true;
+        a.out = dir.join("aniso");
+        let an = run_degrade(&a).unwrap();
+        let (pi, pa) = (&iso.images[0].params, &an.images[0].params);
+        assert_eq!(pi.sigma, pa.sigma, "σ_x is the isotropic draw");
+        assert!(pi.sigma_y.is_none() && pa.sigma_y.is_some() && pa.theta.is_some());
+        let read = |d: &str| image::open(dir.join(d).join("a.png")).unwrap().to_rgb8();
+        assert_ne!(read("iso"), read("aniso"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn refuses_to_overwrite_inputs() {
         let dir = scratch_dir("overwrite");
         let img = textured(5, 16, 16);

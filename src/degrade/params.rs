@@ -136,7 +136,7 @@ mod tests {
             assert!((0.1..=15.0).contains(&s));
             let sc = p.scale.unwrap();
             assert!((0.8..=32.0).contains(&sc));
-            assert!(p.noise.map_or(true, |d| (0.0..=20.0).contains(&d)));
+            assert!(p.noise.is_none_or(|d| (0.0..=20.0).contains(&d)));
             assert!((30..=100).contains(&p.jpeg_quality.unwrap()));
             assert!(p.sigma_y.is_none() && p.theta.is_none());
         }

@@ -4,6 +4,7 @@
 pub mod dgsa;
 pub mod sde;
 pub mod swinir;
+pub mod unet;
 
 use crate::tensor::Tensor;
 use std::collections::HashMap;

@@ -62,6 +62,8 @@ pub struct Sampler<B: Backend> {
     schedule: Schedule,
     gg: GuidedGraph,
     exec: Executor<B>,
+    /// Called after each step with (steps done, steps in this run): progress bars.
+    progress: Option<Box<dyn FnMut(usize, usize)>>,
 }
 
 impl<B: Backend> Sampler<B> {
@@ -110,7 +112,13 @@ impl<B: Backend> Sampler<B> {
             schedule,
             gg,
             exec,
+            progress: None,
         })
+    }
+
+    /// Reports (steps done, steps in this run) after every step of later runs.
+    pub fn set_progress(&mut self, f: Option<Box<dyn FnMut(usize, usize)>>) {
+        self.progress = f;
     }
 
     pub fn schedule(&self) -> &Schedule {
@@ -475,6 +483,9 @@ impl<B: Backend> Sampler<B> {
                 loss: vals.loss,
                 sigma: sigma.clone(),
             });
+            if let Some(p) = self.progress.as_mut() {
+                p(top - k + 1, top + 1);
+            }
         }
         Ok(SampleOutput {
             x: Tensor::new(shape.to_vec(), x),
