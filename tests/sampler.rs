@@ -736,3 +736,65 @@ fn guided_loss_gradients_match_finite_differences() {
     }
     assert_eq!(fast.loss, v0.loss);
 }
+
+/// The start noise level and the first model call use the same step (no off-by-one). With the
+/// prior N(0, 1) and no clipping, x̂₀ = √ᾱ_t·x_t exactly, so the scale hook's first x̂₀ gives
+/// back x_start, which must be distributed as N(√ᾱ·(2ŷ−1), 1−ᾱ) with ᾱ of that same step.
+#[test]
+fn start_noise_level_matches_the_first_model_step() {
+    let chw = [3, 32, 32];
+    let batch = 16;
+    let shape = [1, chw[0], chw[1], chw[2]];
+    let prior = Prior {
+        mu: Tensor::zeros(&shape),
+        s2: Tensor::full(&shape, 1.0),
+    };
+    let cfg = SamplerConfig {
+        num_guidance: 1,
+        clip_x0: false,
+        ..Default::default()
+    };
+    let mut sm = Sampler::new(
+        CpuBackend::<f64>::new(),
+        cfg,
+        [batch, chw[0], chw[1], chw[2]],
+        gaussian_denoiser(chw, None),
+        prior.consts(),
+    )
+    .unwrap();
+    let ab =
+        |t: usize| sm.schedule().alphas_cumprod[sm.schedule().position_at_or_below(t).unwrap()];
+    let (a, a_next) = (ab(100), ab(104));
+    let y = Tensor::full(&[batch, chw[0], chw[1], chw[2]], 0.8); // 2ŷ−1 = 0.6
+    let gd = Guidance {
+        images: vec![y],
+        sigma: vec![vec![1.5; batch]],
+        start: vec![vec![101; batch]],
+    };
+    let mut first: Option<(usize, Tensor<f64>)> = None;
+    let mut hook = |c: &dynface::sampler::ScaleContext| -> anyhow::Result<Option<Tensor<f64>>> {
+        if first.is_none() {
+            first = Some((c.t, c.x0.clone()));
+        }
+        Ok(None)
+    };
+    sm.sample(&gd, &mut hook, 8).unwrap();
+    let (t, x0) = first.unwrap();
+    assert_eq!(t, 100);
+    let xs: Vec<f64> = x0.data.iter().map(|v| v / a.sqrt()).collect();
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    // sd of the mean √((1−ᾱ)/n); sd of the sample variance (1−ᾱ)·√(2/(n−1)).
+    let (sd_m, sd_v) = (((1.0 - a) / n).sqrt(), (1.0 - a) * (2.0 / (n - 1.0)).sqrt());
+    println!(
+        "x_start: mean {mean:.5} (want {:.5}), var {var:.5} (want {:.5}, one step later {:.5})",
+        a.sqrt() * 0.6,
+        1.0 - a,
+        1.0 - a_next
+    );
+    assert!((mean - a.sqrt() * 0.6).abs() < 4.0 * sd_m);
+    assert!((var - (1.0 - a)).abs() < 4.0 * sd_v);
+    // The check can tell the neighbouring step apart.
+    assert!((a_next - a).abs() > 8.0 * sd_v);
+}

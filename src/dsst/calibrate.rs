@@ -54,3 +54,30 @@ pub fn calibrate_tau(
     }
     Ok(best.expect("the τ grid is not empty").1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diffusion::BetaSchedule;
+    use crate::dsst::sigma_grid;
+
+    #[test]
+    fn calibration_recovers_a_tau_that_hits_its_targets() {
+        let s = Schedule::new(&BetaSchedule::linear1000()).unwrap();
+        let sig = sigma_grid();
+        // A smooth increasing residual curve, like blurred faces give.
+        let d: Vec<f64> = sig.iter().map(|x| 0.2 * (1.0 - (-x / 4.0).exp())).collect();
+        // τ on the search grid (point 500), so an exact hit exists.
+        let tau = 10f64.powf(-5.0 + 500.0 / 200.0);
+        let truth = table_from_residuals(&d, &sig, &s, "linear1000", tau).unwrap();
+        let cal = Calibration {
+            sigma_lo: 1.0,
+            sigma_hi: 14.0,
+            t_lo: truth.lookup(1.0),
+            t_hi: truth.lookup(14.0),
+        };
+        let got = calibrate_tau(&d, &sig, &s, "linear1000", &cal).unwrap();
+        assert_eq!(got.lookup(1.0), cal.t_lo);
+        assert_eq!(got.lookup(14.0), cal.t_hi);
+    }
+}

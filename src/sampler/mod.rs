@@ -5,12 +5,14 @@
 
 pub mod config;
 pub mod graph;
+pub mod prepare;
 mod run;
 pub mod scale;
 pub mod step;
 
 pub use config::{default_weights, guidance_sigmas, Eta, SamplerConfig, StepKind};
 pub use graph::{DenoiserInputs, GuidedGraph};
+pub use prepare::multi_guidance;
 pub use run::{Guidance, SampleOutput, Sampler, StepTrace, StepValues};
 pub use scale::{ScaleContext, ScaleMap, UnitScale};
 
