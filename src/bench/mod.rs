@@ -2,6 +2,7 @@
 //! the same run, so the ratio stays meaningful on a shared or throttled machine.
 
 pub mod cpu_conv;
+pub mod cuda;
 pub mod timing;
 pub mod unet;
 
@@ -24,6 +25,15 @@ pub struct BenchArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// cuda: UNet batch sizes to time (forward and forward + input gradient).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
+    pub unet_batches: Vec<usize>,
+    /// cuda: skip the convolution table.
+    #[arg(long)]
+    pub skip_conv: bool,
+    /// cuda: print the per-kernel profile of one forward + input gradient.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Everything one CPU bench run measured.
@@ -39,14 +49,14 @@ pub struct CpuBenchReport {
 #[serde(tag = "device", rename_all = "snake_case")]
 pub enum BenchReport {
     Cpu(CpuBenchReport),
+    Cuda(cuda::CudaBenchReport),
 }
 
 /// Runs the benchmark for `args.device`, prints a table and optionally writes JSON.
 pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let report = match args.device.as_str() {
         "cpu" => BenchReport::Cpu(run_cpu(args)),
-        // Extension point: the CUDA backend's bench plugs in here.
-        "cuda" => bail!("cuda bench not built yet"),
+        "cuda" => BenchReport::Cuda(cuda::run_cuda(args)?),
         other => bail!("unknown bench device '{other}' (expected cpu or cuda)"),
     };
     if let Some(path) = &args.json {
@@ -113,13 +123,20 @@ mod tests {
             warmup: 0,
             reps: 1,
             json: None,
+            unet_batches: vec![1],
+            skip_conv: true,
+            profile: false,
         }
     }
 
     #[test]
-    fn cuda_is_a_named_extension_point_and_unknown_devices_are_refused() {
-        let e = run_bench(&args("cuda")).unwrap_err().to_string();
-        assert!(e.contains("cuda bench not built yet"), "{e}");
+    fn cuda_without_a_gpu_is_a_clear_error_and_unknown_devices_are_refused() {
+        if crate::backend::device::select_device("cuda").is_ok() {
+            println!("skipped: a GPU is usable here, so the no-GPU error cannot be checked");
+        } else {
+            let e = run_bench(&args("cuda")).unwrap_err().to_string();
+            assert!(e.contains("--device cuda"), "{e}");
+        }
         let e = run_bench(&args("tpu")).unwrap_err().to_string();
         assert!(e.contains("unknown bench device 'tpu'"), "{e}");
     }

@@ -1,0 +1,93 @@
+//! `dynface bench --device cuda`: convolutions at the UNet's shapes, the FFHQ 512 UNet's
+//! forward and forward + input gradient (the cost of one DPS step) at batch 1 and 8, the same
+//! replayed as a CUDA graph, and the per-kernel profile of one forward + gradient.
+
+use super::unet::{random_unet_weights, time_unet, UNetTiming};
+use super::BenchArgs;
+use crate::backend::cuda::{bench as cbench, profile, CudaBackend};
+use crate::backend::Backend;
+use crate::models::unet::UNetConfig;
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CudaBenchReport {
+    pub device: String,
+    pub conv: Vec<String>,
+    pub unet: Vec<UNetTiming>,
+    /// (batch, ms per forward + gradient replayed from a CUDA graph)
+    pub unet_graph_replay: Vec<(usize, f64)>,
+    pub profile: Vec<String>,
+}
+
+pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
+    let be = Arc::new(CudaBackend::new().map_err(|e| anyhow!("--device cuda: {e}"))?);
+    let device = be.info().to_string();
+    println!("cuda bench on {device}");
+    let t0 = Instant::now();
+    be.preload_all()?;
+    println!("kernels compiled or loaded from the cache in {:.1} s", t0.elapsed().as_secs_f64());
+    let mut conv = vec![];
+    if !args.skip_conv {
+        let rows = cbench::run_conv_bench(&be, &cbench::ConvBenchArgs::default())?;
+        let table = cbench::format_rows(&rows);
+        println!("{table}");
+        conv = table.lines().map(str::to_string).collect();
+    }
+    let cfg = UNetConfig::ffhq512();
+    let weights = random_unet_weights(&cfg, 0)?;
+    let mut unet = vec![];
+    let mut replay = vec![];
+    let mut prof = vec![];
+    println!("FFHQ 512 UNet (random weights), fp32, median of {} after {} warm-up:", args.reps, args.warmup);
+    for &b in &args.unet_batches {
+        for with_grad in [false, true] {
+            let (t, mut ex) = time_unet(be.clone(), &cfg, &weights, b, 512, with_grad, args.warmup.min(2), args.reps.min(5))?;
+            println!(
+                "  batch {b} {:<22} {:>9.1} ms (min {:.1})  {:>7.2} img/s  arena {:.2} GB",
+                if with_grad { "forward + grad x" } else { "forward" },
+                t.ms,
+                t.min_ms,
+                t.images_per_s,
+                t.peak_bytes as f64 / 1e9
+            );
+            unet.push(t);
+            if with_grad {
+                match ex.capture() {
+                    Ok(()) => {
+                        let mut times = vec![];
+                        for _ in 0..args.reps.clamp(1, 5) {
+                            let t0 = Instant::now();
+                            ex.replay()?;
+                            ex.backend.synchronize()?;
+                            times.push(t0.elapsed().as_secs_f64() * 1e3);
+                        }
+                        times.sort_by(f64::total_cmp);
+                        let ms = times[times.len() / 2];
+                        println!("  batch {b} forward + grad x, CUDA graph replay {ms:>9.1} ms");
+                        replay.push((b, ms));
+                    }
+                    Err(e) => println!("  batch {b}: graph capture failed: {e}"),
+                }
+                if args.profile && b == args.unet_batches[0] {
+                    be.start_profiling();
+                    ex.run()?;
+                    ex.backend.synchronize()?;
+                    let stats = be.finish_profiling()?;
+                    let table = profile::format_table(&stats);
+                    println!("per-kernel profile, one forward + grad x at batch {b}:\n{table}");
+                    prof = table.lines().map(str::to_string).collect();
+                }
+            }
+        }
+    }
+    Ok(CudaBenchReport {
+        device,
+        conv,
+        unet,
+        unet_graph_replay: replay,
+        profile: prof,
+    })
+}
