@@ -78,7 +78,7 @@ for name in cuda_parity cuda_bench; do
 done
 if [ -x "$BUNDLE/bin/dynface" ] && "$BUNDLE/bin/dynface" bench --help >/dev/null 2>&1; then
     log "=== dynface bench --device cuda"
-    run "$BUNDLE/bin/dynface" bench --device cuda --skip-conv --profile --json "$OUT/bench-cuda.json" || status=1
+    run "$BUNDLE/bin/dynface" bench --device cuda --skip-conv --profile --warmup 1 --reps 3 --json "$OUT/bench-cuda.json" || status=1
 else
     log "=== dynface bench: not in this CLI build (conv numbers are in cuda_bench above)"
 fi
