@@ -150,9 +150,15 @@ struct BinB {  // B(k, p) = dy[ni][g·Og + o][oy][ox] with oy·s = iy + pad − 
             float v = 0.0f;
             int ty = ty0 - ki, tx = tx0 - kj;
             if (col_ok && k < ke && ty >= 0 && tx >= 0) {
-                int oy = ty / s, ox = tx / s;
-                if (oy * s == ty && ox * s == tx && oy < oh && ox < ow)
-                    v = dyb[o * ohow + (i64)oy * ow + ox];
+                // Stride 1 (every UNet conv but the downsamplers) needs no division.
+                int oy = ty, ox = tx;
+                bool hit = true;
+                if (s != 1) {
+                    oy = ty / s;
+                    ox = tx / s;
+                    hit = oy * s == ty && ox * s == tx;
+                }
+                if (hit && oy < oh && ox < ow) v = dyb[o * ohow + (i64)oy * ow + ox];
             }
             r[e] = v;
             k += S;
