@@ -1125,6 +1125,26 @@ fn resnet_check<B: KernelBackend>(be: B, what: &str, captured: bool) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if captured {
+        // Launch overhead: the same forward + backward, issued op by op vs replayed.
+        let time = |gpu: &mut Executor<B>, replay: bool| {
+            gpu.backend.synchronize().unwrap();
+            let t0 = std::time::Instant::now();
+            for _ in 0..20 {
+                if replay {
+                    gpu.replay().unwrap();
+                } else {
+                    gpu.run().unwrap();
+                }
+            }
+            gpu.backend.synchronize().unwrap();
+            t0.elapsed().as_secs_f64() / 20.0 * 1e3
+        };
+        let ops = g.nodes.len();
+        let run_ms = time(&mut gpu, false);
+        let replay_ms = time(&mut gpu, true);
+        println!("{what}: {ops} graph nodes, run {run_ms:.3} ms, graph replay {replay_ms:.3} ms");
+    }
 }
 
 #[test]

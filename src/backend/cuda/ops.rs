@@ -358,11 +358,24 @@ pub(super) fn conv_fwd(
     bias: Option<u64>,
     y: u64,
 ) -> BResult<()> {
+    conv_fwd_tiled(be, g, x, w, bias, y, None)
+}
+
+/// `conv_fwd` with the tile shape forced (for the benchmark's tile sweep).
+pub(super) fn conv_fwd_tiled(
+    be: &dyn Launcher,
+    g: ConvGeo,
+    x: u64,
+    w: u64,
+    bias: Option<u64>,
+    y: u64,
+    tile: Option<(usize, usize)>,
+) -> BResult<()> {
     let groups = g.groups as usize;
     let og = (g.o / g.groups) as usize;
     let np = (g.n * g.oh * g.ow) as usize;
     let k = (g.c / g.groups * g.kh * g.kw) as usize;
-    let t = pick_tile(og, np, groups, be.sms());
+    let t = tile.unwrap_or_else(|| pick_tile(og, np, groups, be.sms()));
     let tiles = og.div_ceil(t.0) * np.div_ceil(t.1) * groups;
     let total = np * g.o as usize;
     let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, false);
@@ -411,11 +424,23 @@ pub(super) fn conv_bwd_input(
     w: u64,
     dx: u64,
 ) -> BResult<()> {
+    conv_bwd_input_tiled(be, g, dy, w, dx, None)
+}
+
+/// `conv_bwd_input` with the tile shape forced (for the benchmark's tile sweep).
+pub(super) fn conv_bwd_input_tiled(
+    be: &dyn Launcher,
+    g: ConvGeo,
+    dy: u64,
+    w: u64,
+    dx: u64,
+    tile: Option<(usize, usize)>,
+) -> BResult<()> {
     let groups = g.groups as usize;
     let cg = (g.c / g.groups) as usize;
     let np = (g.n * g.h * g.w) as usize;
     let k = (g.o / g.groups * g.kh * g.kw) as usize;
-    let t = pick_tile(cg, np, groups, be.sms());
+    let t = tile.unwrap_or_else(|| pick_tile(cg, np, groups, be.sms()));
     let tiles = cg.div_ceil(t.0) * np.div_ceil(t.1) * groups;
     let total = np * g.c as usize;
     let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, false);
