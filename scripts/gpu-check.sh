@@ -82,6 +82,28 @@ if [ -x "$BUNDLE/bin/dynface" ] && "$BUNDLE/bin/dynface" --help 2>&1 | grep -qw 
 else
     log "=== dynface bench: not in this CLI build (conv numbers are in cuda_bench above)"
 fi
+# Out-of-bounds and misaligned accesses: the parity subset under compute-sanitizer memcheck
+# (bounded: it slows kernels a lot). A timeout is reported, not counted as a failure.
+san=""
+for c in compute-sanitizer /usr/local/cuda*/bin/compute-sanitizer; do
+    command -v "$c" >/dev/null 2>&1 && { san="$c"; break; }
+done
+if [ -n "$san" ] && [ "${GPU_CHECK_SANITIZER:-1}" = 1 ]; then
+    for filter in conv2d gaussian_blur layout; do
+        log "=== compute-sanitizer memcheck: cuda_parity $filter"
+        timeout "${SANITIZER_TIMEOUT:-45}" "$san" --tool memcheck --error-exitcode 9 \
+            "$BUNDLE/tests/cuda_parity" --test-threads=1 "$filter" >"$OUT/memcheck-$filter.log" 2>&1
+        rc=$?
+        grep -E "ERROR SUMMARY|Invalid|test result" "$OUT/memcheck-$filter.log" | tee -a "$REPORT"
+        case $rc in
+            0) ;;
+            124) log "memcheck $filter: timed out (not counted)";;
+            *) log "memcheck $filter: FAILED (exit $rc), see $OUT/memcheck-$filter.log"; status=1;;
+        esac
+    done
+else
+    log "=== compute-sanitizer: not found or disabled (GPU_CHECK_SANITIZER=0)"
+fi
 log "=== summary"
 log "$(grep -hE '^test result|^ *FAIL|panicked|skipped:' "$OUT"/cuda_*.log 2>/dev/null)"
 log "gpu-check: $([ $status -eq 0 ] && echo PASSED || echo FAILED) (report: $REPORT)"
