@@ -3,9 +3,11 @@
 //
 //   forward        y[g]  (Og × N·OH·OW)  = W[g] (Og × K) · col(x)       K = (kh, kw, ci) order
 //   backward-input dx[g] (Cg × N·H·W)    = W[g]ᵀ · gather(dy)           K = (kh, kw, o) order
-//   backward-weight dw[g] (Og × Cg·kh·kw) = dy[g] · col(x)ᵀ              K = N·OH·OW pixels,
-//                  split over K into `splits` partial products summed by splitk_reduce in a
-//                  fixed order (deterministic, no atomics).
+//   backward-weight dw[g] (Og × Cg·kh·kw) = dy[g] · col(x)ᵀ              K = N·OH·OW pixels
+// Any of the three may be split over K (blockIdx.z = group·splits + split) when the output
+// has too few tiles to fill the device: split s writes its partial product to out + s·total
+// and splitk_reduce sums the splits in a fixed order (deterministic, no atomics), adding the
+// bias for the forward pass. With splits = 1, out is the result itself.
 // The K orders put the channel fastest so a loader walks K with a cheap carry instead of
 // dividing per element; per-thread pixel coordinates are computed once per block.
 
@@ -69,8 +71,9 @@ template <int BM, int BN>
 __device__ __forceinline__ void conv_fwd_body(const float* __restrict__ x,
                                               const float* __restrict__ w,
                                               const float* __restrict__ bias,
-                                              float* __restrict__ y, const ConvGeo& G) {
-    const int g = blockIdx.z;
+                                              float* __restrict__ y, const ConvGeo& G,
+                                              int splits, i64 chunk) {
+    const int g = blockIdx.z / splits, sp = blockIdx.z % splits;
     const int cg = (int)(G.c / G.groups), og = (int)(G.o / G.groups);
     const int khkw = (int)(G.kh * G.kw);
     const i64 K = (i64)khkw * cg;
@@ -95,14 +98,17 @@ __device__ __forceinline__ void conv_fwd_body(const float* __restrict__ x,
         lb.iy0 = oy * (int)G.stride - (int)G.pad;
         lb.ix0 = ox * (int)G.stride - (int)G.pad;
     }
+    const i64 kb = (i64)sp * chunk;
+    const i64 ke = kb + chunk < K ? kb + chunk : K;
     float acc[BM / 16][BN / 16];
-    mm_mainloop<BM, BN, true, false>(la, lb, 0, K, acc);
+    mm_mainloop<BM, BN, true, false>(la, lb, kb, ke, acc);
+    float* out = y + (i64)sp * (np * G.o);
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
         i64 p = n0 + mm_col<BN>(j);
         if (p >= np) continue;
         i64 ni = p / ohow, rem = p - ni * ohow;
-        float* yp = y + (ni * G.o + (i64)g * og) * ohow + rem;
+        float* yp = out + (ni * G.o + (i64)g * og) * ohow + rem;
 #pragma unroll
         for (int i = 0; i < BM / 16; ++i) {
             int m = m0 + mm_row<BM>(i);
@@ -150,9 +156,15 @@ struct BinB {  // B(k, p) = dy[ni][g·Og + o][oy][ox] with oy·s = iy + pad − 
             float v = 0.0f;
             int ty = ty0 - ki, tx = tx0 - kj;
             if (col_ok && k < ke && ty >= 0 && tx >= 0) {
-                int oy = ty / s, ox = tx / s;
-                if (oy * s == ty && ox * s == tx && oy < oh && ox < ow)
-                    v = dyb[o * ohow + (i64)oy * ow + ox];
+                // Stride 1 (every UNet conv but the downsamplers) needs no division.
+                int oy = ty, ox = tx;
+                bool hit = true;
+                if (s != 1) {
+                    oy = ty / s;
+                    ox = tx / s;
+                    hit = oy * s == ty && ox * s == tx;
+                }
+                if (hit && oy < oh && ox < ow) v = dyb[o * ohow + (i64)oy * ow + ox];
             }
             r[e] = v;
             k += S;
@@ -171,8 +183,9 @@ struct BinB {  // B(k, p) = dy[ni][g·Og + o][oy][ox] with oy·s = iy + pad − 
 template <int BM, int BN>
 __device__ __forceinline__ void conv_bwd_input_body(const float* __restrict__ dy,
                                                     const float* __restrict__ w,
-                                                    float* __restrict__ dx, const ConvGeo& G) {
-    const int g = blockIdx.z;
+                                                    float* __restrict__ dx, const ConvGeo& G,
+                                                    int splits, i64 chunk) {
+    const int g = blockIdx.z / splits, sp = blockIdx.z % splits;
     const int cg = (int)(G.c / G.groups), og = (int)(G.o / G.groups);
     const int khkw = (int)(G.kh * G.kw);
     const i64 K = (i64)khkw * og;
@@ -198,14 +211,17 @@ __device__ __forceinline__ void conv_bwd_input_body(const float* __restrict__ dy
         lb.ty0 = iy + (int)G.pad;
         lb.tx0 = ix + (int)G.pad;
     }
+    const i64 kb = (i64)sp * chunk;
+    const i64 ke = kb + chunk < K ? kb + chunk : K;
     float acc[BM / 16][BN / 16];
-    mm_mainloop<BM, BN, true, false>(la, lb, 0, K, acc);
+    mm_mainloop<BM, BN, true, false>(la, lb, kb, ke, acc);
+    float* out = dx + (i64)sp * (np * G.c);
 #pragma unroll
     for (int j = 0; j < BN / 16; ++j) {
         i64 p = n0 + mm_col<BN>(j);
         if (p >= np) continue;
         i64 ni = p / hw, rem = p - ni * hw;
-        float* xp = dx + (ni * G.c + (i64)g * cg) * hw + rem;
+        float* xp = out + (ni * G.c + (i64)g * cg) * hw + rem;
 #pragma unroll
         for (int i = 0; i < BM / 16; ++i) {
             int c = m0 + mm_row<BM>(i);
@@ -315,24 +331,27 @@ __device__ __forceinline__ void conv_bwd_weight_body(const float* __restrict__ x
     }
 }
 
-// dw[i] = Σ_s ws[s·total + i], s in order.
-extern "C" __global__ void splitk_reduce(const float* __restrict__ ws, float* __restrict__ dw,
-                                         i64 total, int splits) {
+// out[i] = Σ_s ws[s·total + i], s in order, plus bias[(i / plane) % channels] when given.
+extern "C" __global__ void splitk_reduce(const float* __restrict__ ws, float* __restrict__ out,
+                                         i64 total, int splits, const float* __restrict__ bias,
+                                         i64 channels, i64 plane) {
     GRID_STRIDE(i, total) {
         float acc = 0.0f;
         for (int s = 0; s < splits; ++s) acc += ws[(i64)s * total + i];
-        dw[i] = acc;
+        if (bias) acc += bias[(i / plane) % channels];
+        out[i] = acc;
     }
 }
 
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_128x128) conv_fwd_128x128(
     const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-    float* __restrict__ y, ConvGeo G) {
-    conv_fwd_body<128, 128>(x, w, bias, y, G);
+    float* __restrict__ y, ConvGeo G, int splits, i64 chunk) {
+    conv_fwd_body<128, 128>(x, w, bias, y, G, splits, chunk);
 }
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_128x128) conv_bwd_input_128x128(
-    const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, ConvGeo G) {
-    conv_bwd_input_body<128, 128>(dy, w, dx, G);
+    const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, ConvGeo G,
+    int splits, i64 chunk) {
+    conv_bwd_input_body<128, 128>(dy, w, dx, G, splits, chunk);
 }
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_128x128) conv_bwd_weight_128x128(
     const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out, ConvGeo G,
@@ -341,12 +360,13 @@ extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_128x128) conv_b
 }
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_64x128) conv_fwd_64x128(
     const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-    float* __restrict__ y, ConvGeo G) {
-    conv_fwd_body<64, 128>(x, w, bias, y, G);
+    float* __restrict__ y, ConvGeo G, int splits, i64 chunk) {
+    conv_fwd_body<64, 128>(x, w, bias, y, G, splits, chunk);
 }
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_64x128) conv_bwd_input_64x128(
-    const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, ConvGeo G) {
-    conv_bwd_input_body<64, 128>(dy, w, dx, G);
+    const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, ConvGeo G,
+    int splits, i64 chunk) {
+    conv_bwd_input_body<64, 128>(dy, w, dx, G, splits, chunk);
 }
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_64x128) conv_bwd_weight_64x128(
     const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out, ConvGeo G,
@@ -355,12 +375,13 @@ extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_64x128) conv_bw
 }
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_64x64) conv_fwd_64x64(
     const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-    float* __restrict__ y, ConvGeo G) {
-    conv_fwd_body<64, 64>(x, w, bias, y, G);
+    float* __restrict__ y, ConvGeo G, int splits, i64 chunk) {
+    conv_fwd_body<64, 64>(x, w, bias, y, G, splits, chunk);
 }
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_64x64) conv_bwd_input_64x64(
-    const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, ConvGeo G) {
-    conv_bwd_input_body<64, 64>(dy, w, dx, G);
+    const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, ConvGeo G,
+    int splits, i64 chunk) {
+    conv_bwd_input_body<64, 64>(dy, w, dx, G, splits, chunk);
 }
 extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_64x64) conv_bwd_weight_64x64(
     const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out, ConvGeo G,

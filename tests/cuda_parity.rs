@@ -877,12 +877,17 @@ fn gaussian_blur_forward_adjoint_dsigma() {
 fn gaussian_blur_forward_adjoint_dsigma_body<B: KernelBackend>(be: B, _test: &str) {
     let mut c = Checker::new(be);
     let mut r = rng(18);
-    let cases: [(&str, [usize; 4], Vec<f32>); 5] = [
+    let cases: [(&str, [usize; 4], Vec<f32>); 6] = [
         ("odd sizes", [2, 3, 20, 23], vec![0.7, 2.3]),
         ("image smaller than radius", [2, 2, 5, 4], vec![3.0, 0.4]),
         ("one-pixel rows", [1, 1, 6, 1], vec![1.0]),
         ("σ 8 on 40²", [1, 1, 40, 40], vec![8.0]),
         ("σ 15 on 64×48, 3 channels", [1, 3, 64, 48], vec![15.0]),
+        (
+            "σ 200: taps beyond shared memory",
+            [2, 1, 4, 5],
+            vec![200.0, 0.1],
+        ),
     ];
     for (name, shape, sigma) in cases {
         let x = randn(&mut r, &shape);
@@ -905,7 +910,11 @@ fn gaussian_blur_forward_adjoint_dsigma_body<B: KernelBackend>(be: B, _test: &st
                 "dsigma",
                 Op::GaussianBlurDSigma,
                 vec![x.clone(), s.clone(), g.clone()],
-                TOL_REDUCE,
+                // σ = 200 on a 4×5 image folds 1201 taps onto 5 pixels: the folded ∂g/∂σ
+                // entries are ~6000× smaller than Σ|∂g/∂σ|, so fp32 taps and sums (as the
+                // CPU f32 backend uses too) cannot do better than ~1e-3 relative there.
+                // That case exists to exercise the on-the-fly tap path (R > 512).
+                if sigma[0] > 100.0 { 5e-3 } else { TOL_REDUCE },
             ),
         ] {
             let label = format!("gaussian_blur {which} {name} {shape:?} σ {sigma:?}");
@@ -1125,6 +1134,26 @@ fn resnet_check<B: KernelBackend>(be: B, what: &str, captured: bool) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if captured {
+        // Launch overhead: the same forward + backward, issued op by op vs replayed.
+        let time = |gpu: &mut Executor<B>, replay: bool| {
+            gpu.backend.synchronize().unwrap();
+            let t0 = std::time::Instant::now();
+            for _ in 0..20 {
+                if replay {
+                    gpu.replay().unwrap();
+                } else {
+                    gpu.run().unwrap();
+                }
+            }
+            gpu.backend.synchronize().unwrap();
+            t0.elapsed().as_secs_f64() / 20.0 * 1e3
+        };
+        let ops = g.nodes.len();
+        let run_ms = time(&mut gpu, false);
+        let replay_ms = time(&mut gpu, true);
+        println!("{what}: {ops} graph nodes, run {run_ms:.3} ms, graph replay {replay_ms:.3} ms");
+    }
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! input-gradient and weight-gradient GFLOP/s, timed with CUDA events (median of repeats,
 //! after a warm-up that also compiles the kernels).
 
-use super::ops::{conv_bwd_input, conv_bwd_weight, conv_fwd, ConvGeo};
+use super::ops::{
+    conv_bwd_input, conv_bwd_input_tiled, conv_bwd_weight, conv_fwd, conv_fwd_tiled, ConvGeo,
+};
 use super::{dev_err, CudaBackend};
 use crate::backend::{BResult, Backend};
 use crate::graph::Conv2dParams;
@@ -37,6 +39,8 @@ pub struct ConvBenchRow {
     pub bwd_input_ms: f64,
     pub bwd_weight_ms: f64,
     pub gflop: f64,
+    /// (tile, forward ms, input-gradient ms) with the tile shape forced.
+    pub tiles: Vec<((usize, usize), f64, f64)>,
 }
 
 impl ConvBenchRow {
@@ -98,6 +102,16 @@ pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<Con
             let fwd_ms = median_ms(be, args.iters, || conv_fwd(be, g, ax, aw, None, ay))?;
             let bwd_input_ms = median_ms(be, args.iters, || conv_bwd_input(be, g, ady, aw, adx))?;
             let bwd_weight_ms = median_ms(be, args.iters, || conv_bwd_weight(be, g, ax, ady, adw))?;
+            let mut tiles = vec![];
+            for t in [(128, 128), (64, 128), (64, 64)] {
+                let f = median_ms(be, args.iters, || {
+                    conv_fwd_tiled(be, g, ax, aw, None, ay, Some(t))
+                })?;
+                let d = median_ms(be, args.iters, || {
+                    conv_bwd_input_tiled(be, g, ady, aw, adx, Some(t))
+                })?;
+                tiles.push((t, f, d));
+            }
             rows.push(ConvBenchRow {
                 channels: c,
                 size: hw,
@@ -106,6 +120,7 @@ pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<Con
                 bwd_input_ms,
                 bwd_weight_ms,
                 gflop: 2.0 * (n * c * hw * hw * c * 9) as f64 / 1e9,
+                tiles,
             });
         }
     }
@@ -132,5 +147,41 @@ pub fn format_rows(rows: &[ConvBenchRow]) -> String {
             r.rate(r.bwd_weight_ms)
         ));
     }
+    s.push_str("tile sweep (GFLOP/s forward / input-gradient with the tile forced):\n");
+    for r in rows {
+        s.push_str(&format!("{:>5} {:>5} {:>5} |", r.channels, r.size, r.batch));
+        for ((bm, bn), f, d) in &r.tiles {
+            s.push_str(&format!(
+                " {bm}x{bn}: {:>6.0} / {:>6.0} |",
+                r.rate(*f),
+                r.rate(*d)
+            ));
+        }
+        s.push('\n');
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_rates_and_the_tile_sweep() {
+        let r = ConvBenchRow {
+            channels: 64,
+            size: 128,
+            batch: 1,
+            fwd_ms: 0.1,
+            bwd_input_ms: 0.2,
+            bwd_weight_ms: 0.4,
+            gflop: 1.2,
+            tiles: vec![((128, 128), 0.1, 0.2), ((64, 64), 0.3, 0.6)],
+        };
+        assert!((r.rate(0.1) - 12_000.0).abs() < 1e-6);
+        let t = format_rows(&[r]);
+        assert!(t.contains("12000"), "{t}");
+        assert!(t.contains("128x128:  12000 /   6000"), "{t}");
+        assert!(t.contains("64x64:   4000 /   2000"), "{t}");
+    }
 }

@@ -298,6 +298,58 @@ fn gemm_name(t: (usize, usize), a_n: bool, b_n: bool) -> &'static str {
     NAMES[base + if a_n { 0 } else { 2 } + if b_n { 0 } else { 1 }]
 }
 
+/// How many ways to split a product's K range, aiming at two blocks per SM: when `eager`,
+/// whenever there are fewer tiles than that, otherwise only when there are fewer tiles than
+/// SMs (late UNet layers: 512 ch at 16²). Each split keeps ≥ 256 of K, partial sums stay
+/// ≤ 64 Mi floats, grid.z ≤ 65535. Returns (splits, chunk), chunk a multiple of the K step.
+fn split_k(
+    tiles: usize,
+    k: usize,
+    sms: usize,
+    out_elems: usize,
+    groups: usize,
+    eager: bool,
+) -> (usize, usize) {
+    let mut splits = if !eager && tiles >= sms {
+        1
+    } else {
+        (2 * sms).div_ceil(tiles.max(1))
+    };
+    splits = splits
+        .min(k / 256)
+        .min(((64usize << 20) / out_elems.max(1)).max(1))
+        .min(65535 / groups.max(1))
+        .max(1);
+    let chunk = k.div_ceil(splits).div_ceil(16).max(1) * 16;
+    (k.div_ceil(chunk).max(1), chunk)
+}
+
+/// Sums split partials from `ws` into `out` in a fixed order (plus the bias, if any).
+fn splitk_reduce(
+    be: &dyn Launcher,
+    ws: u64,
+    out: u64,
+    total: usize,
+    splits: usize,
+    bias: Option<(u64, usize, usize)>,
+) -> BResult<()> {
+    let (b, channels, plane) = bias.unwrap_or((0, 1, 1));
+    be.launch(
+        "splitk_reduce",
+        grid1(total),
+        THREADS,
+        vec![
+            Arg::Ptr(ws),
+            Arg::Ptr(out),
+            i64a(total),
+            Arg::I32(splits as i32),
+            Arg::Ptr(b),
+            i64a(channels),
+            i64a(plane),
+        ],
+    )
+}
+
 pub(super) fn conv_fwd(
     be: &dyn Launcher,
     g: ConvGeo,
@@ -306,25 +358,63 @@ pub(super) fn conv_fwd(
     bias: Option<u64>,
     y: u64,
 ) -> BResult<()> {
+    conv_fwd_tiled(be, g, x, w, bias, y, None)
+}
+
+/// `conv_fwd` with the tile shape forced (for the benchmark's tile sweep).
+pub(super) fn conv_fwd_tiled(
+    be: &dyn Launcher,
+    g: ConvGeo,
+    x: u64,
+    w: u64,
+    bias: Option<u64>,
+    y: u64,
+    tile: Option<(usize, usize)>,
+) -> BResult<()> {
+    let groups = g.groups as usize;
     let og = (g.o / g.groups) as usize;
     let np = (g.n * g.oh * g.ow) as usize;
-    let t = pick_tile(og, np, g.groups as usize, be.sms());
+    let k = (g.c / g.groups * g.kh * g.kw) as usize;
+    let t = tile.unwrap_or_else(|| pick_tile(og, np, groups, be.sms()));
+    let tiles = og.div_ceil(t.0) * np.div_ceil(t.1) * groups;
+    let total = np * g.o as usize;
+    let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, false);
+    let out = if splits > 1 {
+        be.workspace(splits * total * 4)?
+    } else {
+        y
+    };
+    let kernel_bias = if splits > 1 { 0 } else { bias.unwrap_or(0) };
     be.launch(
         tile_name("conv_fwd", t),
         (
             np.div_ceil(t.1) as u32,
             og.div_ceil(t.0) as u32,
-            g.groups as u32,
+            (groups * splits) as u32,
         ),
         THREADS,
         vec![
             Arg::Ptr(x),
             Arg::Ptr(w),
-            Arg::Ptr(bias.unwrap_or(0)),
-            Arg::Ptr(y),
+            Arg::Ptr(kernel_bias),
+            Arg::Ptr(out),
             Arg::Geo(g),
+            Arg::I32(splits as i32),
+            i64a(chunk),
         ],
-    )
+    )?;
+    if splits > 1 {
+        let plane = (g.oh * g.ow) as usize;
+        splitk_reduce(
+            be,
+            out,
+            y,
+            total,
+            splits,
+            bias.map(|b| (b, g.o as usize, plane)),
+        )?;
+    }
+    Ok(())
 }
 
 pub(super) fn conv_bwd_input(
@@ -334,23 +424,56 @@ pub(super) fn conv_bwd_input(
     w: u64,
     dx: u64,
 ) -> BResult<()> {
+    conv_bwd_input_tiled(be, g, dy, w, dx, None)
+}
+
+/// `conv_bwd_input` with the tile shape forced (for the benchmark's tile sweep).
+pub(super) fn conv_bwd_input_tiled(
+    be: &dyn Launcher,
+    g: ConvGeo,
+    dy: u64,
+    w: u64,
+    dx: u64,
+    tile: Option<(usize, usize)>,
+) -> BResult<()> {
+    let groups = g.groups as usize;
     let cg = (g.c / g.groups) as usize;
     let np = (g.n * g.h * g.w) as usize;
-    let t = pick_tile(cg, np, g.groups as usize, be.sms());
+    let k = (g.o / g.groups * g.kh * g.kw) as usize;
+    let t = tile.unwrap_or_else(|| pick_tile(cg, np, groups, be.sms()));
+    let tiles = cg.div_ceil(t.0) * np.div_ceil(t.1) * groups;
+    let total = np * g.c as usize;
+    let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, false);
+    let out = if splits > 1 {
+        be.workspace(splits * total * 4)?
+    } else {
+        dx
+    };
     be.launch(
         tile_name("conv_bwd_input", t),
         (
             np.div_ceil(t.1) as u32,
             cg.div_ceil(t.0) as u32,
-            g.groups as u32,
+            (groups * splits) as u32,
         ),
         THREADS,
-        vec![Arg::Ptr(dy), Arg::Ptr(w), Arg::Ptr(dx), Arg::Geo(g)],
-    )
+        vec![
+            Arg::Ptr(dy),
+            Arg::Ptr(w),
+            Arg::Ptr(out),
+            Arg::Geo(g),
+            Arg::I32(splits as i32),
+            i64a(chunk),
+        ],
+    )?;
+    if splits > 1 {
+        splitk_reduce(be, out, dx, total, splits, None)?;
+    }
+    Ok(())
 }
 
-/// Split-K over the N·OH·OW pixels so that small weight matrices still fill the device;
-/// partial products go to the workspace and are summed in a fixed order.
+/// The weight gradient reduces over all N·OH·OW pixels while its output is small, so it is
+/// nearly always split.
 pub(super) fn conv_bwd_weight(
     be: &dyn Launcher,
     g: ConvGeo,
@@ -362,18 +485,10 @@ pub(super) fn conv_bwd_weight(
     let kg = (g.c / g.groups * g.kh * g.kw) as usize;
     let groups = g.groups as usize;
     let k = (g.n * g.oh * g.ow) as usize;
-    let sms = be.sms();
-    let t = pick_tile(og, kg, groups, sms);
+    let t = pick_tile(og, kg, groups, be.sms());
     let tiles = og.div_ceil(t.0) * kg.div_ceil(t.1) * groups;
     let total = g.o as usize * kg;
-    let mut splits = (2 * sms).div_ceil(tiles).min(k / 256).max(1);
-    // At most 64 Mi floats of partial sums, and grid.z ≤ 65535.
-    splits = splits
-        .min(((64usize << 20) / total.max(1)).max(1))
-        .min(65535 / groups)
-        .max(1);
-    let chunk = k.div_ceil(splits).div_ceil(16) * 16;
-    let splits = k.div_ceil(chunk.max(1)).max(1);
+    let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, true);
     let out = if splits > 1 {
         be.workspace(splits * total * 4)?
     } else {
@@ -397,17 +512,7 @@ pub(super) fn conv_bwd_weight(
         ],
     )?;
     if splits > 1 {
-        be.launch(
-            "splitk_reduce",
-            grid1(total),
-            THREADS,
-            vec![
-                Arg::Ptr(out),
-                Arg::Ptr(dw),
-                i64a(total),
-                Arg::I32(splits as i32),
-            ],
-        )?;
+        splitk_reduce(be, out, dw, total, splits, None)?;
     }
     Ok(())
 }
