@@ -35,10 +35,19 @@ enum Cmd {
     /// Inspect single operators and networks against your own implementation.
     #[command(subcommand)]
     Debug(DebugCmd),
+    /// CUDA kernels: compile every one with NVRTC and report registers, shared memory, spills.
+    #[command(subcommand)]
+    Kernels(KernelsCmd),
     /// Throughput of the expensive ops against a reference rate measured in the same run.
     Bench(dynface::bench::BenchArgs),
     /// Print the engine's build facts: backends compiled in, threads, version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum KernelsCmd {
+    /// Compile every kernel for sm_90 (no GPU needed, only libnvrtc); fails on an error or a spill.
+    Check(dynface::backend::cuda::check::KernelsCheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -80,6 +89,7 @@ fn main() -> ExitCode {
         Cmd::Weights(WeightsCmd::Random(a)) => {
             dynface::restore::run_random(&a).map(|_| ExitCode::SUCCESS)
         }
+        Cmd::Kernels(KernelsCmd::Check(a)) => dynface::backend::cuda::check::run_kernels_check(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(a) => dynface::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => dynface::degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => {
