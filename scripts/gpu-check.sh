@@ -61,7 +61,7 @@ log "libcuda: ${found_cuda:-NOT FOUND}   libnvrtc: ${found_nvrtc:-NOT FOUND}"
 log "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
 status=0
-for name in cuda_parity cuda_bench; do
+for name in cuda_parity cuda_models cuda_bench; do
     t="$BUNDLE/tests/$name"
     [ -x "$t" ] || { log "missing $t"; status=1; continue; }
     log "=== $name"
