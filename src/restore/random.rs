@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct RandomArgs {
-    /// Which set: `tiny` (64² images, small networks; seconds per image on a CPU).
+    /// Which set: `tiny` (64² images, small networks; seconds per image on a CPU) or `ffhq512`
+    /// (the official architectures at full size, random weights: for timing).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// Output folder (created).
@@ -96,8 +97,10 @@ fn with_prefix(spec: Vec<(String, Vec<usize>)>, p: &str) -> Vec<(String, Vec<usi
 
 /// Writes the set and returns its folder.
 pub fn write_random_set(preset: &str, dir: &Path, seed: u64) -> Result<ModelSet> {
-    if preset != "tiny" {
-        bail!("unknown preset {preset:?}: the only random preset is \"tiny\"");
+    match preset {
+        "tiny" => {}
+        "ffhq512" => return write_full_size_set(dir, seed),
+        _ => bail!("unknown preset {preset:?}: expected \"tiny\" or \"ffhq512\""),
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let size = 64;
@@ -173,6 +176,30 @@ pub fn write_random_set(preset: &str, dir: &Path, seed: u64) -> Result<ModelSet>
     };
     let text = serde_json::to_string_pretty(&set)?;
     crate::atomic_file::write_atomic(&dir.join(MODELS_FILE), text.as_bytes())?;
+    Ok(set)
+}
+
+/// The official architectures and sizes (DifFace's FFHQ 512 UNet and restorer) with random
+/// weights: for timing the real pipeline where the public checkpoints cannot be fetched.
+fn write_full_size_set(dir: &Path, seed: u64) -> Result<ModelSet> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut set = ModelSet::official();
+    set.unet.weights = "unet.safetensors".into();
+    set.restorer.weights = "restorer.safetensors".into();
+    let ucfg = set.unet_config()?;
+    let mut unet = random_store(&unet_spec(&ucfg)?, seed, &[])?;
+    for k in ["out.2.weight", "out.2.bias"] {
+        if let Some(t) = unet.get(k) {
+            let v: Vec<f32> = t.to_f32(k)?.data.iter().map(|x| x * 0.05).collect();
+            unet.insert(k, WeightTensor::new(t.shape.clone(), WeightData::F32(v))?);
+        }
+    }
+    save_safetensors(&unet, &dir.join("unet.safetensors"), None)?;
+    let r = random_store(&swinir::checkpoint_spec(&set.restorer.config, 512, 512), seed + 1, &["attn_mask", "relative_position_index"])?;
+    save_safetensors(&r, &dir.join("restorer.safetensors"), None)?;
+    let table: DsstTable = serde_json::from_str(SHIPPED_DSST).context("shipped DSST table")?;
+    table.save(&dir.join("dsst.json"))?;
+    crate::atomic_file::write_atomic(&dir.join(MODELS_FILE), serde_json::to_string_pretty(&set)?.as_bytes())?;
     Ok(set)
 }
 
