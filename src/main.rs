@@ -89,7 +89,9 @@ fn main() -> ExitCode {
         Cmd::Weights(WeightsCmd::Random(a)) => {
             dynface::restore::run_random(&a).map(|_| ExitCode::SUCCESS)
         }
-        Cmd::Kernels(KernelsCmd::Check(a)) => dynface::backend::cuda::check::run_kernels_check(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Kernels(KernelsCmd::Check(a)) => {
+            dynface::backend::cuda::check::run_kernels_check(&a).map(|_| ExitCode::SUCCESS)
+        }
         Cmd::Bench(a) => dynface::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => dynface::degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => {

@@ -29,12 +29,27 @@ fn gpu(test: &str) -> Option<Arc<CudaBackend>> {
     }
 }
 
-fn fixture(name: &str) -> (UNetConfig, std::collections::HashMap<String, Tensor<f32>>, std::collections::HashMap<String, Tensor<f32>>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet").join(name);
+fn fixture(
+    name: &str,
+) -> (
+    UNetConfig,
+    std::collections::HashMap<String, Tensor<f32>>,
+    std::collections::HashMap<String, Tensor<f32>>,
+) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/unet")
+        .join(name);
     let cfg = UNetConfig::from_file(&dir.join("config.json")).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let wfile = meta["weights_file"].as_str().unwrap_or("weights.safetensors");
-    (cfg, load_safetensors(&dir.join(wfile)).unwrap(), load_safetensors(&dir.join("io.safetensors")).unwrap())
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let wfile = meta["weights_file"]
+        .as_str()
+        .unwrap_or("weights.safetensors");
+    (
+        cfg,
+        load_safetensors(&dir.join(wfile)).unwrap(),
+        load_safetensors(&dir.join("io.safetensors")).unwrap(),
+    )
 }
 
 /// fp32 accumulation over a whole network (≈ 20 layers of up to ~10⁴-term sums): the same
@@ -44,11 +59,16 @@ const TOL_NET: f64 = 1e-4;
 #[test]
 fn tiny_unet_forward_and_input_gradient_match_pytorch_on_the_gpu() {
     let Some(be) = gpu("tiny_unet") else { return };
-    for name in ["sdk_legacy_heads_ss", "sdk_new_headch_updown", "difface_perlevel"] {
+    for name in [
+        "sdk_legacy_heads_ss",
+        "sdk_new_headch_updown",
+        "difface_perlevel",
+    ] {
         let (cfg, w, io) = fixture(name);
         let x = &io["x"];
         let ug = UNetGraph::new(&cfg, x.shape[0], x.shape[2], x.shape[3], true).unwrap();
-        let mut ex = Executor::new(be.clone(), &ug.graph, &ug.outputs(), PlanOptions::default()).unwrap();
+        let mut ex =
+            Executor::new(be.clone(), &ug.graph, &ug.outputs(), PlanOptions::default()).unwrap();
         ex.bind_all(|k| w.get(k).cloned()).unwrap();
         ex.set_input("x", x).unwrap();
         ex.set_input("t", &io["t"]).unwrap();
@@ -72,12 +92,23 @@ fn one_guided_sampler_step_matches_the_cpu() {
         sampler: "ddim50".into(),
         ..SamplerConfig::default()
     };
-    let denoise = |g: &mut dynface::graph::Graph, inp: &dynface::sampler::DenoiserInputs| build_unet(g, &cfg, inp.x, inp.t);
-    let mut cpu = Sampler::new(CpuBackend::<f64>::new(), scfg.clone(), shape, denoise, |k| w.get(k).cloned()).unwrap();
+    let denoise = |g: &mut dynface::graph::Graph, inp: &dynface::sampler::DenoiserInputs| {
+        build_unet(g, &cfg, inp.x, inp.t)
+    };
+    let mut cpu = Sampler::new(
+        CpuBackend::<f64>::new(),
+        scfg.clone(),
+        shape,
+        denoise,
+        |k| w.get(k).cloned(),
+    )
+    .unwrap();
     let mut gpu = Sampler::new(be, scfg, shape, denoise, |k| w.get(k).cloned()).unwrap();
     let mut rng = random::rng(21);
     let x: Tensor<f64> = random::normal(&mut rng, &shape, 1.0);
-    let guidance: Vec<Tensor<f64>> = (0..3).map(|_| random::uniform(&mut rng, &shape, 0.0, 1.0)).collect();
+    let guidance: Vec<Tensor<f64>> = (0..3)
+        .map(|_| random::uniform(&mut rng, &shape, 0.0, 1.0))
+        .collect();
     let sigma = vec![vec![4.3, 2.2], vec![2.9, 1.4], vec![1.4, 0.7]];
     let weight = vec![vec![0.7, 0.7], vec![0.2, 0.2], vec![0.1, 0.0]];
     let k = 40;
@@ -86,7 +117,10 @@ fn one_guided_sampler_step_matches_the_cpu() {
     let checks = [
         ("model output", a.model_out.rel_err(&b.model_out)),
         ("x̂₀", b.x0.rel_err(&a.x0)),
-        ("∂loss/∂x_t", b.grad.as_ref().unwrap().rel_err(a.grad.as_ref().unwrap())),
+        (
+            "∂loss/∂x_t",
+            b.grad.as_ref().unwrap().rel_err(a.grad.as_ref().unwrap()),
+        ),
     ];
     for (what, e) in checks {
         println!("guided step at chain position {k}: {what} rel err {e:.2e}");

@@ -95,7 +95,13 @@ impl<T: Backend> Backend for std::sync::Arc<T> {
     fn fill(&self, arena: &mut Self::Arena, offset: usize, len: usize, value: f32) -> BResult<()> {
         (**self).fill(arena, offset, len, value)
     }
-    fn exec(&self, arena: &mut Self::Arena, node: &Node, inputs: &[Operand], out: Operand) -> BResult<()> {
+    fn exec(
+        &self,
+        arena: &mut Self::Arena,
+        node: &Node,
+        inputs: &[Operand],
+        out: Operand,
+    ) -> BResult<()> {
         (**self).exec(arena, node, inputs, out)
     }
     fn synchronize(&self) -> BResult<()> {

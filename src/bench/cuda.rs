@@ -28,7 +28,10 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     println!("cuda bench on {device}");
     let t0 = Instant::now();
     be.preload_all()?;
-    println!("kernels compiled or loaded from the cache in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "kernels compiled or loaded from the cache in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let mut conv = vec![];
     if !args.skip_conv {
         let rows = cbench::run_conv_bench(&be, &cbench::ConvBenchArgs::default())?;
@@ -41,13 +44,29 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     let mut unet = vec![];
     let mut replay = vec![];
     let mut prof = vec![];
-    println!("FFHQ 512 UNet (random weights), fp32, median of {} after {} warm-up:", args.reps, args.warmup);
+    println!(
+        "FFHQ 512 UNet (random weights), fp32, median of {} after {} warm-up:",
+        args.reps, args.warmup
+    );
     for &b in &args.unet_batches {
         for with_grad in [false, true] {
-            let (t, mut ex) = time_unet(be.clone(), &cfg, &weights, b, 512, with_grad, args.warmup.min(2), args.reps.min(5))?;
+            let (t, mut ex) = time_unet(
+                be.clone(),
+                &cfg,
+                &weights,
+                b,
+                512,
+                with_grad,
+                args.warmup.min(2),
+                args.reps.min(5),
+            )?;
             println!(
                 "  batch {b} {:<22} {:>9.1} ms (min {:.1})  {:>7.2} img/s  arena {:.2} GB",
-                if with_grad { "forward + grad x" } else { "forward" },
+                if with_grad {
+                    "forward + grad x"
+                } else {
+                    "forward"
+                },
                 t.ms,
                 t.min_ms,
                 t.images_per_s,

@@ -42,14 +42,28 @@ pub fn random_unet_weights(cfg: &UNetConfig, seed: u64) -> Result<HashMap<String
 }
 
 /// Times `reps` passes after `warmup` untimed ones, synchronising around each.
-pub fn time_unet<B: Backend>(backend: B, cfg: &UNetConfig, weights: &HashMap<String, Tensor<f32>>, batch: usize, size: usize, with_grad: bool, warmup: usize, reps: usize) -> Result<(UNetTiming, Executor<B>)> {
+pub fn time_unet<B: Backend>(
+    backend: B,
+    cfg: &UNetConfig,
+    weights: &HashMap<String, Tensor<f32>>,
+    batch: usize,
+    size: usize,
+    with_grad: bool,
+    warmup: usize,
+    reps: usize,
+) -> Result<(UNetTiming, Executor<B>)> {
     let ug = UNetGraph::new(cfg, batch, size, size, with_grad)?;
     let mut ex = Executor::new(backend, &ug.graph, &ug.outputs(), PlanOptions::default())?;
     ex.bind_all(|k| weights.get(k).cloned())?;
     let mut rng = random::rng(1);
     let x: Tensor<f32> = random::normal(&mut rng, &[batch, cfg.in_channels, size, size], 1.0);
     ex.set_input("x", &x.cast::<B::Elem>())?;
-    let t = Tensor::new(vec![batch], (0..batch).map(|i| B::Elem::of_f64((700 + 17 * i) as f64 % 1000.0)).collect());
+    let t = Tensor::new(
+        vec![batch],
+        (0..batch)
+            .map(|i| B::Elem::of_f64((700 + 17 * i) as f64 % 1000.0))
+            .collect(),
+    );
     ex.set_input("t", &t)?;
     if with_grad {
         let shape = ug.graph.shape(ug.out).to_vec();

@@ -187,8 +187,14 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     match device {
         super::device::Device::Cpu => run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files),
         super::device::Device::Cuda(name) => {
-            let be = crate::backend::cuda::CudaBackend::new().map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
-            run_on(std::sync::Arc::new(be), format!("cuda: {name}"), args, &files)
+            let be = crate::backend::cuda::CudaBackend::new()
+                .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
+            run_on(
+                std::sync::Arc::new(be),
+                format!("cuda: {name}"),
+                args,
+                &files,
+            )
         }
     }
 }

@@ -195,11 +195,18 @@ fn write_full_size_set(dir: &Path, seed: u64) -> Result<ModelSet> {
         }
     }
     save_safetensors(&unet, &dir.join("unet.safetensors"), None)?;
-    let r = random_store(&swinir::checkpoint_spec(&set.restorer.config, 512, 512), seed + 1, &["attn_mask", "relative_position_index"])?;
+    let r = random_store(
+        &swinir::checkpoint_spec(&set.restorer.config, 512, 512),
+        seed + 1,
+        &["attn_mask", "relative_position_index"],
+    )?;
     save_safetensors(&r, &dir.join("restorer.safetensors"), None)?;
     let table: DsstTable = serde_json::from_str(SHIPPED_DSST).context("shipped DSST table")?;
     table.save(&dir.join("dsst.json"))?;
-    crate::atomic_file::write_atomic(&dir.join(MODELS_FILE), serde_json::to_string_pretty(&set)?.as_bytes())?;
+    crate::atomic_file::write_atomic(
+        &dir.join(MODELS_FILE),
+        serde_json::to_string_pretty(&set)?.as_bytes(),
+    )?;
     Ok(set)
 }
 
