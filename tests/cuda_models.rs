@@ -14,13 +14,13 @@ use dynface::models::unet::{build_unet, UNetConfig};
 use dynface::sampler::{Sampler, SamplerConfig};
 use dynface::tensor::{random, Tensor};
 use std::path::Path;
-use std::sync::Arc;
+use std::rc::Rc;
 
-fn gpu(test: &str) -> Option<Arc<CudaBackend>> {
+fn gpu(test: &str) -> Option<Rc<CudaBackend>> {
     match CudaBackend::new() {
         Ok(b) => {
             println!("{test}: on {}", b.info());
-            Some(Arc::new(b))
+            Some(Rc::new(b))
         }
         Err(why) => {
             println!("skipped: {test}: {why}");
@@ -29,13 +29,9 @@ fn gpu(test: &str) -> Option<Arc<CudaBackend>> {
     }
 }
 
-fn fixture(
-    name: &str,
-) -> (
-    UNetConfig,
-    std::collections::HashMap<String, Tensor<f32>>,
-    std::collections::HashMap<String, Tensor<f32>>,
-) {
+type Tensors = std::collections::HashMap<String, Tensor<f32>>;
+
+fn fixture(name: &str) -> (UNetConfig, Tensors, Tensors) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/unet")
         .join(name);

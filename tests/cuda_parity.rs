@@ -833,8 +833,8 @@ fn blur_ref(x: &Tensor<f32>, sigma: &[f32], which: &str, g: Option<&Tensor<f32>>
     let [b, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
     let xd = x.cast::<f64>();
     let mut out = vec![];
-    for bi in 0..b {
-        let (tg, tdg) = taps(sigma[bi] as f64);
+    for (bi, &sb) in sigma.iter().enumerate().take(b) {
+        let (tg, tdg) = taps(sb as f64);
         let (rg, cg) = (pass_matrix(&tg, w), pass_matrix(&tg, h));
         let (rdg, cdg) = (pass_matrix(&tdg, w), pass_matrix(&tdg, h));
         let mut ds = 0.0;

@@ -76,7 +76,7 @@ pub trait Backend {
 }
 
 /// A shared backend: several executors (the pipeline's networks) on one device context.
-impl<T: Backend> Backend for std::sync::Arc<T> {
+impl<T: Backend> Backend for std::rc::Rc<T> {
     type Elem = T::Elem;
     type Arena = T::Arena;
 

@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::models::unet::UNetConfig;
 use anyhow::{anyhow, Result};
 use serde::Serialize;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Serialize)]
@@ -23,7 +23,7 @@ pub struct CudaBenchReport {
 }
 
 pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
-    let be = Arc::new(CudaBackend::new().map_err(|e| anyhow!("--device cuda: {e}"))?);
+    let be = Rc::new(CudaBackend::new().map_err(|e| anyhow!("--device cuda: {e}"))?);
     let device = be.info().to_string();
     println!("cuda bench on {device}");
     let t0 = Instant::now();

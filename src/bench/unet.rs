@@ -42,6 +42,7 @@ pub fn random_unet_weights(cfg: &UNetConfig, seed: u64) -> Result<HashMap<String
 }
 
 /// Times `reps` passes after `warmup` untimed ones, synchronising around each.
+#[allow(clippy::too_many_arguments)]
 pub fn time_unet<B: Backend>(
     backend: B,
     cfg: &UNetConfig,

@@ -239,7 +239,7 @@ pub fn infer(
         GroupNorm { groups, .. } => {
             arity(op, ins, &[3])?;
             let x = ins[0];
-            if x.len() < 2 || *groups == 0 || x[1] % groups != 0 {
+            if x.len() < 2 || *groups == 0 || !x[1].is_multiple_of(*groups) {
                 return Err(format!(
                     "group norm: {groups} groups do not divide channels of {x:?}"
                 ));
@@ -251,7 +251,7 @@ pub fn infer(
         GroupNormBackward { groups, .. } => {
             arity(op, ins, &[3])?;
             let x = ins[0];
-            if x.len() < 2 || *groups == 0 || x[1] % groups != 0 {
+            if x.len() < 2 || *groups == 0 || !x[1].is_multiple_of(*groups) {
                 return Err(format!(
                     "group norm: {groups} groups do not divide channels of {x:?}"
                 ));
@@ -364,7 +364,7 @@ pub fn infer(
             arity(op, ins, &[1])?;
             rank("pool input", ins[0], 4)?;
             let s = ins[0];
-            if s[2] % 2 != 0 || s[3] % 2 != 0 {
+            if !s[2].is_multiple_of(2) || !s[3].is_multiple_of(2) {
                 return Err(format!("2×2 pooling needs even sizes, got {s:?}"));
             }
             Ok(vec![s[0], s[1], s[2] / 2, s[3] / 2])
@@ -373,7 +373,7 @@ pub fn infer(
             arity(op, ins, &[1])?;
             rank("pixel shuffle input", ins[0], 4)?;
             let s = ins[0];
-            if *r == 0 || s[1] % (r * r) != 0 {
+            if *r == 0 || !s[1].is_multiple_of(r * r) {
                 return Err(format!(
                     "pixel shuffle ×{r}: channels of {s:?} not divisible by {}",
                     r * r
@@ -385,7 +385,7 @@ pub fn infer(
             arity(op, ins, &[1])?;
             rank("pixel unshuffle input", ins[0], 4)?;
             let s = ins[0];
-            if *r == 0 || s[2] % r != 0 || s[3] % r != 0 {
+            if *r == 0 || !s[2].is_multiple_of(*r) || !s[3].is_multiple_of(*r) {
                 return Err(format!("pixel unshuffle ×{r}: size of {s:?} not divisible"));
             }
             Ok(vec![s[0], s[1] * r * r, s[2] / r, s[3] / r])

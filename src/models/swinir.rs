@@ -56,7 +56,7 @@ impl SwinIRConfig {
         if let Some(h) = self
             .num_heads
             .iter()
-            .find(|&&h| h == 0 || self.embed_dim % h != 0)
+            .find(|&&h| h == 0 || !self.embed_dim.is_multiple_of(h))
         {
             return Err(format!(
                 "{h} heads do not divide embed_dim {}",

@@ -189,12 +189,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
         super::device::Device::Cuda(name) => {
             let be = crate::backend::cuda::CudaBackend::new()
                 .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
-            run_on(
-                std::sync::Arc::new(be),
-                format!("cuda: {name}"),
-                args,
-                &files,
-            )
+            run_on(std::rc::Rc::new(be), format!("cuda: {name}"), args, &files)
         }
     }
 }

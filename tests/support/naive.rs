@@ -1,6 +1,8 @@
 //! Independent reference definitions written as plain nested loops straight from the
 //! mathematical (PyTorch) definitions, sharing no code with the engine. Finite differences
 //! only check that VJPs agree with forwards, so forwards are checked against these.
+//! Index loops are deliberate: these are the textbook definitions.
+#![allow(clippy::needless_range_loop)]
 
 use dynface::tensor::{numel, Tensor};
 

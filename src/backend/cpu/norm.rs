@@ -110,9 +110,9 @@ pub fn group_norm_backward_gamma<T: Scalar>(
                 .collect()
         })
         .collect();
-    for ch in 0..c {
+    for (ch, d) in dgamma.iter_mut().enumerate().take(c) {
         let (g, ci) = (ch / cg, ch % cg);
-        dgamma[ch] = T::of_f64((0..n).map(|ni| parts[ni * groups + g][ci]).sum());
+        *d = T::of_f64((0..n).map(|ni| parts[ni * groups + g][ci]).sum());
     }
 }
 
