@@ -2,7 +2,7 @@
 # Builds, on a development machine, everything the GPU check needs into gpu-bundle/
 # (git-ignored; the GPU machines have no Rust toolchain): the release CLI, the release test
 # binaries of the CUDA tests, the kernel sources and run-all.sh. Then run, on the GPU machine
-# from the repository root:  bash scripts/gpu-check.sh   (see docs/gpu.md).
+# from the repository root:  bash scripts/gpu-check.sh   (see scripts/gpu.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=gpu-bundle
