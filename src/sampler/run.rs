@@ -185,7 +185,7 @@ impl<B: Backend> Sampler<B> {
         &mut self,
         x: &[f64],
         k: usize,
-        y: &[Vec<B::Elem>],
+        y: Option<&[Vec<B::Elem>]>,
         sigma: &[Vec<f64>],
         weight: &[Vec<f64>],
     ) -> Result<()> {
@@ -208,8 +208,12 @@ impl<B: Backend> Sampler<B> {
         let from =
             |v: &[f64]| Tensor::new(vec![b], v.iter().map(|&s| B::Elem::of_f64(s)).collect());
         for i in 0..self.cfg.num_guidance {
-            self.exec
-                .set_input(&names::y(i), &Tensor::new(shape.to_vec(), y[i].clone()))?;
+            // The guidance images are constant over a run: their input regions persist in
+            // the arena, so they are uploaded once, not every step.
+            if let Some(y) = y {
+                self.exec
+                    .set_input(&names::y(i), &Tensor::new(shape.to_vec(), y[i].clone()))?;
+            }
             self.exec.set_input(&names::sigma(i), &from(&sigma[i]))?;
             self.exec.set_input(&names::weight(i), &from(&weight[i]))?;
         }
@@ -220,10 +224,16 @@ impl<B: Backend> Sampler<B> {
         Ok(self.exec.output(id)?.cast())
     }
 
-    fn values(&self) -> Result<StepValues> {
+    /// The step's outputs on the host; the denoiser's raw output only when `model_out` (it is
+    /// the largest and only DDPM with learned variance reads it).
+    fn values(&self, model_out: bool) -> Result<StepValues> {
         let gg = &self.gg;
         Ok(StepValues {
-            model_out: self.read(gg.model_out)?,
+            model_out: if model_out {
+                self.read(gg.model_out)?
+            } else {
+                Tensor::new(vec![0], vec![])
+            },
             x0: self.read(gg.x0)?,
             norms: gg
                 .norms
@@ -273,9 +283,9 @@ impl<B: Backend> Sampler<B> {
             )));
         }
         let y: Vec<Vec<B::Elem>> = guidance.iter().map(to_model_range::<B::Elem>).collect();
-        self.set_inputs(&x.data, k, &y, sigma, weight)?;
+        self.set_inputs(&x.data, k, Some(&y), sigma, weight)?;
         self.exec.run()?;
-        self.values()
+        self.values(true)
     }
 
     /// Unguided sampling from pure noise at the top of the chain (`num_guidance` must be 0).
@@ -408,9 +418,10 @@ impl<B: Backend> Sampler<B> {
                         .collect()
                 })
                 .collect();
-            self.set_inputs(&x, k, &y, &sigma, &weight)?;
+            self.set_inputs(&x, k, (k == top).then_some(y.as_slice()), &sigma, &weight)?;
             self.exec.run()?;
-            let vals = self.values()?;
+            let vals =
+                self.values(kind == StepKind::Ddpm && self.cfg.variance.needs_model_channels())?;
             let any_guided = active.iter().flatten().any(|&v| v);
             let s_map = if any_guided {
                 let g = guidance.expect("active guidance implies guidance");
