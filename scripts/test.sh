@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 if [ -f .ci/install-nvrtc.sh ]; then
     eval "$(bash .ci/install-nvrtc.sh)"
 fi
+# The per-kernel table of registers, shared memory and spills, in the log for everyone to see
+# (the same check also runs, silently, as part of the suite below).
+cargo test --test kernels_check -- --nocapture
 cargo test --workspace -- --test-threads=2
