@@ -2,8 +2,16 @@
 //! saying so, and failing with the file name for what cannot be read.
 
 use anyhow::{Context, Result};
-use image::{ColorType, ImageReader, RgbImage};
+use image::metadata::Orientation;
+use image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+/// Widest and tallest input accepted. Checked from the header, before any pixel
+/// buffer exists, so a file that merely claims a huge size costs nothing.
+pub const MAX_SIDE: u32 = 16384;
+/// Most bytes the decoder may allocate for one image (a 16384² 8-bit RGB face fits).
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 
 /// An input image in 8-bit RGB and the conversions applied to get it there.
 pub struct LoadedImage {
@@ -12,17 +20,54 @@ pub struct LoadedImage {
 }
 
 /// Decodes `path` by content (not by extension) and converts it to 8-bit RGB:
+/// the header's size is checked against [`MAX_SIDE`] and [`MAX_DECODE_BYTES`]
+/// before decoding, the EXIF orientation is applied, CMYK JPEGs are converted,
 /// 16-bit and float samples are scaled to 8 bit, gray is replicated to RGB, and
 /// alpha is dropped (not composited). Each conversion adds a note.
 pub fn load_rgb8(path: &Path) -> Result<LoadedImage> {
-    let reader = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    let img = reader
-        .decode()
+    let format = reader.format();
+    // Sides are checked by hand below, so the error can name the claimed size.
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
         .with_context(|| format!("{}: not a readable PNG/JPEG image", path.display()))?;
+    let (w, h) = decoder.dimensions();
+    if w > MAX_SIDE || h > MAX_SIDE {
+        anyhow::bail!(
+            "{}: the header claims {w}x{h} pixels; refused before decoding (at most {MAX_SIDE} per side)",
+            path.display()
+        );
+    }
+    let bytes = decoder.total_bytes();
+    if bytes > MAX_DECODE_BYTES {
+        anyhow::bail!(
+            "{}: the header claims {w}x{h} pixels of {:?} ({bytes} bytes); refused before decoding (at most {MAX_DECODE_BYTES} bytes)",
+            path.display(),
+            decoder.color_type()
+        );
+    }
     let mut notes = Vec::new();
+    if format == Some(ImageFormat::Jpeg) && jpeg_has_four_components(path) {
+        notes.push("CMYK JPEG converted to RGB".to_string());
+    }
+    // A broken EXIF block must not cost the picture: it is read as upright.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder)
+        .with_context(|| format!("{}: not a readable PNG/JPEG image", path.display()))?;
+    if orientation != Orientation::NoTransforms {
+        img.apply_orientation(orientation);
+        notes.push(format!(
+            "EXIF orientation {orientation:?} applied ({w}x{h} stored, {}x{} upright)",
+            img.width(),
+            img.height()
+        ));
+    }
     let color = img.color();
     match color {
         ColorType::L16 | ColorType::La16 | ColorType::Rgb16 | ColorType::Rgba16 => {
@@ -59,6 +104,36 @@ pub fn load_rgb8(path: &Path) -> Result<LoadedImage> {
         ));
     }
     Ok(LoadedImage { rgb, notes })
+}
+
+/// True when the JPEG's frame header (SOFn) lists four components, i.e. CMYK or
+/// YCCK; the decoder converts those to RGB without saying so. Any read problem
+/// answers false: the decoder itself reports broken files.
+fn jpeg_has_four_components(path: &Path) -> bool {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut soi = [0u8; 2];
+    if f.read_exact(&mut soi).is_err() || soi != [0xFF, 0xD8] {
+        return false;
+    }
+    // Walk the marker segments up to the frame header; each carries its length.
+    loop {
+        let mut m = [0u8; 4];
+        if f.read_exact(&mut m).is_err() || m[0] != 0xFF {
+            return false;
+        }
+        let len = u16::from_be_bytes([m[2], m[3]]) as i64;
+        let is_sof = matches!(m[1], 0xC0..=0xCF) && !matches!(m[1], 0xC4 | 0xC8 | 0xCC);
+        if is_sof {
+            // precision (1), height (2), width (2), component count (1)
+            let mut sof = [0u8; 6];
+            return f.read_exact(&mut sof).is_ok() && sof[5] == 4;
+        }
+        if m[1] == 0xDA || len < 2 || f.seek(SeekFrom::Current(len - 2)).is_err() {
+            return false;
+        }
+    }
 }
 
 /// True for the extensions collected from folders.
