@@ -105,6 +105,27 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
+/// Strides of shape `s` viewed in a broadcast result of shape `out` (numpy rules): 0 along
+/// axes that `s` lacks or has as 1. Every backend indexes broadcast operands this way.
+pub fn broadcast_strides(s: &[usize], out: &[usize]) -> Vec<usize> {
+    let rank = out.len();
+    let st = strides(s);
+    (0..rank)
+        .map(|i| {
+            if i + s.len() < rank {
+                0
+            } else {
+                let k = i + s.len() - rank;
+                if s[k] == 1 && out[i] != 1 {
+                    0
+                } else {
+                    st[k]
+                }
+            }
+        })
+        .collect()
+}
+
 /// A contiguous host tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor<T = f32> {

@@ -120,25 +120,7 @@ pub fn unary_backward<T: Scalar>(u: UnaryOp, x: &[T], dy: &[T], dx: &mut [T]) {
     }
 }
 
-/// Strides of `s` viewed in an output of rank `rank`, 0 along broadcast axes.
-pub fn broadcast_strides(s: &[usize], out: &[usize]) -> Vec<usize> {
-    let rank = out.len();
-    let st = crate::tensor::strides(s);
-    (0..rank)
-        .map(|i| {
-            if i + s.len() < rank {
-                0
-            } else {
-                let k = i + s.len() - rank;
-                if s[k] == 1 && out[i] != 1 {
-                    0
-                } else {
-                    st[k]
-                }
-            }
-        })
-        .collect()
-}
+pub use crate::tensor::broadcast_strides;
 
 /// Offset of the first element of output row `row` (all axes but the last) in an operand.
 #[inline]

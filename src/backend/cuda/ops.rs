@@ -4,7 +4,7 @@
 use super::Arg;
 use crate::backend::{BResult, BackendError, Operand};
 use crate::graph::{BinaryOp, Conv2dParams, Op, ReduceOp, UnaryOp};
-use crate::tensor::{numel, strides};
+use crate::tensor::{broadcast_strides, numel, strides};
 
 /// Mirror of `struct Strided` in kernels/common.cuh.
 #[repr(C)]
@@ -109,26 +109,6 @@ fn grid1(n: usize) -> (u32, u32, u32) {
 
 fn i64a(v: usize) -> Arg {
     Arg::I64(v as i64)
-}
-
-/// Strides of shape `s` broadcast into `out` (0 along broadcast axes), as the CPU does.
-fn broadcast_strides(s: &[usize], out: &[usize]) -> Vec<usize> {
-    let rank = out.len();
-    let st = strides(s);
-    (0..rank)
-        .map(|i| {
-            if i + s.len() < rank {
-                0
-            } else {
-                let k = i + s.len() - rank;
-                if s[k] == 1 && out[i] != 1 {
-                    0
-                } else {
-                    st[k]
-                }
-            }
-        })
-        .collect()
 }
 
 fn unary_code(u: UnaryOp) -> (i32, f32, f32) {
