@@ -9,21 +9,7 @@ use dynface::metrics::{run_metrics, MetricsArgs};
 use std::path::{Path, PathBuf};
 
 fn args(input: &Path, out: PathBuf) -> DegradeArgs {
-    DegradeArgs {
-        inputs: vec![input.to_path_buf()],
-        out,
-        seed: 0,
-        sigma_range: (0.1, 15.0),
-        scale_range: (0.8, 32.0),
-        noise_range: (0.0, 20.0),
-        jpeg_range: (30.0, 100.0),
-        sigma: None,
-        scale: None,
-        noise: None,
-        jpeg: None,
-        no_jpeg: false,
-        aniso: false,
-    }
+    DegradeArgs::new(vec![input.to_path_buf()], out, 0)
 }
 
 #[test]

@@ -45,6 +45,22 @@ fn restore(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `dynface restore INPUT -o OUT --weights W --device cpu --quiet EXTRA...`
+fn restore_cpu(input: &str, out: &str, weights: &str, extra: &[&str]) -> std::process::Output {
+    let mut a = vec![
+        input,
+        "-o",
+        out,
+        "--weights",
+        weights,
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    a.extend_from_slice(extra);
+    restore(&a)
+}
+
 fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
@@ -59,20 +75,9 @@ fn restores_deterministically_and_reports_every_stage() {
     let o2 = tmp("det-out2");
     let dump = tmp("det-dump");
     for (o, extra) in [(&o1, vec!["--dump", dump.to_str().unwrap()]), (&o2, vec![])] {
-        let mut a = vec![
-            inp.to_str().unwrap(),
-            "-o",
-            o.to_str().unwrap(),
-            "--weights",
-            w,
-            "--device",
-            "cpu",
-            "--seed",
-            "7",
-            "--quiet",
-        ];
-        a.extend(extra);
-        let out = restore(&a);
+        let mut extra = extra;
+        extra.extend(["--seed", "7"]);
+        let out = restore_cpu(inp.to_str().unwrap(), o.to_str().unwrap(), w, &extra);
         assert!(
             out.status.success(),
             "{}",
@@ -125,18 +130,12 @@ fn restores_deterministically_and_reports_every_stage() {
     }
     // A different seed changes the result.
     let o3 = tmp("det-out3");
-    let out = restore(&[
+    let out = restore_cpu(
         inp.to_str().unwrap(),
-        "-o",
         o3.to_str().unwrap(),
-        "--weights",
         w,
-        "--device",
-        "cpu",
-        "--seed",
-        "8",
-        "--quiet",
-    ]);
+        &["--seed", "8"],
+    );
     assert!(out.status.success());
     assert_ne!(
         std::fs::read(o1.join("a.png")).unwrap(),
@@ -155,16 +154,12 @@ fn a_bad_file_is_reported_and_the_rest_still_run() {
     .unwrap();
     std::fs::write(inp.join("notes.png"), b"plain text, not an image").unwrap();
     let o = tmp("bad-out");
-    let out = restore(&[
+    let out = restore_cpu(
         inp.to_str().unwrap(),
-        "-o",
         o.to_str().unwrap(),
-        "--weights",
         weights().to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
+        &[],
+    );
     assert!(
         !out.status.success(),
         "failures must give a non-zero exit code"
@@ -191,16 +186,12 @@ fn a_bad_file_is_reported_and_the_rest_still_run() {
         (Some(1), Some(2))
     );
     // A rerun resumes: the finished image is skipped, not redone.
-    let out = restore(&[
+    let out = restore_cpu(
         inp.join("good.png").to_str().unwrap(),
-        "-o",
         o.to_str().unwrap(),
-        "--weights",
         weights().to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
+        &[],
+    );
     assert!(out.status.success());
     assert_eq!(report(&o)["skipped"], 1);
 }
@@ -212,16 +203,12 @@ fn an_unwritable_output_folder_fails_that_image_cleanly() {
     // A file where the output folder should be: nothing can be created under it.
     let blocker = tmp("ro-parent").join("not-a-dir");
     std::fs::write(&blocker, b"x").unwrap();
-    let out = restore(&[
+    let out = restore_cpu(
         inp.to_str().unwrap(),
-        "-o",
         blocker.join("out").to_str().unwrap(),
-        "--weights",
         weights().to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
+        &[],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot create output folder"), "{err}");
@@ -233,17 +220,12 @@ fn missing_weights_name_the_file_its_source_and_its_place() {
     synthetic_png(&inp.join("x.png"), 64, 64, 5);
     let empty = tmp("nw-weights");
     let o = tmp("nw-out");
-    let out = restore(&[
+    let out = restore_cpu(
         inp.to_str().unwrap(),
-        "-o",
         o.to_str().unwrap(),
-        "--weights",
         empty.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--no-download",
-        "--quiet",
-    ]);
+        &["--no-download"],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("iddpm_ffhq512_ema500000"), "{err}");
@@ -265,20 +247,12 @@ fn the_twelve_real_photos_go_through_the_whole_pipeline() {
         return;
     }
     let o = tmp("real");
-    let out = restore(&[
+    let out = restore_cpu(
         dir.to_str().unwrap(),
-        "-o",
         o.to_str().unwrap(),
-        "--weights",
         weights().to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--sampler",
-        "ddim10",
-        "--batch",
-        "4",
-        "--quiet",
-    ]);
+        &["--sampler", "ddim10", "--batch", "4"],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -64,6 +64,25 @@ pub struct DegradeArgs {
 }
 
 impl DegradeArgs {
+    /// The command's own defaults (the Eq. 16 ranges) for `inputs` → `out` at `seed`, taken
+    /// from the argument parser so library callers and the CLI cannot drift apart.
+    pub fn new(inputs: Vec<PathBuf>, out: PathBuf, seed: u64) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            a: DegradeArgs,
+        }
+        let mut argv: Vec<std::ffi::OsString> =
+            vec!["degrade".into(), "-o".into(), out.into_os_string()];
+        argv.extend(inputs.into_iter().map(PathBuf::into_os_string));
+        let mut a = Cmd::parse_from(argv).a;
+        a.seed = seed;
+        a
+    }
+}
+
+impl DegradeArgs {
     pub fn config(&self) -> DegradeConfig {
         let pick = |fixed: Option<f64>, (lo, hi): (f64, f64)| match fixed {
             Some(v) => Choice::Fixed(v),
@@ -298,21 +317,7 @@ mod tests {
     }
 
     fn args(inputs: Vec<PathBuf>, out: PathBuf) -> DegradeArgs {
-        DegradeArgs {
-            inputs,
-            out,
-            seed: 7,
-            sigma_range: (0.1, 15.0),
-            scale_range: (0.8, 32.0),
-            noise_range: (0.0, 20.0),
-            jpeg_range: (30.0, 100.0),
-            sigma: None,
-            scale: None,
-            noise: None,
-            jpeg: None,
-            no_jpeg: false,
-            aniso: false,
-        }
+        DegradeArgs::new(inputs, out, 7)
     }
 
     #[test]
