@@ -12,6 +12,7 @@ pub mod check;
 pub mod dblm;
 pub mod degrade;
 pub mod diffusion;
+pub mod disk_space;
 pub mod dsst;
 pub mod exec;
 pub mod graph;

@@ -45,13 +45,12 @@ fn crc32_matches_the_standard_check_value() {
     assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
 }
 
-#[test]
-fn a_png_claiming_50000_squared_is_refused_before_decoding() {
-    let dir = scratch("huge");
+/// A PNG whose header claims `side`² 8-bit RGB pixels but holds one tiny IDAT chunk.
+fn lying_png(side: u32) -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&side.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
     png_chunk(&mut png, b"IHDR", &ihdr);
     png_chunk(
@@ -60,6 +59,53 @@ fn a_png_claiming_50000_squared_is_refused_before_decoding() {
         &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
     );
     png_chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn a_small_file_claiming_more_than_compression_allows_is_refused_before_decoding() {
+    // 8000² RGB = 192 MB: under the side and byte caps, but no 100-byte file can hold it.
+    let dir = scratch("expansion");
+    let f = dir.join("liar.png");
+    std::fs::write(&f, lying_png(8000)).unwrap();
+    let t = Instant::now();
+    let err = format!("{:#}", load_rgb8(&f).err().expect("must be refused"));
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "took {:?}: the decoder allocated before refusing",
+        t.elapsed()
+    );
+    assert!(
+        err.contains("liar.png") && err.contains("8000x8000"),
+        "{err}"
+    );
+    assert!(err.contains("compression can expand"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_real_extremely_compressible_image_is_still_accepted() {
+    // A flat 3000² PNG compresses far better than photos do (27 MB decoded from a few
+    // tens of kB): the expansion bound must not refuse it.
+    let dir = scratch("flat");
+    let f = dir.join("flat.png");
+    let img = ImageBuffer::from_pixel(3000, 3000, Rgb([17u8, 200, 90]));
+    img.save(&f).unwrap();
+    let len = std::fs::metadata(&f).unwrap().len();
+    let loaded = load_rgb8(&f).expect("a real flat image must load");
+    assert_eq!((loaded.rgb.width(), loaded.rgb.height()), (3000, 3000));
+    assert_eq!(loaded.rgb.get_pixel(1234, 2345).0, [17, 200, 90]);
+    assert!(
+        3000 * 3000 * 3 > 100 * len,
+        "the test image should compress over 100:1 (file {len} bytes)"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_png_claiming_50000_squared_is_refused_before_decoding() {
+    let dir = scratch("huge");
+    let png = lying_png(50_000);
     let f = dir.join("bomb.png");
     std::fs::write(&f, &png).unwrap();
     let t = Instant::now();

@@ -5,6 +5,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod device;
+pub mod fault;
 
 use crate::graph::Node;
 use crate::tensor::Scalar;
@@ -22,8 +23,12 @@ pub enum BackendError {
     Unsupported(String),
     #[error("out of memory: {0}")]
     OutOfMemory(String),
+    /// An error that leaves the device usable: the work that hit it failed, later work may run.
     #[error("device error: {0}")]
     Device(String),
+    /// The device (or its context) is gone or corrupted: nothing more can run on it.
+    #[error("device lost: {0}")]
+    DeviceLost(String),
 }
 
 pub type BResult<T> = std::result::Result<T, BackendError>;

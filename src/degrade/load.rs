@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use image::metadata::Orientation;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Widest and tallest input accepted. Checked from the header, before any pixel
@@ -12,6 +12,13 @@ use std::path::{Path, PathBuf};
 pub const MAX_SIDE: u32 = 16384;
 /// Most bytes the decoder may allocate for one image (a 16384² 8-bit RGB face fits).
 pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// Most decoded bytes per file byte. Deflate cannot expand beyond ~1032:1 and a baseline
+/// JPEG needs at least ~2 bits per 8×8 block and component (under 1000:1 for RGB), so a
+/// header claiming more than this is a lie; refusing it stops a tiny file from making
+/// the decoder allocate up to [`MAX_DECODE_BYTES`].
+pub const MAX_EXPANSION: u64 = 4096;
+/// Decoded bytes always allowed, whatever the file size (a 2048² RGBA image).
+pub const EXPANSION_SLACK: u64 = 16 << 20;
 
 /// An input image in 8-bit RGB and the conversions applied to get it there.
 pub struct LoadedImage {
@@ -25,10 +32,24 @@ pub struct LoadedImage {
 /// 16-bit and float samples are scaled to 8 bit, gray is replicated to RGB, and
 /// alpha is dropped (not composited). Each conversion adds a note.
 pub fn load_rgb8(path: &Path) -> Result<LoadedImage> {
-    let mut reader = ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
+    let f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .len();
+    decode_rgb8(BufReader::new(f), len, &path.display().to_string())
+}
+
+/// [`load_rgb8`] on any seekable source of `len` bytes (an in-memory buffer, for the fuzz
+/// targets); `name` names it in errors.
+pub fn decode_rgb8<R: BufRead + Seek>(mut src: R, len: u64, name: &str) -> Result<LoadedImage> {
+    let four_components = jpeg_has_four_components(&mut src);
+    src.seek(SeekFrom::Start(0))
+        .with_context(|| format!("{name}: cannot read"))?;
+    let mut reader = ImageReader::new(src)
         .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+        .with_context(|| format!("{name}: cannot read"))?;
     let format = reader.format();
     // Sides are checked by hand below, so the error can name the claimed size.
     let mut limits = Limits::default();
@@ -36,30 +57,38 @@ pub fn load_rgb8(path: &Path) -> Result<LoadedImage> {
     reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
-        .with_context(|| format!("{}: not a readable PNG/JPEG image", path.display()))?;
+        .with_context(|| format!("{name}: not a readable PNG/JPEG image"))?;
     let (w, h) = decoder.dimensions();
     if w > MAX_SIDE || h > MAX_SIDE {
         anyhow::bail!(
-            "{}: the header claims {w}x{h} pixels; refused before decoding (at most {MAX_SIDE} per side)",
-            path.display()
+            "{name}: the header claims {w}x{h} pixels; refused before decoding (at most {MAX_SIDE} per side)"
         );
     }
     let bytes = decoder.total_bytes();
     if bytes > MAX_DECODE_BYTES {
         anyhow::bail!(
-            "{}: the header claims {w}x{h} pixels of {:?} ({bytes} bytes); refused before decoding (at most {MAX_DECODE_BYTES} bytes)",
-            path.display(),
+            "{name}: the header claims {w}x{h} pixels of {:?} ({bytes} bytes); refused before decoding (at most {MAX_DECODE_BYTES} bytes)",
             decoder.color_type()
         );
     }
+    if bytes
+        > MAX_EXPANSION
+            .saturating_mul(len)
+            .saturating_add(EXPANSION_SLACK)
+    {
+        anyhow::bail!(
+            "{name}: the header claims {w}x{h} pixels ({bytes} bytes decoded) but the file holds only {len} bytes, \
+             more than PNG or JPEG compression can expand to; truncated or corrupt, refused before decoding"
+        );
+    }
     let mut notes = Vec::new();
-    if format == Some(ImageFormat::Jpeg) && jpeg_has_four_components(path) {
+    if format == Some(ImageFormat::Jpeg) && four_components {
         notes.push("CMYK JPEG converted to RGB".to_string());
     }
     // A broken EXIF block must not cost the picture: it is read as upright.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder)
-        .with_context(|| format!("{}: not a readable PNG/JPEG image", path.display()))?;
+        .with_context(|| format!("{name}: not a readable PNG/JPEG image"))?;
     if orientation != Orientation::NoTransforms {
         img.apply_orientation(orientation);
         notes.push(format!(
@@ -89,12 +118,7 @@ pub fn load_rgb8(path: &Path) -> Result<LoadedImage> {
     }
     let rgb = img.to_rgb8();
     if rgb.width() == 0 || rgb.height() == 0 {
-        anyhow::bail!(
-            "{}: image is empty ({}x{})",
-            path.display(),
-            rgb.width(),
-            rgb.height()
-        );
+        anyhow::bail!("{name}: image is empty ({}x{})", rgb.width(), rgb.height());
     }
     if rgb.width() != rgb.height() {
         notes.push(format!(
@@ -109,10 +133,7 @@ pub fn load_rgb8(path: &Path) -> Result<LoadedImage> {
 /// True when the JPEG's frame header (SOFn) lists four components, i.e. CMYK or
 /// YCCK; the decoder converts those to RGB without saying so. Any read problem
 /// answers false: the decoder itself reports broken files.
-fn jpeg_has_four_components(path: &Path) -> bool {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
+fn jpeg_has_four_components(f: &mut (impl Read + Seek)) -> bool {
     let mut soi = [0u8; 2];
     if f.read_exact(&mut soi).is_err() || soi != [0xFF, 0xD8] {
         return false;

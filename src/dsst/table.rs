@@ -57,10 +57,13 @@ impl DsstTable {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading DSST table {}", path.display()))?;
-        let t: DsstTable = serde_json::from_str(&text)
-            .with_context(|| format!("parsing DSST table {}", path.display()))?;
-        t.validate()
-            .with_context(|| format!("checking DSST table {}", path.display()))?;
+        Self::from_json_str(&text).with_context(|| format!("DSST table {}", path.display()))
+    }
+
+    /// Parses and validates a table's JSON text.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let t: DsstTable = serde_json::from_str(text).context("parsing")?;
+        t.validate().context("checking")?;
         Ok(t)
     }
 

@@ -13,6 +13,7 @@ use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -97,13 +98,127 @@ pub struct RunReport {
     pub restored: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// Images not attempted because the run stopped (device lost, disk full).
+    pub not_run: usize,
+    /// Why the run stopped early, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     pub seconds: f64,
 }
 
 impl RunReport {
     pub fn exit_code(&self) -> i32 {
-        i32::from(self.failed > 0)
+        i32::from(self.failed > 0 || self.not_run > 0)
     }
+}
+
+impl ImageReport {
+    fn new(input: &Path, seed: u64, status: &str) -> Self {
+        ImageReport {
+            input: input.to_path_buf(),
+            output: None,
+            status: status.to_string(),
+            seed,
+            trace: None,
+            notes: vec![],
+            seconds: None,
+            error: None,
+        }
+    }
+
+    fn with_output(mut self, out: PathBuf) -> Self {
+        self.output = Some(out);
+        self
+    }
+
+    /// Marks the image failed (whatever the status was) with `error`.
+    fn with_error(mut self, error: String) -> Self {
+        if self.status != "not run" {
+            self.status = "failed".into();
+        }
+        self.error = Some(error);
+        self
+    }
+}
+
+/// One image still to restore.
+struct Job {
+    input: PathBuf,
+    out: PathBuf,
+}
+
+/// How a failed batch affects the rest of the run.
+#[derive(Debug, PartialEq, Eq)]
+enum Fault {
+    /// Retry with a smaller batch.
+    OutOfMemory,
+    /// Nothing more can run on this device: stop, keeping what is done.
+    DeviceLost,
+    /// This batch failed; the next may run.
+    Other,
+}
+
+fn fault_kind(e: &anyhow::Error) -> Fault {
+    use crate::backend::BackendError;
+    use crate::exec::ExecError;
+    let backend = e.chain().find_map(|c| {
+        c.downcast_ref::<BackendError>()
+            .or_else(|| match c.downcast_ref::<ExecError>() {
+                Some(ExecError::Op { source, .. }) => Some(source),
+                Some(ExecError::Backend(b)) => Some(b),
+                _ => None,
+            })
+    });
+    match backend {
+        Some(BackendError::OutOfMemory(_)) => Fault::OutOfMemory,
+        Some(BackendError::DeviceLost(_)) => Fault::DeviceLost,
+        _ => Fault::Other,
+    }
+}
+
+/// The cached pipeline for batch size `b`, built on first use.
+fn pipeline_for<B: Backend + Clone>(
+    pipelines: &mut Vec<Pipeline<B>>,
+    b: usize,
+    build: impl FnOnce() -> Result<Pipeline<B>>,
+) -> Result<&mut Pipeline<B>> {
+    if let Some(i) = pipelines.iter().position(|p| p.batch() == b) {
+        return Ok(&mut pipelines[i]);
+    }
+    pipelines.push(build()?);
+    Ok(pipelines.last_mut().expect("just pushed"))
+}
+
+fn push_failed(reports: &mut Vec<ImageReport>, chunk: &[(Job, InputImage)], seed: u64, e: &str) {
+    for (job, img) in chunk {
+        let mut r = ImageReport::new(&job.input, seed, "failed").with_error(e.to_string());
+        r.notes = img.notes.clone();
+        reports.push(r);
+    }
+}
+
+/// An upper bound on an output PNG's size: raw 8-bit RGB plus the format's overhead
+/// (deflate's stored blocks at worst), so the disk check never under-asks.
+fn output_bytes_bound(img: &InputImage) -> u64 {
+    let raw = img.width as u64 * img.height as u64 * 3 + img.height as u64;
+    raw + raw / 64 + 64 * 1024
+}
+
+/// Deletes the hidden temporaries (`.NAME.png.tmpPID`) that a killed run leaves beside its
+/// outputs; they are never valid outputs. Returns how many were removed.
+fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mine = format!(".tmp{}", std::process::id());
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            crate::atomic_file::is_temporary_name(&name) && !name.ends_with(&mine)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// Expands files, folders and glob patterns into image paths (sorted, deduplicated).
@@ -232,124 +347,159 @@ fn run_on<B: Backend + Clone>(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
+    let removed = remove_stale_temporaries(&args.output);
+    if removed > 0 {
+        mp.suspend(|| {
+            eprintln!(
+                "removed {removed} partial output(s) left by an interrupted run in {}",
+                args.output.display()
+            )
+        });
+    }
     let mut reports: Vec<ImageReport> = vec![];
-    // Decode first; a file that fails is reported and the rest go on.
-    let mut todo: Vec<(PathBuf, PathBuf, InputImage)> = vec![];
+    // Images are decoded batch by batch (a folder of thousands never sits in memory at once).
+    let mut queue: VecDeque<Job> = VecDeque::new();
     for f in files {
         let stem = stem_of(f);
         let out = args.output.join(format!("{stem}.png"));
         let seed = image_seed(args.seed, &stem);
         if out.exists() && !args.overwrite {
-            reports.push(ImageReport {
-                input: f.clone(),
-                output: Some(out),
-                status: "skipped (output exists; --overwrite to redo)".into(),
-                seed,
-                trace: None,
-                notes: vec![],
-                seconds: None,
-                error: None,
-            });
+            reports.push(
+                ImageReport::new(f, seed, "skipped (output exists; --overwrite to redo)")
+                    .with_output(out),
+            );
             images_bar.inc(1);
             continue;
         }
-        match load_input(f, s) {
-            Ok(img) => todo.push((f.clone(), out, img)),
-            Err(e) => {
-                mp.suspend(|| eprintln!("error: {e:#}"));
-                reports.push(ImageReport {
-                    input: f.clone(),
-                    output: None,
-                    status: "failed".into(),
-                    seed,
-                    trace: None,
-                    notes: vec![],
-                    seconds: None,
-                    error: Some(format!("{e:#}")),
-                });
-                images_bar.inc(1);
+        queue.push_back(Job {
+            input: f.clone(),
+            out,
+        });
+    }
+    let mut batch = args.batch;
+    let mut batches_run = 0u64;
+    let mut stopped: Option<String> = None;
+    let mut pipelines: Vec<Pipeline<B>> = vec![];
+    while !queue.is_empty() {
+        let mut chunk: Vec<(Job, InputImage)> = vec![];
+        while chunk.len() < batch {
+            let Some(job) = queue.pop_front() else { break };
+            match load_input(&job.input, s) {
+                Ok(img) => chunk.push((job, img)),
+                Err(e) => {
+                    mp.suspend(|| eprintln!("error: {e:#}"));
+                    let seed = image_seed(args.seed, &stem_of(&job.input));
+                    reports.push(
+                        ImageReport::new(&job.input, seed, "failed").with_error(format!("{e:#}")),
+                    );
+                    images_bar.inc(1);
+                }
             }
         }
-    }
-    let mut pipelines: Vec<Pipeline<B>> = vec![];
-    for chunk in todo.chunks(args.batch) {
-        let b = chunk.len();
-        if !pipelines.iter().any(|p| p.batch() == b) {
-            let mut p = Pipeline::new(backend.clone(), &models, cfg.clone(), use_dgsa, b)?;
-            let sb = steps_bar.clone();
-            p.set_step_progress(Some(Box::new(move |done, total| {
-                sb.set_length(total as u64);
-                sb.set_position(done as u64);
-            })));
-            pipelines.push(p);
+        if chunk.is_empty() {
+            continue;
         }
-        let p = pipelines
-            .iter_mut()
-            .find(|p| p.batch() == b)
-            .expect("built above");
-        let names: Vec<String> = chunk.iter().map(|(f, _, _)| stem_of(f)).collect();
+        let need: u64 = chunk.iter().map(|(_, img)| output_bytes_bound(img)).sum();
+        if let Err(e) =
+            crate::disk_space::ensure_free(&args.output, need, "the next batch's outputs")
+        {
+            stopped = Some(format!("{e:#}"));
+            for (job, _) in chunk.into_iter().rev() {
+                queue.push_front(job);
+            }
+            break;
+        }
+        let b = chunk.len();
+        let names: Vec<String> = chunk.iter().map(|(j, _)| stem_of(&j.input)).collect();
         images_bar.set_message(names.join(", "));
         // One seed per batch; with batch 1 (the default) an image's result depends only on
         // its own name and the base seed.
         let seed = image_seed(args.seed, &names[0]);
-        let mut data = Vec::with_capacity(b * 3 * s * s);
-        for (_, _, img) in chunk {
-            data.extend_from_slice(&img.planes.data);
-        }
-        let lq = Tensor::new(vec![b, 3, s, s], data);
-        match p.restore(&lq, &models, seed) {
+        batches_run += 1;
+        let result = crate::backend::fault::check_batch(batches_run)
+            .map_err(anyhow::Error::new)
+            .and_then(|()| {
+                let p = pipeline_for(&mut pipelines, b, || {
+                    let mut p = Pipeline::new(backend.clone(), &models, cfg.clone(), use_dgsa, b)?;
+                    let sb = steps_bar.clone();
+                    p.set_step_progress(Some(Box::new(move |done, total| {
+                        sb.set_length(total as u64);
+                        sb.set_position(done as u64);
+                    })));
+                    Ok(p)
+                })?;
+                let mut data = Vec::with_capacity(b * 3 * s * s);
+                for (_, img) in &chunk {
+                    data.extend_from_slice(&img.planes.data);
+                }
+                p.restore(&Tensor::new(vec![b, 3, s, s], data), &models, seed)
+            });
+        match result {
             Ok(res) => {
-                for (i, (f, out, img)) in chunk.iter().enumerate() {
+                for (i, (job, img)) in chunk.iter().enumerate() {
                     let per = 3 * s * s;
                     let plane = Tensor::new(
                         vec![3, s, s],
                         res.restored.data[i * per..(i + 1) * per].to_vec(),
                     );
-                    let saved = save_output(&plane, img, out);
+                    let saved = save_output(&plane, img, &job.out);
                     if let Some(d) = &args.dump {
                         if let Err(e) = super::dump::dump_image(d, &names[i], i, &res, &models) {
-                            mp.suspend(|| eprintln!("warning: dump for {}: {e:#}", f.display()));
+                            mp.suspend(|| {
+                                eprintln!("warning: dump for {}: {e:#}", job.input.display())
+                            });
                         }
                     }
-                    let (status, error) = match &saved {
-                        Ok(()) => ("restored".to_string(), None),
-                        Err(e) => (
-                            "failed".to_string(),
-                            Some(format!("writing {}: {e:#}", out.display())),
-                        ),
-                    };
-                    if let Some(e) = &error {
-                        mp.suspend(|| eprintln!("error: {e}"));
+                    let mut r = ImageReport::new(&job.input, seed, "restored");
+                    match &saved {
+                        Ok(()) => r = r.with_output(job.out.clone()),
+                        Err(e) => {
+                            let e = format!("writing {}: {e:#}", job.out.display());
+                            mp.suspend(|| eprintln!("error: {e}"));
+                            r = r.with_error(e);
+                        }
                     }
-                    reports.push(ImageReport {
-                        input: f.clone(),
-                        output: saved.is_ok().then(|| out.clone()),
-                        status,
-                        seed,
-                        trace: Some(res.traces[i].clone()),
-                        notes: img.notes.clone(),
-                        seconds: Some(res.times.clone()),
-                        error,
-                    });
+                    r.trace = Some(res.traces[i].clone());
+                    r.notes = img.notes.clone();
+                    r.seconds = Some(res.times.clone());
+                    reports.push(r);
                 }
+                images_bar.inc(b as u64);
             }
-            Err(e) => {
-                mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
-                for (f, _, img) in chunk {
-                    reports.push(ImageReport {
-                        input: f.clone(),
-                        output: None,
-                        status: "failed".into(),
-                        seed,
-                        trace: None,
-                        notes: img.notes.clone(),
-                        seconds: None,
-                        error: Some(format!("{e:#}")),
+            Err(e) => match fault_kind(&e) {
+                Fault::OutOfMemory if b > 1 => {
+                    // Retry the same images in smaller batches; larger pipelines are dropped
+                    // so their memory is free for the smaller ones.
+                    batch = b / 2;
+                    pipelines.retain(|p| p.batch() <= batch);
+                    mp.suspend(|| {
+                        eprintln!("warning: out of memory at batch {b} ({e:#}); retrying with batch {batch}")
                     });
+                    for (job, _) in chunk.into_iter().rev() {
+                        queue.push_front(job);
+                    }
                 }
-            }
+                Fault::DeviceLost => {
+                    mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
+                    push_failed(&mut reports, &chunk, seed, &format!("{e:#}"));
+                    images_bar.inc(b as u64);
+                    stopped = Some(format!("the device was lost ({e:#}); rerun to resume"));
+                    break;
+                }
+                _ => {
+                    mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
+                    push_failed(&mut reports, &chunk, seed, &format!("{e:#}"));
+                    images_bar.inc(b as u64);
+                }
+            },
         }
-        images_bar.inc(b as u64);
+    }
+    if let Some(why) = &stopped {
+        mp.suspend(|| eprintln!("error: stopped: {why}"));
+        for job in queue.drain(..) {
+            let seed = image_seed(args.seed, &stem_of(&job.input));
+            reports.push(ImageReport::new(&job.input, seed, "not run").with_error(why.clone()));
+        }
     }
     steps_bar.finish_and_clear();
     images_bar.finish();
@@ -363,6 +513,8 @@ fn run_on<B: Backend + Clone>(
         restored: count("restored"),
         skipped: count("skipped"),
         failed: count("failed"),
+        not_run: count("not run"),
+        stopped,
         images: reports,
         seconds: t_run.elapsed().as_secs_f64(),
     };

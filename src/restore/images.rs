@@ -1,6 +1,6 @@
 //! Input images to the networks' working size and back.
 
-use crate::degrade::load::load_rgb8;
+use crate::degrade::load::{load_rgb8, LoadedImage};
 use crate::tensor::Tensor;
 use anyhow::{Context, Result};
 use image::imageops::FilterType;
@@ -17,7 +17,11 @@ pub struct InputImage {
 }
 
 pub fn load_input(path: &Path, size: usize) -> Result<InputImage> {
-    let loaded = load_rgb8(path)?;
+    Ok(prepare_input(load_rgb8(path)?, size))
+}
+
+/// A decoded image to the networks' `[3, size, size]` planes (resized when needed, with a note).
+pub fn prepare_input(loaded: LoadedImage, size: usize) -> InputImage {
     let mut notes = loaded.notes;
     let (w, h) = (loaded.rgb.width(), loaded.rgb.height());
     let rgb = if (w as usize, h as usize) != (size, size) {
@@ -33,12 +37,12 @@ pub fn load_input(path: &Path, size: usize) -> Result<InputImage> {
             data[c * s * s + y as usize * s + x as usize] = p[c] as f32 / 255.0;
         }
     }
-    Ok(InputImage {
+    InputImage {
         planes: Tensor::new(vec![3, s, s], data),
         width: w,
         height: h,
         notes,
-    })
+    }
 }
 
 /// `[3, S, S]` in [0, 1] → 8-bit RGB.

@@ -84,8 +84,14 @@ impl ModelSet {
         }
         let text =
             std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_str(&text)
+        Self::from_json_str(&text)
             .with_context(|| format!("{}: not a valid model set", p.display()))
+    }
+
+    /// Parses a `models.json` text (its UNet and sampler settings are checked by
+    /// [`ModelSet::unet_config`] and `SamplerConfig::validate` when used).
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        Ok(serde_json::from_str(text)?)
     }
 
     pub fn unet_config(&self) -> Result<UNetConfig> {

@@ -162,7 +162,7 @@ impl<B: Backend + Clone> Pipeline<B> {
             |g, inp| build_unet(g, &ucfg, inp.x, inp.t),
             |k| m.unet.get(k).cloned(),
         )
-        .map_err(|e| anyhow!("sampler: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context("sampler"))?;
         Ok(Pipeline {
             batch,
             size: s,
@@ -173,6 +173,22 @@ impl<B: Backend + Clone> Pipeline<B> {
             sampler_cfg,
             blur_estimator: BlurLevelEstimator::default(),
         })
+    }
+
+    /// The largest single arena this pipeline holds (its networks' plans): what a device
+    /// must be able to allocate in one piece for this batch size.
+    pub fn largest_arena_bytes(&self) -> usize {
+        [
+            Some(&self.restorer),
+            self.estimator.as_ref(),
+            self.dgsa.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(ex, _)| ex.peak_bytes())
+        .chain([self.sampler.arena_bytes()])
+        .max()
+        .unwrap_or(0)
     }
 
     pub fn batch(&self) -> usize {
@@ -272,7 +288,7 @@ impl<B: Backend + Clone> Pipeline<B> {
                 .sampler
                 .sample(&guidance, &mut crate::sampler::UnitScale, seed),
         }
-        .map_err(|e| anyhow!("sampling: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context("sampling"))?;
         times.sample = t0.elapsed().as_secs_f64();
         let restored = Tensor::new(
             sample.x.shape.clone(),

@@ -46,7 +46,8 @@ fn tiny_swinir() -> SwinIRConfig {
     }
 }
 
-fn tiny_unet() -> serde_json::Value {
+/// The tiny preset's UNet config (also the shape spec the safetensors fuzz target checks against).
+pub fn tiny_unet() -> serde_json::Value {
     serde_json::json!({
         "image_size": 64, "in_channels": 3, "model_channels": 32, "out_channels": 6,
         "num_res_blocks": 1, "attention_resolutions": [16], "channel_mult": [1, 2, 2],

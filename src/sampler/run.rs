@@ -117,6 +117,11 @@ impl<B: Backend> Sampler<B> {
     }
 
     /// Reports (steps done, steps in this run) after every step of later runs.
+    /// Bytes of the sampler's arena (the UNet forward + gradient plan).
+    pub fn arena_bytes(&self) -> usize {
+        self.exec.peak_bytes()
+    }
+
     pub fn set_progress(&mut self, f: Option<Box<dyn FnMut(usize, usize)>>) {
         self.progress = f;
     }

@@ -1,6 +1,6 @@
 //! `dynface weights convert`: `.pth` → safetensors, written atomically.
 
-use super::error::Result;
+use super::error::{Result, WeightsError};
 use super::pth::{load_pth, PthOptions};
 use super::safetensors_io::save_safetensors;
 use crate::tensor::DType;
@@ -77,6 +77,16 @@ pub fn convert_pth_to_safetensors(
     if let Some(name) = input.file_name() {
         meta.insert("source".to_string(), name.to_string_lossy().into_owned());
     }
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    crate::disk_space::ensure_free(
+        dir,
+        store.nbytes() as u64,
+        &format!("writing {}", output.display()),
+    )
+    .map_err(|x| WeightsError::Limit(format!("{x:#}")))?;
     save_safetensors(&store, output, Some(meta))?;
     Ok(ConvertReport {
         output: output.to_path_buf(),

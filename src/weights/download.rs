@@ -149,6 +149,12 @@ pub fn download_entry(
         Fetched::AlreadyPresent
     } else {
         let part = part_path(&dest);
+        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        // Room for the rest of the download, and for its safetensors copy when converting.
+        let converting = e.convert_to.is_some() && opts.convert;
+        let need = e.size.saturating_sub(have) + if converting { e.size } else { 0 };
+        crate::disk_space::ensure_free(dir, need, &format!("downloading {}", e.file))
+            .map_err(|x| WeightsError::Limit(format!("{x:#}")))?;
         let fetched = fetch_to_part(e, &part, opts)
             .map_err(|x| WeightsError::Download(format!("{x}\n{}", manual_hint(e, &dest))))?;
         if let Err(x) = verify(e, &part) {

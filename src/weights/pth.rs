@@ -69,19 +69,30 @@ fn fmt_err(origin: &str, msg: impl std::fmt::Display) -> WeightsError {
 /// Reads a `.pth` file without executing anything in it.
 pub fn load_pth(path: &Path, opts: &PthOptions) -> Result<PthLoad> {
     let origin = path.display().to_string();
-    let mut f = File::open(path).map_err(|e| WeightsError::io(path, e))?;
+    let f = File::open(path).map_err(|e| WeightsError::io(path, e))?;
     let file_len = f.metadata().map_err(|e| WeightsError::io(path, e))?.len();
+    read_pth(BufReader::new(f), file_len, &origin, opts)
+}
+
+/// [`load_pth`] on any seekable source of `len` bytes (an in-memory buffer, for the fuzz
+/// targets); `origin` names it in errors.
+pub fn read_pth<R: Read + Seek>(
+    mut f: R,
+    len: u64,
+    origin: &str,
+    opts: &PthOptions,
+) -> Result<PthLoad> {
+    let io = |e: std::io::Error| fmt_err(origin, format!("read error: {e}"));
     let mut head = [0u8; 4];
-    let n = read_up_to(&mut f, &mut head).map_err(|e| WeightsError::io(path, e))?;
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| WeightsError::io(path, e))?;
+    let n = read_up_to(&mut f, &mut head).map_err(io)?;
+    f.seek(SeekFrom::Start(0)).map_err(io)?;
     if n >= 4 && &head == b"PK\x03\x04" {
-        load_zip(f, file_len, &origin, opts)
+        load_zip(f, len, origin, opts)
     } else if n >= 1 && head[0] == 0x80 {
-        load_legacy(f, file_len, &origin, opts)
+        load_legacy(f, len, origin, opts)
     } else {
         Err(fmt_err(
-            &origin,
+            origin,
             format!(
                 "not a PyTorch checkpoint: starts with {:02x?}, expected a zip archive (PK..) or a pickle (0x80)",
                 &head[..n]
@@ -90,7 +101,7 @@ pub fn load_pth(path: &Path, opts: &PthOptions) -> Result<PthLoad> {
     }
 }
 
-fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..])? {
@@ -107,8 +118,13 @@ fn storage_bytes(s: &StorageRef, origin: &str) -> Result<u64> {
         .ok_or_else(|| fmt_err(origin, format!("storage `{}` size overflows", s.key)))
 }
 
-fn load_zip(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Result<PthLoad> {
-    let mut zip = zip::ZipArchive::new(BufReader::new(f))
+fn load_zip<R: Read + Seek>(
+    f: R,
+    file_len: u64,
+    origin: &str,
+    opts: &PthOptions,
+) -> Result<PthLoad> {
+    let mut zip = zip::ZipArchive::new(f)
         .map_err(|e| fmt_err(origin, format!("not a readable zip archive: {e}")))?;
     let pkl_names: Vec<String> = zip
         .file_names()
@@ -236,8 +252,12 @@ fn read_entry<R: Read + Seek>(
     Ok(buf)
 }
 
-fn load_legacy(f: File, file_len: u64, origin: &str, opts: &PthOptions) -> Result<PthLoad> {
-    let mut reader = BufReader::new(f);
+fn load_legacy<R: Read + Seek>(
+    mut reader: R,
+    file_len: u64,
+    origin: &str,
+    opts: &PthOptions,
+) -> Result<PthLoad> {
     let mut input = Input::new(&mut reader, file_len);
     let small = PickleLimits {
         max_objects: 10_000,

@@ -10,7 +10,7 @@ use safetensors::View;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Larger JSON headers are refused (same bound as the safetensors crate).
@@ -35,8 +35,18 @@ fn weight_type(name: &str, dtype: Dtype, path: &Path) -> Result<WeightType> {
 
 /// Loads every tensor of a safetensors file, in file (offset) order.
 pub fn load_safetensors(path: &Path) -> Result<WeightStore> {
-    let mut f = File::open(path).map_err(|e| WeightsError::io(path, e))?;
+    let f = File::open(path).map_err(|e| WeightsError::io(path, e))?;
     let file_len = f.metadata().map_err(|e| WeightsError::io(path, e))?.len();
+    read_safetensors(BufReader::new(f), file_len, path)
+}
+
+/// [`load_safetensors`] on any seekable source of `file_len` bytes (an in-memory buffer,
+/// for the fuzz targets); `path` names it in errors.
+pub fn read_safetensors<R: Read + Seek>(
+    mut f: R,
+    file_len: u64,
+    path: &Path,
+) -> Result<WeightStore> {
     if file_len < 8 {
         return Err(fmt_err(
             path,

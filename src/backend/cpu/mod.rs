@@ -43,6 +43,7 @@ impl<T: Scalar> Backend for CpuBackend<T> {
     }
 
     fn alloc(&self, len: usize) -> BResult<Vec<T>> {
+        super::fault::check_alloc((len * std::mem::size_of::<T>()) as u64)?;
         let mut v = Vec::new();
         v.try_reserve_exact(len).map_err(|_| {
             BackendError::OutOfMemory(format!(

@@ -112,10 +112,43 @@ impl Arg {
 }
 
 pub(crate) fn dev_err(what: &str, e: DriverError) -> BackendError {
-    if e.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
-        BackendError::OutOfMemory(format!("{what}: CUDA_ERROR_OUT_OF_MEMORY"))
-    } else {
-        BackendError::Device(format!("{what}: {e:?}"))
+    match error_class(e.0) {
+        ErrorClass::OutOfMemory => {
+            BackendError::OutOfMemory(format!("{what}: CUDA_ERROR_OUT_OF_MEMORY"))
+        }
+        ErrorClass::Lost => BackendError::DeviceLost(format!("{what}: {e:?}")),
+        ErrorClass::Recoverable => BackendError::Device(format!("{what}: {e:?}")),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ErrorClass {
+    OutOfMemory,
+    /// Sticky errors: the context is corrupted (a kernel faulted) or the device is gone;
+    /// every later call fails too, so a batch run must stop rather than try the next batch.
+    Lost,
+    Recoverable,
+}
+
+pub(crate) fn error_class(code: sys::cudaError_enum) -> ErrorClass {
+    use sys::cudaError_enum as E;
+    match code {
+        E::CUDA_ERROR_OUT_OF_MEMORY => ErrorClass::OutOfMemory,
+        E::CUDA_ERROR_ILLEGAL_ADDRESS
+        | E::CUDA_ERROR_LAUNCH_FAILED
+        | E::CUDA_ERROR_HARDWARE_STACK_ERROR
+        | E::CUDA_ERROR_ILLEGAL_INSTRUCTION
+        | E::CUDA_ERROR_MISALIGNED_ADDRESS
+        | E::CUDA_ERROR_INVALID_ADDRESS_SPACE
+        | E::CUDA_ERROR_INVALID_PC
+        | E::CUDA_ERROR_ECC_UNCORRECTABLE
+        | E::CUDA_ERROR_DEVICE_UNAVAILABLE
+        | E::CUDA_ERROR_CONTEXT_IS_DESTROYED
+        | E::CUDA_ERROR_DEINITIALIZED
+        | E::CUDA_ERROR_LAUNCH_TIMEOUT
+        | E::CUDA_ERROR_NO_DEVICE
+        | E::CUDA_ERROR_ASSERT => ErrorClass::Lost,
+        _ => ErrorClass::Recoverable,
     }
 }
 
@@ -348,6 +381,7 @@ impl Backend for CudaBackend {
     }
 
     fn alloc(&self, len: usize) -> BResult<CudaArena> {
+        crate::backend::fault::check_alloc(len as u64 * 4)?;
         let buf = self
             .stream
             .alloc_zeros::<f32>(len.max(1))
@@ -455,4 +489,33 @@ fn check_range(arena: &CudaArena, offset: usize, len: usize) -> BResult<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sys::cudaError_enum as E;
+
+    #[test]
+    fn cuda_errors_are_classed_for_recovery() {
+        assert_eq!(
+            error_class(E::CUDA_ERROR_OUT_OF_MEMORY),
+            ErrorClass::OutOfMemory
+        );
+        for sticky in [
+            E::CUDA_ERROR_ILLEGAL_ADDRESS,
+            E::CUDA_ERROR_LAUNCH_FAILED,
+            E::CUDA_ERROR_ECC_UNCORRECTABLE,
+            E::CUDA_ERROR_DEVICE_UNAVAILABLE,
+        ] {
+            assert_eq!(error_class(sticky), ErrorClass::Lost, "{sticky:?}");
+        }
+        for ok in [E::CUDA_ERROR_INVALID_VALUE, E::CUDA_ERROR_NOT_FOUND] {
+            assert_eq!(error_class(ok), ErrorClass::Recoverable, "{ok:?}");
+        }
+        // The mapping reaches the error the pipeline inspects. (Only OOM here: the other
+        // messages ask libcuda for the error's name, which a machine without a GPU lacks.)
+        let oom = dev_err("alloc", DriverError(E::CUDA_ERROR_OUT_OF_MEMORY));
+        assert!(matches!(oom, BackendError::OutOfMemory(_)), "{oom}");
+    }
 }

@@ -187,6 +187,7 @@ impl Backend for EmuBackend {
     }
 
     fn alloc(&self, len: usize) -> BResult<EmuArena> {
+        crate::backend::fault::check_alloc(len as u64 * 4)?;
         Ok(EmuArena {
             data: vec![0.0; len.max(1)],
         })
