@@ -252,6 +252,12 @@ fn a_failed_batch_is_reported_and_the_next_batch_runs() {
         Some(1),
         "a failed image makes the exit code 1"
     );
+    // Inputs that are not at the network size are resized, with a warning per file.
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("warning: ") && err.contains("face00.png: resized from 40×48"),
+        "{err}"
+    );
     let st = statuses(&out);
     assert_eq!(
         st,

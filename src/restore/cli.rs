@@ -385,7 +385,16 @@ fn run_on<B: Backend + Clone>(
         while chunk.len() < batch {
             let Some(job) = queue.pop_front() else { break };
             match load_input(&job.input, s) {
-                Ok(img) => chunk.push((job, img)),
+                Ok(img) => {
+                    // Conversions (resize, bit depth, alpha, EXIF...) are shown as they happen
+                    // and kept in the report.
+                    mp.suspend(|| {
+                        for n in &img.notes {
+                            eprintln!("warning: {}: {n}", job.input.display());
+                        }
+                    });
+                    chunk.push((job, img))
+                }
                 Err(e) => {
                     mp.suspend(|| eprintln!("error: {e:#}"));
                     let seed = image_seed(args.seed, &stem_of(&job.input));
