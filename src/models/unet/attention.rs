@@ -22,6 +22,13 @@ pub fn attention_block(
         let (b, c, hh, ww) = (s[0], s[1], s[2], s[3]);
         let t = hh * ww;
         let heads = cfg.heads(c, up);
+        if heads == 0 || c % heads != 0 {
+            // `UNetConfig::validate` refuses such configs; this keeps an unvalidated one
+            // from dividing by zero.
+            return Err(crate::graph::GraphError::Other(format!(
+                "{prefix}: {c} attention channels do not split into {heads} heads"
+            )));
+        }
         let ch = c / heads;
         let n = norm(g, &key(prefix, "norm"), x)?;
         let qkv = conv1d_1x1(g, &key(prefix, "qkv"), n, 3 * c)?; // [B, 3C, H, W]

@@ -328,6 +328,13 @@ impl UNetConfig {
         if self.in_channels == 0 || self.out_channels == 0 {
             return err("`in_channels` and `out_channels` must be positive");
         }
+        // With no res block at a level the channel count does not change there, so the
+        // widths every later check (and the key spec) assume would be wrong.
+        if let Some(l) = self.num_res_blocks.iter().position(|&n| n == 0) {
+            return err(format!(
+                "`num_res_blocks` is 0 at level {l}; every level needs at least one res block"
+            ));
+        }
         if self.model_channels == 0 || !self.model_channels.is_multiple_of(2) {
             return err(format!(
                 "`model_channels` = {} must be positive and even (the sinusoidal timestep embedding has that width)",
@@ -489,6 +496,7 @@ mod tests {
             ("num_head_channels", json!(48), "num_head_channels"),
             ("num_classes", json!(1000), "class-conditional"),
             ("num_res_blocks", json!(1.5), "not a non-negative integer"),
+            ("num_res_blocks", json!([2, 2, 0, 2]), "0 at level 2"),
             ("use_scale_shift_norm", json!("yes"), "bad field type"),
         ];
         for (key, val, want) in cases {
@@ -503,5 +511,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/unet.json"), "{e}");
+    }
+
+    /// Found by the `configs` fuzz target: with no res block at a level the channels do not
+    /// grow there, the middle block's attention got fewer channels than validated, and the
+    /// builder divided by zero heads. Now the config is refused by validation, which both
+    /// the key spec and the builder run first (the attention block also refuses 0 heads).
+    #[test]
+    fn zero_res_blocks_are_refused_and_never_panic_the_builder() {
+        let mut cfg = UNetConfig::from_value(&base()).unwrap();
+        cfg.num_head_channels = 64;
+        cfg.num_res_blocks = vec![0; cfg.channel_mult.len()];
+        assert!(cfg.validate().unwrap_err().to_string().contains("at least one res block"));
+        let e = crate::models::unet::model::unet_spec(&cfg).unwrap_err();
+        assert!(format!("{e:#}").contains("at least one res block"), "{e:#}");
+        let mut g = crate::graph::Graph::new();
+        let x = g.input("x", &[1, 3, 64, 64]);
+        let t = g.input("t", &[1]);
+        let e = crate::models::unet::model::build_unet(&mut g, &cfg, x, t).unwrap_err();
+        assert!(e.to_string().contains("at least one res block"), "{e}");
     }
 }
