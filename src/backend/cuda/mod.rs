@@ -16,9 +16,11 @@ pub mod emu;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
+pub mod precision;
 pub mod probe;
 pub mod profile;
 
+pub use precision::Precision;
 pub use probe::{probe, DeviceInfo};
 
 use super::{BResult, Backend, BackendError, Operand};
@@ -38,6 +40,8 @@ pub struct CudaOptions {
     /// Compile with `--use_fast_math` (approximate transcendental functions). Off by default:
     /// the reference kernels are checked for parity with the CPU first.
     pub fast_math: bool,
+    /// Operand precision of the convolutions (default fp32; see [`Precision`]).
+    pub precision: Precision,
 }
 
 /// One device allocation holding every value of a plan.
@@ -83,6 +87,7 @@ pub struct CudaBackend {
     /// Op kind of the node being executed (labels profile rows).
     current_op: Mutex<&'static str>,
     notes: Mutex<Vec<String>>,
+    precision: Precision,
 }
 
 /// A kernel argument (kept alive until the launch call returns).
@@ -153,7 +158,18 @@ impl CudaBackend {
             profiler: Mutex::new(None),
             current_op: Mutex::new(""),
             notes: Mutex::new(vec![]),
+            precision: options.precision,
         })
+    }
+
+    /// Operand precision of the convolutions from now on (before wrapping the backend in an
+    /// `Rc`; a plan captured as a CUDA graph keeps the kernels it recorded).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -291,6 +307,10 @@ impl CudaBackend {
 /// The kernel entry points beyond the graph ops, shared by the CUDA backend and its CPU
 /// emulator so the same tests run on both.
 pub trait KernelBackend: Backend<Elem = f32> {
+    /// y[i] = x[i] rounded to bf16 (as fp32) by the rounding helper of the tensor-core kernels
+    /// (`bf16_rne` in kernels/mma.cuh), for n elements at arena offsets x and y.
+    fn bf16_round(&self, arena: &Self::Arena, x: usize, y: usize, n: usize) -> BResult<()>;
+
     /// Fused attention for head width 64: out = softmax(scale·q·kᵀ)·v with q [b, l, 64],
     /// k, v [b, s, 64], out [b, l, 64] at the given arena offsets; `dims` = (b, l, s).
     #[allow(clippy::too_many_arguments)]
@@ -307,6 +327,10 @@ pub trait KernelBackend: Backend<Elem = f32> {
 }
 
 impl KernelBackend for CudaBackend {
+    fn bf16_round(&self, arena: &CudaArena, x: usize, y: usize, n: usize) -> BResult<()> {
+        ops::bf16_round(self, arena.base, x, y, n)
+    }
+
     fn fused_attention(
         &self,
         arena: &CudaArena,
@@ -337,6 +361,9 @@ impl ops::Launcher for CudaBackend {
     fn sms(&self) -> usize {
         self.info.multiprocessors.max(1) as usize
     }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
 }
 
 impl Backend for CudaBackend {
@@ -344,7 +371,10 @@ impl Backend for CudaBackend {
     type Arena = CudaArena;
 
     fn name(&self) -> String {
-        format!("cuda-f32 {}", self.info.name)
+        match self.precision {
+            Precision::Fp32 => format!("cuda-f32 {}", self.info.name),
+            Precision::Bf16 => format!("cuda-f32 (bf16 tensor-core convs) {}", self.info.name),
+        }
     }
 
     fn alloc(&self, len: usize) -> BResult<CudaArena> {

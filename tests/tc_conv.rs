@@ -1,0 +1,488 @@
+//! The bf16 tensor-core convolutions (`Precision::Bf16`, kernels/conv_tc.cu): forward and input
+//! gradient on fresh seeded random inputs, over shapes that hit the edge tiles (channel and
+//! pixel counts that are not multiples of 16 / 8), 1×1 and 3×3, stride 1 and 2, padding,
+//! groups, batch > 1 and a UNet-like layer. Each result is checked two ways:
+//!
+//! (a) against a CPU reference of the same arithmetic: x and w rounded to bf16 (nearest-even,
+//!     `half::bf16`), products and sums in f64. What may remain is the fp32 accumulation of
+//!     the device: per output, with S = Σ|xᵢ·wᵢ| + |bias| over its K terms, a recursive fp32
+//!     sum of the K products, the split-K partial sums (≤ K/256 + 1 of them) and the bias has
+//!     |error| ≤ n·u·S with n = K + K/256 + 3 additions. u = 2⁻²³, not 2⁻²⁴: tensor cores
+//!     align and truncate inside their block sums instead of rounding to nearest, so each
+//!     addition may lose a whole unit in the last place. The test computes that bound for every
+//!     element (S from the same reference on |x|, |w|, |bias|) and fails if any error exceeds
+//!     it; it prints the largest error / bound ratio.
+//! (b) against the exact result of the unrounded fp32 inputs: ‖Δ‖/‖ref‖ ≤ 1e-2 (bf16 keeps 8
+//!     significant bits: about 2⁻⁹ relative error per rounded operand), printed.
+//!
+//! Plus the rounding helper itself (`bf16_rne`, kernels/mma.cuh) bit for bit against
+//! `half::bf16::from_f32` on random floats, exact ties, NaNs, infinities and subnormals.
+//!
+//! Runs on the GPU when there is one, else on the CPU emulator of the kernels (which emulates
+//! `mma.sync` lane by lane: a test of the launch code, fragment layouts and index arithmetic,
+//! not of the GPU); on the emulator every case runs twice, with the multiprocessor count the
+//! launch code plans for set to 132 (small tiles, split-K, as on an H100) and to 1 (the
+//! largest tiles, no split), so all three tile shapes run. DYNFACE_NO_EMU=1 skips the emulator.
+
+use dynface::backend::cpu::run_op;
+use dynface::backend::cuda::emu::EmuBackend;
+use dynface::backend::cuda::{CudaBackend, CudaOptions, KernelBackend, Precision};
+use dynface::backend::Operand;
+use dynface::graph::{Conv2dParams, Graph, Op};
+use dynface::tensor::random::{normal, rng};
+use dynface::tensor::{numel, Tensor};
+use half::bf16;
+use rand::Rng;
+
+enum Device {
+    Cuda(Box<CudaBackend>),
+    Emu(EmuBackend),
+}
+
+fn device(test: &str) -> Option<Device> {
+    let opts = CudaOptions {
+        precision: Precision::Bf16,
+        ..Default::default()
+    };
+    match CudaBackend::with_options(opts) {
+        Ok(b) => {
+            println!("{test}: on {}", b.info());
+            Some(Device::Cuda(Box::new(b)))
+        }
+        Err(why) => {
+            if std::env::var_os("DYNFACE_NO_EMU").is_some() {
+                println!("skipped: {test}: {why}");
+                return None;
+            }
+            match EmuBackend::build() {
+                Ok(e) => {
+                    println!(
+                        "{test}: no GPU ({why}); checking the kernels on the CPU emulator \
+                         (not a GPU result)"
+                    );
+                    Some(Device::Emu(e.with_precision(Precision::Bf16)))
+                }
+                Err(e2) => {
+                    println!("skipped: {test}: {why}; no emulator either: {e2}");
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Runs one op on the device on an arena poisoned with NaN (so an unwritten output shows) with
+/// a NaN guard band after the output (so a write past its end shows).
+fn on_device<B: KernelBackend>(
+    be: &B,
+    op: &Op,
+    inputs: &[&Tensor<f32>],
+) -> Result<Tensor<f32>, String> {
+    let mut g = Graph::new();
+    let ids: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| g.input(&format!("in{i}"), &t.shape))
+        .collect();
+    let id = g.push(op.clone(), &ids).map_err(|e| e.to_string())?;
+    let node = g.node(id).clone();
+    let mut offsets = vec![];
+    let mut at = 0;
+    for t in inputs {
+        offsets.push(at);
+        at += t.numel().max(1);
+    }
+    let out_off = at;
+    let n_out = numel(&node.shape);
+    let total = at + n_out + 64;
+    let e = |e: dynface::backend::BackendError| e.to_string();
+    let mut arena = be.alloc(total).map_err(e)?;
+    be.fill(&mut arena, 0, total, f32::NAN).map_err(e)?;
+    for (t, &o) in inputs.iter().zip(&offsets) {
+        be.write(&mut arena, o, &t.data).map_err(e)?;
+    }
+    let ops: Vec<Operand> = inputs
+        .iter()
+        .zip(&offsets)
+        .map(|(t, &o)| Operand {
+            offset: o,
+            shape: &t.shape,
+        })
+        .collect();
+    let out = Operand {
+        offset: out_off,
+        shape: &node.shape,
+    };
+    be.exec(&mut arena, &node, &ops, out).map_err(e)?;
+    let data = be.read(&arena, out_off, n_out).map_err(e)?;
+    if be
+        .read(&arena, out_off + n_out, 64)
+        .map_err(e)?
+        .iter()
+        .any(|v| !v.is_nan())
+    {
+        return Err("kernel wrote past the end of its output".into());
+    }
+    if let Some(i) = data.iter().position(|v| v.is_nan()) {
+        return Err(format!("NaN at output element {i} (unwritten?)"));
+    }
+    Ok(Tensor::new(node.shape.clone(), data))
+}
+
+/// `op` on the CPU in f64, after `f` is applied to every input element.
+fn reference(
+    op: &Op,
+    inputs: &[&Tensor<f32>],
+    out_shape: &[usize],
+    f: &[fn(f32) -> f64],
+) -> Vec<f64> {
+    let ins: Vec<Vec<f64>> = inputs
+        .iter()
+        .zip(f)
+        .map(|(t, f)| t.data.iter().map(|&v| f(v)).collect())
+        .collect();
+    let xs: Vec<&[f64]> = ins.iter().map(|v| v.as_slice()).collect();
+    let ss: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
+    let mut y = vec![0.0f64; numel(out_shape)];
+    run_op(op, &xs, &ss, &mut y, out_shape).expect("CPU reference");
+    y
+}
+
+fn exact(v: f32) -> f64 {
+    v as f64
+}
+fn to_bf16(v: f32) -> f64 {
+    bf16::from_f32(v).to_f64()
+}
+fn abs_bf16(v: f32) -> f64 {
+    bf16::from_f32(v).to_f64().abs()
+}
+fn abs_exact(v: f32) -> f64 {
+    (v as f64).abs()
+}
+
+/// Unit roundoff of an fp32 addition that may truncate (see the module comment).
+const U_TRUNC: f64 = 1.0 / (1u64 << 23) as f64;
+/// Bound (b): relative error of bf16 operands against the exact fp32-input result.
+const TOL_VS_FP32: f64 = 1e-2;
+
+struct Outcome {
+    /// max over elements of |device − bf16 reference| / bound
+    ratio: f64,
+    /// ‖device − exact‖ / ‖exact‖
+    rel_fp32: f64,
+}
+
+/// Checks one op (`Conv2d` with inputs x, w[, bias] or `Conv2dBackwardInput` with dy, w) whose
+/// reduction length is `k`. The last input is the bias when `bias` (kept in fp32 by the
+/// kernels: it is added in the epilogue, not multiplied).
+fn check<B: KernelBackend>(
+    be: &B,
+    op: &Op,
+    inputs: &[&Tensor<f32>],
+    k: usize,
+    bias: bool,
+) -> Result<Outcome, String> {
+    let got = on_device(be, op, inputs)?;
+    let shape = &got.shape;
+    let mut f_round: Vec<fn(f32) -> f64> = vec![to_bf16, to_bf16];
+    let mut f_abs: Vec<fn(f32) -> f64> = vec![abs_bf16, abs_bf16];
+    if bias {
+        f_round.push(exact);
+        f_abs.push(abs_exact);
+    }
+    let want = reference(op, inputs, shape, &f_round);
+    let mass = reference(op, inputs, shape, &f_abs);
+    let f_exact: [fn(f32) -> f64; 3] = [exact, exact, exact];
+    let exact_ref = reference(op, inputs, shape, &f_exact[..inputs.len()]);
+    let n_add = (k + k / 256 + 3) as f64;
+    let mut ratio: f64 = 0.0;
+    for (i, ((&g, &w), &s)) in got.data.iter().zip(&want).zip(&mass).enumerate() {
+        let err = (g as f64 - w).abs();
+        let bound = n_add * U_TRUNC * s;
+        if err > bound {
+            return Err(format!(
+                "element {i}: device {g:e}, bf16-operand reference {w:e}, |Δ| {err:.3e} > \
+                 fp32-accumulation bound {bound:.3e} ({n_add} additions, Σ|terms| {s:.3e})"
+            ));
+        }
+        if bound > 0.0 {
+            ratio = ratio.max(err / bound);
+        }
+    }
+    let rel_fp32 = got
+        .cast::<f64>()
+        .rel_err(&Tensor::new(shape.clone(), exact_ref));
+    Ok(Outcome { ratio, rel_fp32 })
+}
+
+/// (name, x shape, w shape, stride, pad, groups, with bias)
+type Case = (
+    &'static str,
+    [usize; 4],
+    [usize; 4],
+    usize,
+    usize,
+    usize,
+    bool,
+);
+
+fn cases() -> Vec<Case> {
+    vec![
+        (
+            "1×1, 40→24 ch, 9×7",
+            [2, 40, 9, 7],
+            [24, 40, 1, 1],
+            1,
+            0,
+            1,
+            true,
+        ),
+        (
+            "1×1 stride 2, 16→48 ch",
+            [1, 16, 10, 9],
+            [48, 16, 1, 1],
+            2,
+            0,
+            1,
+            false,
+        ),
+        (
+            "3×3 pad 1, 16→32 ch, 12×10",
+            [2, 16, 12, 10],
+            [32, 16, 3, 3],
+            1,
+            1,
+            1,
+            true,
+        ),
+        (
+            "3×3 stride 2 pad 1, 24→40 ch",
+            [2, 24, 13, 11],
+            [40, 24, 3, 3],
+            2,
+            1,
+            1,
+            true,
+        ),
+        (
+            "3×3 no pad, 3→20 ch (K = 27)",
+            [1, 3, 17, 15],
+            [20, 3, 3, 3],
+            1,
+            0,
+            1,
+            false,
+        ),
+        (
+            "3×3 groups 2, 32→48 ch",
+            [2, 32, 8, 8],
+            [48, 16, 3, 3],
+            1,
+            1,
+            2,
+            true,
+        ),
+        (
+            "3×3 depthwise, 8 ch",
+            [1, 8, 9, 7],
+            [8, 1, 3, 3],
+            1,
+            1,
+            8,
+            false,
+        ),
+        (
+            "3×3 96→80 ch, 16² (partial 128-row tile)",
+            [2, 96, 16, 16],
+            [80, 96, 3, 3],
+            1,
+            1,
+            1,
+            true,
+        ),
+        (
+            "UNet-like 3×3 128→128 ch, 32², batch 2",
+            [2, 128, 32, 32],
+            [128, 128, 3, 3],
+            1,
+            1,
+            1,
+            true,
+        ),
+    ]
+}
+
+fn run_cases<B: KernelBackend>(be: &B, label: &str) -> Vec<String> {
+    let mut r = rng(91);
+    let mut failures = vec![];
+    for (name, xs, ws, stride, pad, groups, with_bias) in cases() {
+        let p = Conv2dParams {
+            stride,
+            pad,
+            groups,
+        };
+        let oh = (xs[2] + 2 * pad - ws[2]) / stride + 1;
+        let ow = (xs[3] + 2 * pad - ws[3]) / stride + 1;
+        let x = normal::<f32>(&mut r, &xs, 1.0);
+        let w = normal::<f32>(&mut r, &ws, 0.2);
+        let b = normal::<f32>(&mut r, &[ws[0]], 1.0);
+        let dy = normal::<f32>(&mut r, &[xs[0], ws[0], oh, ow], 1.0);
+        let k_fwd = ws[1] * ws[2] * ws[3];
+        let k_bwd = ws[0] / groups * ws[2] * ws[3];
+        let mut fwd_in = vec![&x, &w];
+        if with_bias {
+            fwd_in.push(&b);
+        }
+        let runs = [
+            ("forward", Op::Conv2d(p), fwd_in, k_fwd, with_bias),
+            (
+                "input gradient",
+                Op::Conv2dBackwardInput {
+                    p,
+                    in_hw: (xs[2], xs[3]),
+                },
+                vec![&dy, &w],
+                k_bwd,
+                false,
+            ),
+        ];
+        for (what, op, ins, k, bias) in runs {
+            let tag = format!("[{label}] {what:<14} {name}");
+            match check(be, &op, &ins, k, bias) {
+                Ok(o) => {
+                    let ok = o.rel_fp32 <= TOL_VS_FP32;
+                    println!(
+                        "{} {tag:<76} |Δ|/bound {:.3}  rel err vs fp32 {:.2e} (tol {TOL_VS_FP32:.0e})",
+                        if ok { "  ok" } else { "FAIL" },
+                        o.ratio,
+                        o.rel_fp32
+                    );
+                    if !ok {
+                        failures.push(format!(
+                            "{tag}: relative error vs the fp32 result {:.3e} > {TOL_VS_FP32:.0e}",
+                            o.rel_fp32
+                        ));
+                    }
+                }
+                Err(e) => {
+                    println!("FAIL {tag}: {e}");
+                    failures.push(format!("{tag}: {e}"));
+                }
+            }
+        }
+    }
+    failures
+}
+
+#[test]
+fn bf16_tensor_core_conv_forward_and_input_gradient() {
+    let test = "tc conv";
+    let failures = match device(test) {
+        None => return,
+        Some(Device::Cuda(b)) => run_cases(&*b, "gpu"),
+        Some(Device::Emu(mut e)) => {
+            let mut f = vec![];
+            for sms in [132, 1] {
+                e.sms = sms;
+                f.extend(run_cases(&e, &format!("emu, {sms} SMs")));
+            }
+            f
+        }
+    };
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Floats that exercise every branch of fp32 → bf16 rounding.
+fn rounding_inputs() -> Vec<f32> {
+    let mut r = rng(92);
+    let mut v: Vec<f32> = vec![];
+    // Random bit patterns: every exponent, subnormals, NaNs and infinities included.
+    for _ in 0..20000 {
+        v.push(f32::from_bits(r.gen::<u32>()));
+    }
+    // Ordinary values across many magnitudes.
+    for _ in 0..5000 {
+        let m: f32 = r.gen_range(-1.0..1.0);
+        v.push(m * 2f32.powi(r.gen_range(-140..128)));
+    }
+    // Exact ties (low half 0x8000) with even and odd kept bit, and their neighbours.
+    for _ in 0..4000 {
+        let hi = r.gen::<u32>() & 0xffff_0000;
+        for lo in [0x8000u32, 0x7fff, 0x8001, 0x0000, 0xffff] {
+            v.push(f32::from_bits(hi | lo));
+        }
+    }
+    for bits in [
+        0x7f80_0000u32, // +inf
+        0xff80_0000,    // −inf
+        0x7fc0_0000,    // quiet NaN
+        0xffc0_0001,    // negative NaN with payload
+        0x7f80_0001,    // signalling NaN, payload only in the low half
+        0x7fbf_ffff,    // signalling NaN whose rounding would carry
+        0x7f7f_ffff,    // largest finite: rounds to +inf
+        0x7f7f_7fff,    // just below the tie to +inf
+        0x7f7f_8000,    // the tie to +inf (kept bit odd: rounds up)
+        0x0000_0001,    // smallest subnormal
+        0x0000_8000,    // subnormal tie, kept bit even: rounds down to +0
+        0x0001_8000,    // subnormal tie, kept bit odd: rounds up
+        0x007f_ffff,    // largest subnormal: rounds to the smallest normal
+        0x8000_0000,    // −0
+        0x0000_0000,    // +0
+    ] {
+        v.push(f32::from_bits(bits));
+    }
+    v
+}
+
+fn rounding_check<B: KernelBackend>(be: &B) -> Result<usize, String> {
+    let xs = rounding_inputs();
+    let n = xs.len();
+    let e = |e: dynface::backend::BackendError| e.to_string();
+    let mut arena = be.alloc(2 * n).map_err(e)?;
+    be.fill(&mut arena, n, n, f32::NAN).map_err(e)?;
+    be.write(&mut arena, 0, &xs).map_err(e)?;
+    be.bf16_round(&arena, 0, n, n).map_err(e)?;
+    let got = be.read(&arena, n, n).map_err(e)?;
+    let mut bad = vec![];
+    for (x, y) in xs.iter().zip(&got) {
+        let want = (bf16::from_f32(*x).to_bits() as u32) << 16;
+        if y.to_bits() != want {
+            bad.push(format!(
+                "{:#010x} → {:#010x}, half::bf16 gives {want:#010x}",
+                x.to_bits(),
+                y.to_bits()
+            ));
+        }
+    }
+    if bad.is_empty() {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{} of {n} roundings differ, e.g.\n{}",
+            bad.len(),
+            bad[..bad.len().min(10)].join("\n")
+        ))
+    }
+}
+
+#[test]
+fn bf16_rounding_helper_matches_half_bit_for_bit() {
+    let test = "bf16 rounding";
+    let res = match device(test) {
+        None => return,
+        Some(Device::Cuda(b)) => rounding_check(&*b),
+        Some(Device::Emu(e)) => rounding_check(&e),
+    };
+    match res {
+        Ok(n) => {
+            println!("{test}: {n} values, every bf16 bit pattern equal to half::bf16::from_f32")
+        }
+        Err(e) => panic!("{test}: {e}"),
+    }
+}
