@@ -486,3 +486,64 @@ fn bf16_rounding_helper_matches_half_bit_for_bit() {
         Err(e) => panic!("{test}: {e}"),
     }
 }
+
+/// Two convolutions with a SiLU between and a residual add, loss Σ out², and the loss gradient
+/// with respect to the input (what a DPS step needs) through the executor at bf16, against the
+/// f64 CPU backend: the precision switch reaches the executor's conv launches (errors far above
+/// fp32's ~1e-7), and the composition stays within the bf16 budget.
+#[test]
+fn bf16_network_forward_and_input_gradient_through_the_executor() {
+    use dynface::backend::cpu::CpuBackend;
+    use dynface::exec::eval;
+    use dynface::graph::autodiff::grad;
+    let test = "tc network";
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 16, 12, 12]);
+    let w1 = g.constant("w1", &[32, 16, 3, 3]);
+    let b1 = g.constant("b1", &[32]);
+    let w2 = g.constant("w2", &[16, 32, 3, 3]);
+    let t = g.conv2d(x, w1, Some(b1), 1, 1, 1).unwrap();
+    let t = g.silu(t).unwrap();
+    let t = g.conv2d(t, w2, None, 1, 1, 1).unwrap();
+    let out = g.add(x, t).unwrap();
+    let sq = g.square(out).unwrap();
+    let loss = g.sum_all(sq).unwrap();
+    let one = g.fill(1.0, &[]);
+    let gx = grad(&mut g, &[(loss, one)], &[x]).unwrap()[0];
+    let mut r = rng(93);
+    let consts: std::collections::HashMap<String, Tensor<f32>> = g
+        .constants()
+        .into_iter()
+        .map(|(name, s)| (name, normal::<f32>(&mut r, &s, 0.1)))
+        .collect();
+    let xin = normal::<f32>(&mut r, &[2, 16, 12, 12], 1.0);
+    let outs = [out, gx];
+    let want = eval(
+        CpuBackend::<f64>::new(),
+        &g,
+        &outs,
+        &[("x", &xin.cast::<f64>())],
+        &consts,
+    )
+    .unwrap();
+    let got = match device(test) {
+        None => return,
+        Some(Device::Cuda(b)) => eval(*b, &g, &outs, &[("x", &xin)], &consts),
+        Some(Device::Emu(e)) => eval(e, &g, &outs, &[("x", &xin)], &consts),
+    }
+    .unwrap();
+    for (name, got, want) in [
+        ("forward", &got[0], &want[0]),
+        ("∂loss/∂x", &got[1], &want[1]),
+    ] {
+        let err = got.cast::<f64>().rel_err(want);
+        println!(
+            "{test}: {name:<9} rel err vs f64 {err:.2e} (bf16 convolutions; tol {TOL_VS_FP32:.0e})"
+        );
+        assert!(err <= TOL_VS_FP32, "{name}: {err:.3e} > {TOL_VS_FP32:.0e}");
+        assert!(
+            err > 1e-5,
+            "{name}: {err:.3e} is fp32-level: the bf16 kernels did not run"
+        );
+    }
+}
