@@ -28,7 +28,7 @@ __device__ __forceinline__ void conv_fwd_tc_body(const float* __restrict__ x,
     const i64 kb = (i64)sp * chunk;
     const i64 ke = kb + chunk < K ? kb + chunk : K;
     float acc[BM / 32][BN / 32][4];
-    tc_mainloop<BM, BN>(la, lb, kb, ke, acc);
+    tc_mainloop<BM, BN, true, false>(la, lb, kb, ke, acc);
     float* out = y + (i64)sp * (np * G.o);
 #pragma unroll
     for (int j = 0; j < BN / 32; ++j)
@@ -70,7 +70,7 @@ __device__ __forceinline__ void conv_bwd_input_tc_body(const float* __restrict__
     const i64 kb = (i64)sp * chunk;
     const i64 ke = kb + chunk < K ? kb + chunk : K;
     float acc[BM / 32][BN / 32][4];
-    tc_mainloop<BM, BN>(la, lb, kb, ke, acc);
+    tc_mainloop<BM, BN, true, false>(la, lb, kb, ke, acc);
     float* out = dx + (i64)sp * (np * G.c);
 #pragma unroll
     for (int j = 0; j < BN / 32; ++j)

@@ -1,5 +1,5 @@
 // The bf16 tensor-core main loop (v1): C (BM×BN, fp32) = A (BM×K) · B (K×N) with A and B read
-// as fp32 by the same loader objects as tile.cuh's mm_mainloop (KFAST map for A, XFAST for B,
+// as fp32 by the same loader objects as tile.cuh's mm_mainloop (either thread→element map,
 // 16 of K per loader call), rounded to bf16 (mma.cuh's bf16_rne) when staged in shared memory,
 // multiplied with mma_bf16_16816 and accumulated in fp32.
 //
@@ -16,7 +16,7 @@
 #define TC_BK 32
 #define TC_PAD 8
 
-template <int BM, int BN, class LA, class LB>
+template <int BM, int BN, bool A_KFAST, bool B_KFAST, class LA, class LB>
 __device__ __forceinline__ void tc_mainloop(const LA& la, const LB& lb, i64 kb, i64 ke,
                                             float (&acc)[BM / 32][BN / 32][4]) {
     const int MI = BM / 32, NJ = BN / 32;
@@ -51,14 +51,14 @@ __device__ __forceinline__ void tc_mainloop(const LA& la, const LB& lb, i64 kb, 
         for (int s = 0; s < 2; ++s) {
 #pragma unroll
             for (int i = 0; i < TM; ++i) {
-                int k = 16 * s + (tid & 15);
-                int m = (tid >> 4) + 16 * i;
+                int k = 16 * s + mm_k<A_KFAST, BM>(i);
+                int m = mm_x<A_KFAST, BM>(i);
                 a16[((k >> 1) * (BM + TC_PAD) + m) * 2 + (k & 1)] = bf16_rne(ra[s][i]);
             }
 #pragma unroll
             for (int j = 0; j < TN; ++j) {
-                int k = 16 * s + tid / BN + j * (MM_THREADS / BN);
-                int n = tid % BN;
+                int k = 16 * s + mm_k<B_KFAST, BN>(j);
+                int n = mm_x<B_KFAST, BN>(j);
                 b16[((k >> 1) * (BN + TC_PAD) + n) * 2 + (k & 1)] = bf16_rne(rb[s][j]);
             }
         }

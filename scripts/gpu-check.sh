@@ -61,7 +61,7 @@ log "libcuda: ${found_cuda:-NOT FOUND}   libnvrtc: ${found_nvrtc:-NOT FOUND}"
 log "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
 status=0
-for name in cuda_parity cuda_models tc_conv cuda_bench; do
+for name in cuda_parity cuda_models tc_bf16 cuda_bench; do
     t="$BUNDLE/tests/$name"
     [ -x "$t" ] || { log "missing $t"; status=1; continue; }
     log "=== $name"
@@ -79,7 +79,7 @@ done
 if [ -x "$BUNDLE/bin/dynface" ] && "$BUNDLE/bin/dynface" --help 2>&1 | grep -qw bench; then
     log "=== dynface bench --device cuda"
     run "$BUNDLE/bin/dynface" bench --device cuda --skip-conv --profile --warmup 1 --reps 3 --json "$OUT/bench-cuda.json" || status=1
-    # The bf16 tensor-core convolutions (kernels/conv_tc.cu), same machine and call: the conv
+    # The bf16 tensor-core kernels (conv_tc.cu, gemm_tc.cu), same machine and call: the conv
     # table (forward and input gradient at bf16; weight gradient fp32) and the UNet timings.
     if [ "${GPU_CHECK_BF16:-1}" = 1 ] && "$BUNDLE/bin/dynface" bench --help 2>&1 | grep -q -- --precision; then
         log "=== dynface bench --device cuda --precision bf16"
@@ -95,7 +95,7 @@ for c in compute-sanitizer /usr/local/cuda*/bin/compute-sanitizer; do
     command -v "$c" >/dev/null 2>&1 && { san="$c"; break; }
 done
 if [ -n "$san" ] && [ "${GPU_CHECK_SANITIZER:-1}" = 1 ]; then
-    for spec in cuda_parity:conv2d cuda_parity:gaussian_blur cuda_parity:layout tc_conv:bf16_tensor_core_conv; do
+    for spec in cuda_parity:conv2d cuda_parity:gaussian_blur cuda_parity:layout tc_bf16:bf16_tensor_core; do
         bin="${spec%%:*}" filter="${spec#*:}"
         log "=== compute-sanitizer memcheck: $bin $filter"
         timeout "${SANITIZER_TIMEOUT:-45}" "$san" --tool memcheck --error-exitcode 9 \
@@ -112,6 +112,6 @@ else
     log "=== compute-sanitizer: not found or disabled (GPU_CHECK_SANITIZER=0)"
 fi
 log "=== summary"
-log "$(grep -hE '^test result|^ *FAIL|panicked|skipped:' "$OUT"/cuda_*.log "$OUT"/tc_conv.log 2>/dev/null)"
+log "$(grep -hE '^test result|^ *FAIL|panicked|skipped:' "$OUT"/cuda_*.log "$OUT"/tc_bf16.log 2>/dev/null)"
 log "gpu-check: $([ $status -eq 0 ] && echo PASSED || echo FAILED) (report: $REPORT)"
 exit $status

@@ -32,7 +32,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     let be = Rc::new(CudaBackend::with_options(opts).map_err(|e| anyhow!("--device cuda: {e}"))?);
     let device = be.info().to_string();
     println!(
-        "cuda bench on {device}, convolutions {} (forward and input gradient; weight gradient fp32)",
+        "cuda bench on {device}, convolutions and products {} (conv weight gradient fp32)",
         args.precision
     );
     let t0 = Instant::now();
@@ -54,7 +54,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     let mut replay = vec![];
     let mut prof = vec![];
     println!(
-        "FFHQ 512 UNet (random weights), convolutions {}, median of {} after {} warm-up:",
+        "FFHQ 512 UNet (random weights), convs and products {}, median of {} after {} warm-up:",
         args.precision, args.reps, args.warmup
     );
     for &b in &args.unet_batches {

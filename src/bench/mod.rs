@@ -34,7 +34,8 @@ pub struct BenchArgs {
     /// cuda: print the per-kernel profile of one forward + input gradient.
     #[arg(long)]
     pub profile: bool,
-    /// cuda: convolution operands, fp32 or bf16 (tensor cores, fp32 accumulation). The CPU
+    /// cuda: convolution and matrix-product operands, fp32 or bf16 (tensor cores, fp32
+    /// accumulation). The CPU
     /// bench is fp32 only (bf16 there is an error).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: crate::backend::cuda::Precision,

@@ -45,8 +45,8 @@ pub struct RestoreArgs {
     /// auto (a usable GPU, else the CPU), cpu, or cuda[:N].
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Convolution operands on the GPU: fp32, or bf16 on tensor cores (fp32 accumulation,
-    /// ~2e-3 relative error per convolution). The CPU computes in fp32 only: bf16 with a CPU
+    /// Convolution and matrix-product operands on the GPU: fp32, or bf16 on tensor cores
+    /// (fp32 accumulation, ~2e-3 relative error per product). The CPU computes in fp32 only: bf16 with a CPU
     /// device (also `auto` without a GPU) is an error.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
@@ -213,7 +213,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
                 .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
             let label = match args.precision {
                 Precision::Fp32 => format!("cuda: {name}"),
-                Precision::Bf16 => format!("cuda: {name} (bf16 tensor-core convolutions)"),
+                Precision::Bf16 => format!("cuda: {name} (bf16 tensor-core convs and products)"),
             };
             run_on(std::rc::Rc::new(be), label, args, &files)
         }

@@ -45,6 +45,7 @@ mod tests {
             "embed",
             "blur",
             "conv_tc",
+            "gemm_tc",
         ] {
             let f = FILES.iter().find(|f| f.name == fam);
             assert!(

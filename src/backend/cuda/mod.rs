@@ -40,7 +40,8 @@ pub struct CudaOptions {
     /// Compile with `--use_fast_math` (approximate transcendental functions). Off by default:
     /// the reference kernels are checked for parity with the CPU first.
     pub fast_math: bool,
-    /// Operand precision of the convolutions (default fp32; see [`Precision`]).
+    /// Operand precision of the convolutions and matrix products (default fp32; see
+    /// [`Precision`]).
     pub precision: Precision,
 }
 
@@ -162,7 +163,7 @@ impl CudaBackend {
         })
     }
 
-    /// Operand precision of the convolutions from now on (before wrapping the backend in an
+    /// Operand precision of the convolutions and products from now on (before wrapping the backend in an
     /// `Rc`; a plan captured as a CUDA graph keeps the kernels it recorded).
     pub fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
@@ -373,7 +374,10 @@ impl Backend for CudaBackend {
     fn name(&self) -> String {
         match self.precision {
             Precision::Fp32 => format!("cuda-f32 {}", self.info.name),
-            Precision::Bf16 => format!("cuda-f32 (bf16 tensor-core convs) {}", self.info.name),
+            Precision::Bf16 => format!(
+                "cuda-f32 (bf16 tensor-core convs, products) {}",
+                self.info.name
+            ),
         }
     }
 

@@ -93,7 +93,7 @@ pub(crate) trait Launcher {
     fn workspace(&self, bytes: usize) -> BResult<u64>;
     /// Multiprocessor count (for tile-size and split-K choices).
     fn sms(&self) -> usize;
-    /// Operand precision of the convolutions (forward and input gradient).
+    /// Operand precision of the convolutions (forward and input gradient) and matrix products.
     fn precision(&self) -> Precision;
 }
 
@@ -263,7 +263,7 @@ fn tile_name(prefix: &str, t: (usize, usize)) -> &'static str {
     }
 }
 
-fn gemm_name(t: (usize, usize), a_n: bool, b_n: bool) -> &'static str {
+fn gemm_name(t: (usize, usize), a_n: bool, b_n: bool, precision: Precision) -> &'static str {
     const NAMES: [&str; 12] = [
         "gemm_128x128_nn",
         "gemm_128x128_nt",
@@ -278,12 +278,30 @@ fn gemm_name(t: (usize, usize), a_n: bool, b_n: bool) -> &'static str {
         "gemm_64x64_tn",
         "gemm_64x64_tt",
     ];
+    const TC_NAMES: [&str; 12] = [
+        "gemm_tc_v1_128x128_nn",
+        "gemm_tc_v1_128x128_nt",
+        "gemm_tc_v1_128x128_tn",
+        "gemm_tc_v1_128x128_tt",
+        "gemm_tc_v1_64x128_nn",
+        "gemm_tc_v1_64x128_nt",
+        "gemm_tc_v1_64x128_tn",
+        "gemm_tc_v1_64x128_tt",
+        "gemm_tc_v1_64x64_nn",
+        "gemm_tc_v1_64x64_nt",
+        "gemm_tc_v1_64x64_tn",
+        "gemm_tc_v1_64x64_tt",
+    ];
     let base = match t {
         (128, 128) => 0,
         (64, 128) => 4,
         _ => 8,
     };
-    NAMES[base + if a_n { 0 } else { 2 } + if b_n { 0 } else { 1 }]
+    let i = base + if a_n { 0 } else { 2 } + if b_n { 0 } else { 1 };
+    match precision {
+        Precision::Fp32 => NAMES[i],
+        Precision::Bf16 => TC_NAMES[i],
+    }
 }
 
 /// How many ways to split a product's K range, aiming at two blocks per SM: when `eager`,
@@ -550,7 +568,7 @@ fn matmul(
         .collect();
     let batch = Strided::new(batch_shape, &sta, &stb)?;
     let t = pick_tile(m, n, nb, be.sms());
-    let name = gemm_name(t, a_cs == 1, b_cs == 1);
+    let name = gemm_name(t, a_cs == 1, b_cs == 1, be.precision());
     be.launch(
         name,
         (

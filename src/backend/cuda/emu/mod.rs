@@ -34,7 +34,8 @@ pub struct EmuBackend {
     /// Multiprocessor count the launch code plans for (132: an H100 SXM), so the emulator
     /// exercises the tile and split-K choices the GPU will make.
     pub sms: usize,
-    /// Operand precision of the convolutions, as on the CUDA backend (default fp32).
+    /// Operand precision of the convolutions and products, as on the CUDA backend (default
+    /// fp32).
     pub precision: Precision,
 }
 
@@ -129,7 +130,7 @@ impl EmuBackend {
         })
     }
 
-    /// The same emulator with the convolutions at `precision`.
+    /// The same emulator with the convolutions and products at `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
@@ -208,7 +209,7 @@ impl Backend for EmuBackend {
     fn name(&self) -> String {
         match self.precision {
             Precision::Fp32 => "cuda-emulated-on-cpu".into(),
-            Precision::Bf16 => "cuda-emulated-on-cpu (bf16 tensor-core convs)".into(),
+            Precision::Bf16 => "cuda-emulated-on-cpu (bf16 tensor-core convs, products)".into(),
         }
     }
 

@@ -1,28 +1,32 @@
-//! The bf16 tensor-core convolutions (`Precision::Bf16`, kernels/conv_tc.cu): forward and input
-//! gradient on fresh seeded random inputs, over shapes that hit the edge tiles (channel and
-//! pixel counts that are not multiples of 16 / 8), 1×1 and 3×3, stride 1 and 2, padding,
-//! groups, batch > 1 and a UNet-like layer. Each result is checked two ways:
+//! The bf16 tensor-core kernels (`Precision::Bf16`): convolution forward and input gradient
+//! (kernels/conv_tc.cu) and batched matrix products (kernels/gemm_tc.cu), on fresh seeded
+//! random inputs. Conv shapes hit the edge tiles (channel and pixel counts that are not
+//! multiples of 16 / 8), 1×1 and 3×3, stride 1 and 2, padding, groups, batch > 1 and a
+//! UNet-like layer; products cover all four transpose combinations, broadcast batch axes,
+//! odd sizes and attention-like q·kᵀ and ·v shapes. Each result is checked two ways:
 //!
-//! (a) against a CPU reference of the same arithmetic: x and w rounded to bf16 (nearest-even,
-//!     `half::bf16`), products and sums in f64. What may remain is the fp32 accumulation of
-//!     the device: per output, with S = Σ|xᵢ·wᵢ| + |bias| over its K terms, a recursive fp32
-//!     sum of the K products, the split-K partial sums (≤ K/256 + 1 of them) and the bias has
-//!     |error| ≤ n·u·S with n = K + K/256 + 3 additions. u = 2⁻²³, not 2⁻²⁴: tensor cores
-//!     align and truncate inside their block sums instead of rounding to nearest, so each
-//!     addition may lose a whole unit in the last place. The test computes that bound for every
-//!     element (S from the same reference on |x|, |w|, |bias|) and fails if any error exceeds
-//!     it; it prints the largest error / bound ratio.
+//! (a) against a CPU reference of the same arithmetic: operands rounded to bf16
+//!     (nearest-even, `half::bf16`), products and sums in f64. What may remain is the fp32
+//!     accumulation of the device: per output, with S = Σ|aᵢ·bᵢ| + |bias| over its K terms, a
+//!     recursive fp32 sum of the K products, the split-K partial sums (≤ K/256 + 1 of them)
+//!     and the bias has |error| ≤ n·u·S with n = K + K/256 + 3 additions. u = 2⁻²³, not
+//!     2⁻²⁴: tensor cores align and truncate inside their block sums instead of rounding to
+//!     nearest, so each addition may lose a whole unit in the last place. The test computes
+//!     that bound for every element (S from the same reference on |a|, |b|, |bias|) and fails
+//!     if any error exceeds it; it prints the largest error / bound ratio.
 //! (b) against the exact result of the unrounded fp32 inputs: ‖Δ‖/‖ref‖ ≤ 1e-2 (bf16 keeps 8
 //!     significant bits: about 2⁻⁹ relative error per rounded operand), printed.
 //!
 //! Plus the rounding helper itself (`bf16_rne`, kernels/mma.cuh) bit for bit against
-//! `half::bf16::from_f32` on random floats, exact ties, NaNs, infinities and subnormals.
+//! `half::bf16::from_f32` on random floats, exact ties, NaNs, infinities and subnormals, and
+//! a small network's forward pass and input gradient through the executor.
 //!
 //! Runs on the GPU when there is one, else on the CPU emulator of the kernels (which emulates
 //! `mma.sync` lane by lane: a test of the launch code, fragment layouts and index arithmetic,
-//! not of the GPU); on the emulator every case runs twice, with the multiprocessor count the
-//! launch code plans for set to 132 (small tiles, split-K, as on an H100) and to 1 (the
-//! largest tiles, no split), so all three tile shapes run. DYNFACE_NO_EMU=1 skips the emulator.
+//! not of the GPU); on the emulator the conv and matmul cases run twice, with the
+//! multiprocessor count the launch code plans for set to 132 (small tiles, split-K, as on an
+//! H100) and to 1 (the largest tiles, no split), so all three tile shapes run.
+//! DYNFACE_NO_EMU=1 skips the emulator.
 
 use dynface::backend::cpu::run_op;
 use dynface::backend::cuda::emu::EmuBackend;
@@ -173,8 +177,8 @@ struct Outcome {
     rel_fp32: f64,
 }
 
-/// Checks one op (`Conv2d` with inputs x, w[, bias] or `Conv2dBackwardInput` with dy, w) whose
-/// reduction length is `k`. The last input is the bias when `bias` (kept in fp32 by the
+/// Checks one op (`Conv2d` with inputs x, w[, bias], `Conv2dBackwardInput` with dy, w, or
+/// `MatMul` with a, b) whose reduction length is `k`. The last input is the bias when `bias` (kept in fp32 by the
 /// kernels: it is added in the epilogue, not multiplied).
 fn check<B: KernelBackend>(
     be: &B,
@@ -398,6 +402,92 @@ fn bf16_tensor_core_conv_forward_and_input_gradient() {
     );
 }
 
+/// (A shape, B shape, transpose A, transpose B)
+type MatCase = (&'static [usize], &'static [usize], bool, bool);
+
+fn matmul_cases() -> Vec<MatCase> {
+    vec![
+        (&[37, 45], &[45, 29], false, false),
+        (&[45, 37], &[45, 29], true, false),
+        (&[37, 45], &[29, 45], false, true),
+        (&[45, 37], &[29, 45], true, true),
+        (&[2, 3, 17, 33], &[33, 19], false, false),
+        (&[4, 1, 8, 16], &[1, 3, 8, 16], false, true),
+        (&[150, 200], &[200, 140], false, false),
+        (&[3, 40, 72], &[72, 100], false, false), // 64×128 tiles when they fill the device
+        (&[2, 144, 64], &[2, 144, 64], false, true), // attention q·kᵀ, 12² tokens
+        (&[2, 144, 144], &[2, 144, 64], false, false), // attention ·v
+    ]
+}
+
+fn run_matmul_cases<B: KernelBackend>(be: &B, label: &str) -> Vec<String> {
+    let mut r = rng(94);
+    let mut failures = vec![];
+    for (sa, sb, ta, tb) in matmul_cases() {
+        let a = normal::<f32>(&mut r, sa, 1.0);
+        let b = normal::<f32>(&mut r, sb, 1.0);
+        let k = if ta {
+            sa[sa.len() - 2]
+        } else {
+            sa[sa.len() - 1]
+        };
+        let op = Op::MatMul {
+            trans_a: ta,
+            trans_b: tb,
+        };
+        let tag = format!(
+            "[{label}] matmul {sa:?}{} · {sb:?}{}",
+            if ta { "ᵀ" } else { "" },
+            if tb { "ᵀ" } else { "" }
+        );
+        match check(be, &op, &[&a, &b], k, false) {
+            Ok(o) => {
+                let ok = o.rel_fp32 <= TOL_VS_FP32;
+                println!(
+                    "{} {tag:<76} |Δ|/bound {:.3}  rel err vs fp32 {:.2e} (tol {TOL_VS_FP32:.0e})",
+                    if ok { "  ok" } else { "FAIL" },
+                    o.ratio,
+                    o.rel_fp32
+                );
+                if !ok {
+                    failures.push(format!(
+                        "{tag}: relative error vs the fp32 result {:.3e} > {TOL_VS_FP32:.0e}",
+                        o.rel_fp32
+                    ));
+                }
+            }
+            Err(e) => {
+                println!("FAIL {tag}: {e}");
+                failures.push(format!("{tag}: {e}"));
+            }
+        }
+    }
+    failures
+}
+
+#[test]
+fn bf16_tensor_core_matmul_batched_transposed_broadcast() {
+    let test = "tc matmul";
+    let failures = match device(test) {
+        None => return,
+        Some(Device::Cuda(b)) => run_matmul_cases(&*b, "gpu"),
+        Some(Device::Emu(mut e)) => {
+            let mut f = vec![];
+            for sms in [132, 1] {
+                e.sms = sms;
+                f.extend(run_matmul_cases(&e, &format!("emu, {sms} SMs")));
+            }
+            f
+        }
+    };
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// Floats that exercise every branch of fp32 → bf16 rounding.
 fn rounding_inputs() -> Vec<f32> {
     let mut r = rng(92);
@@ -487,9 +577,10 @@ fn bf16_rounding_helper_matches_half_bit_for_bit() {
     }
 }
 
-/// Two convolutions with a SiLU between and a residual add, loss Σ out², and the loss gradient
+/// Two convolutions with a SiLU between, a linear layer over the channels and a residual add,
+/// loss Σ out², and the loss gradient
 /// with respect to the input (what a DPS step needs) through the executor at bf16, against the
-/// f64 CPU backend: the precision switch reaches the executor's conv launches (errors far above
+/// f64 CPU backend: the precision switch reaches the executor's conv and matmul launches (errors far above
 /// fp32's ~1e-7), and the composition stays within the bf16 budget.
 #[test]
 fn bf16_network_forward_and_input_gradient_through_the_executor() {
@@ -505,6 +596,13 @@ fn bf16_network_forward_and_input_gradient_through_the_executor() {
     let t = g.conv2d(x, w1, Some(b1), 1, 1, 1).unwrap();
     let t = g.silu(t).unwrap();
     let t = g.conv2d(t, w2, None, 1, 1, 1).unwrap();
+    // A linear layer over the channels (a matrix product, and two in its gradient).
+    let w3 = g.constant("w3", &[16, 16]);
+    let seq = g.reshape(t, &[2, 16, 144]).unwrap();
+    let seq = g.permute(seq, &[0, 2, 1]).unwrap();
+    let seq = g.linear(seq, w3, None).unwrap();
+    let seq = g.permute(seq, &[0, 2, 1]).unwrap();
+    let t = g.reshape(seq, &[2, 16, 12, 12]).unwrap();
     let out = g.add(x, t).unwrap();
     let sq = g.square(out).unwrap();
     let loss = g.sum_all(sq).unwrap();
@@ -538,7 +636,7 @@ fn bf16_network_forward_and_input_gradient_through_the_executor() {
     ] {
         let err = got.cast::<f64>().rel_err(want);
         println!(
-            "{test}: {name:<9} rel err vs f64 {err:.2e} (bf16 convolutions; tol {TOL_VS_FP32:.0e})"
+            "{test}: {name:<9} rel err vs f64 {err:.2e} (bf16 convolutions and products; tol {TOL_VS_FP32:.0e})"
         );
         assert!(err <= TOL_VS_FP32, "{name}: {err:.3e} > {TOL_VS_FP32:.0e}");
         assert!(
