@@ -29,10 +29,16 @@ __device__ __forceinline__ float bf16_to_float(unsigned short h) {
 #ifndef DYNFACE_EMU_MMA
 __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4],
                                                const unsigned (&b)[2]) {
+#if __CUDA_ARCH__ >= 800
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    // bf16 mma needs sm_80+; the backend refuses Precision::Bf16 on older devices, and this
+    // keeps the file compiling for them (preload_all compiles every file).
+    __trap();
+#endif
 }
 #endif

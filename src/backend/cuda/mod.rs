@@ -133,6 +133,7 @@ impl CudaBackend {
 
     pub fn with_options(options: CudaOptions) -> Result<Self, String> {
         let (ctx, info) = probe::open()?;
+        check_precision(&info, options.precision)?;
         // One stream, and graph capture: cudarc's per-allocation events would only add waits.
         // SAFETY: called before any allocation or stream of this context exists.
         unsafe { ctx.disable_event_tracking() };
@@ -163,10 +164,12 @@ impl CudaBackend {
         })
     }
 
-    /// Operand precision of the convolutions and products from now on (before wrapping the backend in an
-    /// `Rc`; a plan captured as a CUDA graph keeps the kernels it recorded).
-    pub fn set_precision(&mut self, precision: Precision) {
+    /// Operand precision of the convolutions and products from now on (before wrapping the
+    /// backend in an `Rc`; a plan captured as a CUDA graph keeps the kernels it recorded).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), String> {
+        check_precision(&self.info, precision)?;
         self.precision = precision;
+        Ok(())
     }
 
     pub fn precision(&self) -> Precision {
@@ -478,6 +481,17 @@ impl Backend for CudaBackend {
             .ok_or_else(|| BackendError::Device("no captured graph to replay".into()))?;
         g.launch().map_err(|e| dev_err("graph launch", e))
     }
+}
+
+/// bf16 `mma.sync` exists from compute capability 8.0 (Ampere) on.
+fn check_precision(info: &DeviceInfo, precision: Precision) -> Result<(), String> {
+    if precision == Precision::Bf16 && info.compute_capability.0 < 8 {
+        return Err(format!(
+            "--precision bf16 needs bf16 tensor cores (compute capability 8.0 or newer); {} is {}.{}",
+            info.name, info.compute_capability.0, info.compute_capability.1
+        ));
+    }
+    Ok(())
 }
 
 fn check_range(arena: &CudaArena, offset: usize, len: usize) -> BResult<()> {
