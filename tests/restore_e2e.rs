@@ -252,6 +252,28 @@ fn bf16_precision_on_the_cpu_is_a_clear_error_and_writes_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--precision bf16 needs a GPU"), "{err}");
     assert!(!o.join("x.png").exists(), "nothing may be restored");
+    // `--device auto` that falls back to the CPU refuses bf16 the same way.
+    if dynface::backend::device::select_device("cuda").is_err() {
+        let out = restore(&[
+            inp.to_str().unwrap(),
+            "-o",
+            o.to_str().unwrap(),
+            "--weights",
+            w,
+            "--device",
+            "auto",
+            "--quiet",
+            "--precision",
+            "bf16",
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--device auto: --precision bf16 needs a GPU"),
+            "{err}"
+        );
+        assert!(!o.join("x.png").exists(), "nothing may be restored");
+    }
     // An unknown precision is refused by the argument parser.
     let out = restore_cpu(
         inp.to_str().unwrap(),
