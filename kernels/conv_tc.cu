@@ -127,3 +127,28 @@ extern "C" __global__ void __launch_bounds__(MM_THREADS, MM_MINB_64x64) conv_bwd
 extern "C" __global__ void bf16_round(const float* __restrict__ x, float* __restrict__ y, i64 n) {
     GRID_STRIDE(i, n) { y[i] = bf16_to_float(bf16_rne(x[i])); }
 }
+
+// One warp, one mma_bf16_16816: d (16×8) = c + a (16×16) · b (16×8), all row-major fp32 with
+// the operands rounded to bf16. The fragments are built here from mma.cuh's layout comment,
+// independently of the tiled kernels, so a test with exactly representable inputs checks that
+// reading of the PTX layout on the hardware itself (and the emulator's model of it).
+extern "C" __global__ void mma_probe(const float* __restrict__ a, const float* __restrict__ b,
+                                     const float* __restrict__ c, float* __restrict__ d) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    auto pack = [](float lo, float hi) {
+        return (unsigned)bf16_rne(lo) | ((unsigned)bf16_rne(hi) << 16);
+    };
+    unsigned af[4], bf[2];
+    for (int r = 0; r < 4; ++r) {
+        const int row = g + 8 * (r & 1), col = 2 * t + 8 * (r >> 1);
+        af[r] = pack(a[row * 16 + col], a[row * 16 + col + 1]);
+    }
+    for (int r = 0; r < 2; ++r) {
+        const int k = 2 * t + 8 * r;
+        bf[r] = pack(b[k * 8 + g], b[(k + 1) * 8 + g]);
+    }
+    float acc[4];
+    for (int r = 0; r < 4; ++r) acc[r] = c[(g + 8 * (r >> 1)) * 8 + 2 * t + (r & 1)];
+    mma_bf16_16816(acc, af, bf);
+    for (int r = 0; r < 4; ++r) d[(g + 8 * (r >> 1)) * 8 + 2 * t + (r & 1)] = acc[r];
+}

@@ -18,8 +18,9 @@
 //!     significant bits: about 2⁻⁹ relative error per rounded operand), printed.
 //!
 //! Plus the rounding helper itself (`bf16_rne`, kernels/mma.cuh) bit for bit against
-//! `half::bf16::from_f32` on random floats, exact ties, NaNs, infinities and subnormals, and
-//! a small network's forward pass and input gradient through the executor.
+//! `half::bf16::from_f32` on random floats, exact ties, NaNs, infinities and subnormals; a
+//! single mma with integer operands that must come out exact (the fragment layout on its own);
+//! and a small network's forward pass and input gradient through the executor.
 //!
 //! Runs on the GPU when there is one, else on the CPU emulator of the kernels (which emulates
 //! `mma.sync` lane by lane: a test of the launch code, fragment layouts and index arithmetic,
@@ -644,4 +645,95 @@ fn bf16_network_forward_and_input_gradient_through_the_executor() {
             "{name}: {err:.3e} is fp32-level: the bf16 kernels did not run"
         );
     }
+}
+
+/// One `mma_bf16_16816` on its own (kernel `mma_probe`, fragments built from the documented
+/// layout outside the tiled kernels). Small integers are exact in bf16 and every partial sum
+/// of their products is exact in fp32, so the result must equal C + A·B exactly whatever the
+/// accumulation order: a wrong lane / register / half assignment cannot hide in a tolerance.
+/// Then random normal operands against the bf16-operand reference within the fp32 bound.
+#[test]
+fn single_mma_matches_the_documented_fragment_layout() {
+    let test = "mma probe";
+    let res = match device(test) {
+        None => return,
+        Some(Device::Cuda(b)) => mma_probe_check(&*b),
+        Some(Device::Emu(e)) => mma_probe_check(&e),
+    };
+    match res {
+        Ok(msg) => println!("{test}: {msg}"),
+        Err(e) => panic!("{test}: {e}"),
+    }
+}
+
+fn mma_probe_check<B: KernelBackend>(be: &B) -> Result<String, String> {
+    let e = |e: dynface::backend::BackendError| e.to_string();
+    let mut r = rng(95);
+    let run = |a: &[f32], b: &[f32], c: &[f32]| -> Result<Vec<f32>, String> {
+        let mut arena = be.alloc(256 + 128 + 128 + 128).map_err(e)?;
+        be.fill(&mut arena, 0, 640, f32::NAN).map_err(e)?;
+        be.write(&mut arena, 0, a).map_err(e)?;
+        be.write(&mut arena, 256, b).map_err(e)?;
+        be.write(&mut arena, 384, c).map_err(e)?;
+        be.mma_probe(&arena, 0, 256, 384, 512).map_err(e)?;
+        be.read(&arena, 512, 128).map_err(e)
+    };
+    // D[i][j] = C[i][j] + Σ_k A[i][k]·B[k][j] in f64 after `f` on A and B.
+    let product = |a: &[f32], b: &[f32], c: &[f32], f: fn(f32) -> f64| -> Vec<f64> {
+        (0..128)
+            .map(|ij| {
+                let (i, j) = (ij / 8, ij % 8);
+                c[ij] as f64
+                    + (0..16)
+                        .map(|k| f(a[i * 16 + k]) * f(b[k * 8 + j]))
+                        .sum::<f64>()
+            })
+            .collect()
+    };
+    let ints = |r: &mut rand_chacha::ChaCha8Rng, n: usize, m: i32| -> Vec<f32> {
+        (0..n).map(|_| r.gen_range(-m..=m) as f32).collect()
+    };
+    let (a, b, c) = (
+        ints(&mut r, 256, 8),
+        ints(&mut r, 128, 8),
+        ints(&mut r, 128, 100),
+    );
+    let got = run(&a, &b, &c)?;
+    let want = product(&a, &b, &c, exact);
+    for (ij, (g, w)) in got.iter().zip(&want).enumerate() {
+        if *g as f64 != *w {
+            return Err(format!(
+                "integer operands: D[{}][{}] = {g}, exact {w} (fragment layout wrong?)",
+                ij / 8,
+                ij % 8
+            ));
+        }
+    }
+    let a = normal::<f32>(&mut r, &[256], 1.0).data;
+    let b = normal::<f32>(&mut r, &[128], 1.0).data;
+    let c = normal::<f32>(&mut r, &[128], 1.0).data;
+    let got = run(&a, &b, &c)?;
+    let want = product(&a, &b, &c, to_bf16);
+    let mass = product(
+        &a,
+        &b,
+        &c.iter().map(|v| v.abs()).collect::<Vec<_>>(),
+        abs_bf16,
+    );
+    let mut ratio: f64 = 0.0;
+    for (ij, ((g, w), s)) in got.iter().zip(&want).zip(&mass).enumerate() {
+        let bound = 18.0 * U_TRUNC * s;
+        let err = (*g as f64 - w).abs();
+        if err > bound {
+            return Err(format!(
+                "random operands: D[{}][{}] = {g:e}, bf16 reference {w:e}, |Δ| {err:.2e} > {bound:.2e}",
+                ij / 8,
+                ij % 8
+            ));
+        }
+        ratio = ratio.max(err / bound);
+    }
+    Ok(format!(
+        "integer operands exact; random operands |Δ|/bound {ratio:.3} (16 products + C: 18 additions)"
+    ))
 }

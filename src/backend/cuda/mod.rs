@@ -315,6 +315,11 @@ pub trait KernelBackend: Backend<Elem = f32> {
     /// (`bf16_rne` in kernels/mma.cuh), for n elements at arena offsets x and y.
     fn bf16_round(&self, arena: &Self::Arena, x: usize, y: usize, n: usize) -> BResult<()>;
 
+    /// One warp-wide bf16 tensor-core product (`mma_probe`): d = c + a·b with a 16×16, b 16×8,
+    /// c and d 16×8, row-major fp32 at the given arena offsets (operands rounded to bf16).
+    fn mma_probe(&self, arena: &Self::Arena, a: usize, b: usize, c: usize, d: usize)
+        -> BResult<()>;
+
     /// Fused attention for head width 64: out = softmax(scale·q·kᵀ)·v with q [b, l, 64],
     /// k, v [b, s, 64], out [b, l, 64] at the given arena offsets; `dims` = (b, l, s).
     #[allow(clippy::too_many_arguments)]
@@ -333,6 +338,10 @@ pub trait KernelBackend: Backend<Elem = f32> {
 impl KernelBackend for CudaBackend {
     fn bf16_round(&self, arena: &CudaArena, x: usize, y: usize, n: usize) -> BResult<()> {
         ops::bf16_round(self, arena.base, x, y, n)
+    }
+
+    fn mma_probe(&self, arena: &CudaArena, a: usize, b: usize, c: usize, d: usize) -> BResult<()> {
+        ops::mma_probe(self, arena.base, a, b, c, d)
     }
 
     fn fused_attention(

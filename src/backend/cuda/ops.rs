@@ -1154,3 +1154,17 @@ pub(crate) fn bf16_round(
         ],
     )
 }
+
+/// `mma_probe` (conv_tc.cu): one warp-wide bf16 mma on 16×16, 16×8 and 16×8 row-major
+/// matrices at arena offsets a, b, c; result at d.
+pub(crate) fn mma_probe(
+    be: &dyn Launcher,
+    base: u64,
+    a: usize,
+    b: usize,
+    c: usize,
+    d: usize,
+) -> BResult<()> {
+    let at = |o: usize| Arg::Ptr(base + 4 * o as u64);
+    be.launch("mma_probe", (1, 1, 1), 32, vec![at(a), at(b), at(c), at(d)])
+}

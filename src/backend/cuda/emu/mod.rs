@@ -248,6 +248,10 @@ impl KernelBackend for EmuBackend {
         ops::bf16_round(self, arena.base(), x, y, n)
     }
 
+    fn mma_probe(&self, arena: &EmuArena, a: usize, b: usize, c: usize, d: usize) -> BResult<()> {
+        ops::mma_probe(self, arena.base(), a, b, c, d)
+    }
+
     fn fused_attention(
         &self,
         arena: &EmuArena,
