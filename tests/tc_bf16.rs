@@ -20,7 +20,9 @@
 //! Plus the rounding helper itself (`bf16_rne`, kernels/mma.cuh) bit for bit against
 //! `half::bf16::from_f32` on random floats, exact ties, NaNs, infinities and subnormals; a
 //! single mma with integer operands that must come out exact (the fragment layout on its own);
-//! and a small network's forward pass and input gradient through the executor.
+//! a small network's forward pass and input gradient through the executor; and the tiny
+//! UNet fixtures at bf16 against PyTorch's golden, measured against the error of an
+//! exact-accumulation bf16 reference in the same run.
 //!
 //! Runs on the GPU when there is one, else on the CPU emulator of the kernels (which emulates
 //! `mma.sync` lane by lane: a test of the launch code, fragment layouts and index arithmetic,
@@ -736,4 +738,158 @@ fn mma_probe_check<B: KernelBackend>(be: &B) -> Result<String, String> {
     Ok(format!(
         "integer operands exact; random operands |Δ|/bound {ratio:.3} (16 products + C: 18 additions)"
     ))
+}
+
+/// The f64 CPU backend, except that the operands of every op the device runs at bf16 (conv
+/// forward and input gradient, matrix product; not a bias) are rounded to bf16 first: the
+/// device's arithmetic with exact accumulation, for whole graphs.
+struct Bf16Reference(dynface::backend::cpu::CpuBackend<f64>);
+
+impl dynface::backend::Backend for Bf16Reference {
+    type Elem = f64;
+    type Arena = Vec<f64>;
+    fn name(&self) -> String {
+        "cpu-f64 with bf16-rounded conv/matmul operands".into()
+    }
+    fn alloc(&self, len: usize) -> dynface::backend::BResult<Vec<f64>> {
+        self.0.alloc(len)
+    }
+    fn write(&self, a: &mut Vec<f64>, off: usize, d: &[f64]) -> dynface::backend::BResult<()> {
+        self.0.write(a, off, d)
+    }
+    fn read(&self, a: &Vec<f64>, off: usize, len: usize) -> dynface::backend::BResult<Vec<f64>> {
+        self.0.read(a, off, len)
+    }
+    fn fill(
+        &self,
+        a: &mut Vec<f64>,
+        off: usize,
+        len: usize,
+        v: f32,
+    ) -> dynface::backend::BResult<()> {
+        self.0.fill(a, off, len, v)
+    }
+    fn exec(
+        &self,
+        arena: &mut Vec<f64>,
+        node: &dynface::graph::Node,
+        inputs: &[Operand],
+        out: Operand,
+    ) -> dynface::backend::BResult<()> {
+        if !matches!(
+            node.op,
+            Op::Conv2d(_) | Op::Conv2dBackwardInput { .. } | Op::MatMul { .. }
+        ) {
+            return self.0.exec(arena, node, inputs, out);
+        }
+        let ins: Vec<Vec<f64>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let s = &arena[o.offset..o.offset + numel(o.shape)];
+                if i < 2 {
+                    // Via f32, as the device rounds its fp32 values (half's f64 → bf16
+                    // truncates the low mantissa word instead of rounding it).
+                    s.iter()
+                        .map(|&v| bf16::from_f32(v as f32).to_f64())
+                        .collect()
+                } else {
+                    s.to_vec()
+                }
+            })
+            .collect();
+        let xs: Vec<&[f64]> = ins.iter().map(|v| v.as_slice()).collect();
+        let ss: Vec<&[usize]> = inputs.iter().map(|o| o.shape).collect();
+        let n = numel(out.shape);
+        run_op(
+            &node.op,
+            &xs,
+            &ss,
+            &mut arena[out.offset..out.offset + n],
+            out.shape,
+        )
+    }
+}
+
+/// The tiny UNets of tests/fixtures/unet (ADM architecture: convolutions, group norms,
+/// attention with head widths 8 and 16, i.e. through the matmul kernels) at bf16, forward and
+/// input gradient, against PyTorch's float64 golden. Two bf16 computations of a deep network
+/// cannot be compared element by element: an operand whose two versions round to different
+/// bf16 neighbours perturbs the next layer enough to flip more roundings, and after a few
+/// layers the rounding errors of the two are independent. So the yardstick is
+/// [`Bf16Reference`], the same network with the same bf16 operand rounding but exact
+/// accumulation, measured against the same golden in the same run: the device's error must
+/// be within 1.5× of that reference's (independent roundings of the same kind give errors of
+/// the same size; a wrong rounding or fragment layout gives far larger ones). Both errors are
+/// printed: they are what bf16 costs these networks.
+#[test]
+fn tiny_unets_at_bf16_err_no_more_than_exact_accumulation_bf16() {
+    use dynface::exec::Executor;
+    use dynface::graph::plan::PlanOptions;
+    use dynface::models::unet::model::UNetGraph;
+    use dynface::models::unet::weights::load_safetensors;
+    use dynface::models::unet::UNetConfig;
+    use std::path::Path;
+    const RATIO: f64 = 1.5;
+    fn run<B: KernelBackend>(be: B, test: &str) {
+        let be = std::rc::Rc::new(be);
+        // Two of the fixtures (the emulator takes ~10 s each): DifFace's per-level layout, and
+        // the up/down-sampling resblocks with the new attention order.
+        for name in ["difface_perlevel", "sdk_new_headch_updown"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/unet")
+                .join(name);
+            let cfg = UNetConfig::from_file(&dir.join("config.json")).unwrap();
+            let w = load_safetensors(&dir.join("weights.safetensors")).unwrap();
+            let io = load_safetensors(&dir.join("io.safetensors")).unwrap();
+            let x = &io["x"];
+            let ug = UNetGraph::new(&cfg, x.shape[0], x.shape[2], x.shape[3], true).unwrap();
+            let outs = [ug.out, ug.grad_x.unwrap()];
+            let mut ex =
+                Executor::new(be.clone(), &ug.graph, &ug.outputs(), PlanOptions::default())
+                    .unwrap();
+            ex.bind_all(|k| w.get(k).cloned()).unwrap();
+            for k in ["x", "t", "cotangent"] {
+                ex.set_input(k, &io[k]).unwrap();
+            }
+            ex.run().unwrap();
+            let got: Vec<Tensor<f32>> = outs.iter().map(|&o| ex.output(o).unwrap()).collect();
+            let bf16_ref = dynface::exec::eval(
+                Bf16Reference(dynface::backend::cpu::CpuBackend::<f64>::new()),
+                &ug.graph,
+                &outs,
+                &[
+                    ("x", &io["x"].cast::<f64>()),
+                    ("t", &io["t"].cast::<f64>()),
+                    ("cotangent", &io["cotangent"].cast::<f64>()),
+                ],
+                &w,
+            )
+            .unwrap();
+            for (i, what) in ["out", "grad_x"].into_iter().enumerate() {
+                let golden = io[what].cast::<f64>();
+                let e_dev = got[i].cast::<f64>().rel_err(&golden);
+                let e_ref = bf16_ref[i].rel_err(&golden);
+                println!(
+                    "{test}: {name} {what:<6} rel err vs PyTorch f64: device {e_dev:.2e}, \
+                     exact-accumulation bf16 {e_ref:.2e} (ratio {:.2}, tol {RATIO})",
+                    e_dev / e_ref
+                );
+                assert!(
+                    e_dev <= RATIO * e_ref,
+                    "{name} {what}: {e_dev:.3e} > {RATIO} × {e_ref:.3e}"
+                );
+                assert!(
+                    e_dev > 1e-5,
+                    "{name} {what}: fp32-level error: bf16 did not run"
+                );
+            }
+        }
+    }
+    let test = "tiny unet bf16";
+    match device(test) {
+        None => {}
+        Some(Device::Cuda(b)) => run(*b, test),
+        Some(Device::Emu(e)) => run(e, test),
+    }
 }
