@@ -1,5 +1,5 @@
-// 2-D convolution (NCHW, OIHW weights, groups) as implicit GEMM on tile.cuh: the im2col
-// matrix is never built; loaders gather its elements straight from the image.
+// 2-D convolution (NCHW, OIHW weights, groups) in fp32 as implicit GEMM on tile.cuh, with the
+// im2col gathers of tile_conv.cuh (ConvGeo, the forward and backward-input loaders):
 //
 //   forward        y[g]  (Og × N·OH·OW)  = W[g] (Og × K) · col(x)       K = (kh, kw, ci) order
 //   backward-input dx[g] (Cg × N·H·W)    = W[g]ᵀ · gather(dy)           K = (kh, kw, o) order
@@ -8,65 +8,8 @@
 // has too few tiles to fill the device: split s writes its partial product to out + s·total
 // and splitk_reduce sums the splits in a fixed order (deterministic, no atomics), adding the
 // bias for the forward pass. With splits = 1, out is the result itself.
-// The K orders put the channel fastest so a loader walks K with a cheap carry instead of
-// dividing per element; per-thread pixel coordinates are computed once per block.
-
-struct ConvGeo {
-    i64 n, c, h, w, o, kh, kw, oh, ow, stride, pad, groups;
-};
 
 // ---------------------------------------------------------------- forward
-template <int BM>
-struct FwdA {  // A(m, k) = w[g·Og + m][ci][ki][kj], k = (ki·kw + kj)·Cg + ci; K-fast map.
-    const float* w;
-    int og, cg, khkw, m0;
-    template <int N>
-    __device__ __forceinline__ void load(i64 k0, i64 ke, float (&r)[N]) const {
-        int k = (int)k0 + (threadIdx.x & 15);
-        bool kv = k < ke;
-        int rr = k / cg, ci = k - rr * cg;
-        int off = ci * khkw + rr;
-        i64 kg = (i64)cg * khkw;
-#pragma unroll
-        for (int e = 0; e < N; ++e) {
-            int m = m0 + ((int)threadIdx.x >> 4) + 16 * e;
-            r[e] = (kv && m < og) ? w[(i64)m * kg + off] : 0.0f;
-        }
-    }
-};
-
-template <int BN>
-struct FwdB {  // B(k, p) = x[ni][g·Cg + ci][oy·s − pad + ki][ox·s − pad + kj]; N-fast map.
-    const float* xb;  // image ni, channel g·Cg
-    int cg, kw, h, w, iy0, ix0;
-    bool col_ok;
-    template <int N>
-    __device__ __forceinline__ void load(i64 k0, i64 ke, float (&r)[N]) const {
-        const int S = MM_THREADS / BN;
-        int k = (int)k0 + (int)threadIdx.x / BN;
-        int rr = k / cg, ci = k - rr * cg;
-        int ki = rr / kw, kj = rr - ki * kw;
-        const i64 hw = (i64)h * w;
-#pragma unroll
-        for (int e = 0; e < N; ++e) {
-            float v = 0.0f;
-            int iy = iy0 + ki, ix = ix0 + kj;
-            if (col_ok && k < ke && iy >= 0 && iy < h && ix >= 0 && ix < w)
-                v = xb[ci * hw + (i64)iy * w + ix];
-            r[e] = v;
-            k += S;
-            ci += S;
-            while (ci >= cg) {
-                ci -= cg;
-                if (++kj == kw) {
-                    kj = 0;
-                    ++ki;
-                }
-            }
-        }
-    }
-};
-
 template <int BM, int BN>
 __device__ __forceinline__ void conv_fwd_body(const float* __restrict__ x,
                                               const float* __restrict__ w,
@@ -82,22 +25,9 @@ __device__ __forceinline__ void conv_fwd_body(const float* __restrict__ x,
     const int m0 = blockIdx.y * BM;
     const i64 n0 = (i64)blockIdx.x * BN;
 
-    FwdA<BM> la{w + (i64)g * og * K, og, cg, khkw, m0};
+    FwdA<BM> la;
     FwdB<BN> lb;
-    {
-        i64 p = n0 + (int)threadIdx.x % BN;
-        lb.col_ok = p < np;
-        if (!lb.col_ok) p = 0;
-        i64 ni = p / ohow, rem = p - ni * ohow;
-        int oy = (int)(rem / G.ow), ox = (int)(rem - (i64)oy * G.ow);
-        lb.xb = x + (ni * G.c + (i64)g * cg) * G.h * G.w;
-        lb.cg = cg;
-        lb.kw = (int)G.kw;
-        lb.h = (int)G.h;
-        lb.w = (int)G.w;
-        lb.iy0 = oy * (int)G.stride - (int)G.pad;
-        lb.ix0 = ox * (int)G.stride - (int)G.pad;
-    }
+    conv_fwd_loaders<BM, BN>(x, w, G, g, m0, n0, la, lb);
     const i64 kb = (i64)sp * chunk;
     const i64 ke = kb + chunk < K ? kb + chunk : K;
     float acc[BM / 16][BN / 16];
@@ -121,65 +51,6 @@ __device__ __forceinline__ void conv_fwd_body(const float* __restrict__ x,
 }
 
 // ---------------------------------------------------------------- backward-input
-template <int BM>
-struct BinA {  // A(c, k) = w[g·Og + o][c][ki][kj], k = (ki·kw + kj)·Og + o; K-fast map.
-    const float* w;
-    int og, cg, khkw, m0;
-    template <int N>
-    __device__ __forceinline__ void load(i64 k0, i64 ke, float (&r)[N]) const {
-        int k = (int)k0 + (threadIdx.x & 15);
-        bool kv = k < ke;
-        int rr = k / og, o = k - rr * og;
-        i64 base = (i64)o * cg * khkw + rr;
-#pragma unroll
-        for (int e = 0; e < N; ++e) {
-            int c = m0 + ((int)threadIdx.x >> 4) + 16 * e;
-            r[e] = (kv && c < cg) ? w[base + (i64)c * khkw] : 0.0f;
-        }
-    }
-};
-
-template <int BN>
-struct BinB {  // B(k, p) = dy[ni][g·Og + o][oy][ox] with oy·s = iy + pad − ki (if integral).
-    const float* dyb;  // image ni, channel g·Og
-    int og, kw, oh, ow, s, ty0, tx0;
-    bool col_ok;
-    template <int N>
-    __device__ __forceinline__ void load(i64 k0, i64 ke, float (&r)[N]) const {
-        const int S = MM_THREADS / BN;
-        int k = (int)k0 + (int)threadIdx.x / BN;
-        int rr = k / og, o = k - rr * og;
-        int ki = rr / kw, kj = rr - ki * kw;
-        const i64 ohow = (i64)oh * ow;
-#pragma unroll
-        for (int e = 0; e < N; ++e) {
-            float v = 0.0f;
-            int ty = ty0 - ki, tx = tx0 - kj;
-            if (col_ok && k < ke && ty >= 0 && tx >= 0) {
-                // Stride 1 (every UNet conv but the downsamplers) needs no division.
-                int oy = ty, ox = tx;
-                bool hit = true;
-                if (s != 1) {
-                    oy = ty / s;
-                    ox = tx / s;
-                    hit = oy * s == ty && ox * s == tx;
-                }
-                if (hit && oy < oh && ox < ow) v = dyb[o * ohow + (i64)oy * ow + ox];
-            }
-            r[e] = v;
-            k += S;
-            o += S;
-            while (o >= og) {
-                o -= og;
-                if (++kj == kw) {
-                    kj = 0;
-                    ++ki;
-                }
-            }
-        }
-    }
-};
-
 template <int BM, int BN>
 __device__ __forceinline__ void conv_bwd_input_body(const float* __restrict__ dy,
                                                     const float* __restrict__ w,
@@ -194,23 +65,9 @@ __device__ __forceinline__ void conv_bwd_input_body(const float* __restrict__ dy
     const int m0 = blockIdx.y * BM;
     const i64 n0 = (i64)blockIdx.x * BN;
 
-    BinA<BM> la{w + (i64)g * og * cg * khkw, og, cg, khkw, m0};
+    BinA<BM> la;
     BinB<BN> lb;
-    {
-        i64 p = n0 + (int)threadIdx.x % BN;
-        lb.col_ok = p < np;
-        if (!lb.col_ok) p = 0;
-        i64 ni = p / hw, rem = p - ni * hw;
-        int iy = (int)(rem / G.w), ix = (int)(rem - (i64)iy * G.w);
-        lb.dyb = dy + (ni * G.o + (i64)g * og) * G.oh * G.ow;
-        lb.og = og;
-        lb.kw = (int)G.kw;
-        lb.oh = (int)G.oh;
-        lb.ow = (int)G.ow;
-        lb.s = (int)G.stride;
-        lb.ty0 = iy + (int)G.pad;
-        lb.tx0 = ix + (int)G.pad;
-    }
+    conv_bwd_input_loaders<BM, BN>(dy, w, G, g, m0, n0, la, lb);
     const i64 kb = (i64)sp * chunk;
     const i64 ke = kb + chunk < K ? kb + chunk : K;
     float acc[BM / 16][BN / 16];

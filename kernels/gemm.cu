@@ -1,39 +1,5 @@
-// Batched matrix products C[z] = op(A)[z] · op(B)[z] on the tiled main loop of tile.cuh.
-// op(A) is M×K with element (m, k) at A[m·a_rs + k·a_cs]; op(B) is K×N with (k, n) at
-// B[k·b_rs + n·b_cs]; transposes are just strides. Batch z's matrix offsets come from
-// `batch` (dims = batch shape, sa/sb = element offsets per batch index, 0 where broadcast).
-// C is contiguous [z][M][N]. The thread→element map matches the contiguous axis: K-fast for
-// a row-major A, M-fast for a transposed one (likewise N/K for B), so loads coalesce.
-
-template <int BM, bool KF>
-struct MatA {
-    const float* p;
-    i64 M, rs, cs, m0;
-    template <int N>
-    __device__ __forceinline__ void load(i64 k0, i64 ke, float (&r)[N]) const {
-#pragma unroll
-        for (int e = 0; e < N; ++e) {
-            i64 k = k0 + mm_k<KF, BM>(e);
-            i64 m = m0 + mm_x<KF, BM>(e);
-            r[e] = (k < ke && m < M) ? p[m * rs + k * cs] : 0.0f;
-        }
-    }
-};
-
-template <int BN, bool KF>
-struct MatB {
-    const float* p;
-    i64 N, rs, cs, n0;
-    template <int NN>
-    __device__ __forceinline__ void load(i64 k0, i64 ke, float (&r)[NN]) const {
-#pragma unroll
-        for (int e = 0; e < NN; ++e) {
-            i64 k = k0 + mm_k<KF, BN>(e);
-            i64 n = n0 + mm_x<KF, BN>(e);
-            r[e] = (k < ke && n < N) ? p[k * rs + n * cs] : 0.0f;
-        }
-    }
-};
+// Batched matrix products C[z] = op(A)[z] · op(B)[z] in fp32 on the tiled main loop of
+// tile.cuh, with the strided loaders of tile_gemm.cuh (layout and batching described there).
 
 template <int BM, int BN, bool AK, bool BK>
 __device__ __forceinline__ void gemm_body(const float* __restrict__ A, const float* __restrict__ B,

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=gpu-bundle
-TESTS=(cuda_parity cuda_models cuda_bench kernels_check)
+TESTS=(cuda_parity cuda_models cuda_bench tc_bf16 kernels_check)
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 rm -rf "$OUT"

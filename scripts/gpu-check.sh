@@ -61,7 +61,7 @@ log "libcuda: ${found_cuda:-NOT FOUND}   libnvrtc: ${found_nvrtc:-NOT FOUND}"
 log "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
 status=0
-for name in cuda_parity cuda_models cuda_bench; do
+for name in cuda_parity cuda_models tc_bf16 cuda_bench; do
     t="$BUNDLE/tests/$name"
     [ -x "$t" ] || { log "missing $t"; status=1; continue; }
     log "=== $name"
@@ -79,6 +79,12 @@ done
 if [ -x "$BUNDLE/bin/dynface" ] && "$BUNDLE/bin/dynface" --help 2>&1 | grep -qw bench; then
     log "=== dynface bench --device cuda"
     run "$BUNDLE/bin/dynface" bench --device cuda --skip-conv --profile --warmup 1 --reps 3 --json "$OUT/bench-cuda.json" || status=1
+    # The bf16 tensor-core kernels (conv_tc.cu, gemm_tc.cu), same machine and call: the conv
+    # table (forward and input gradient at bf16; weight gradient fp32) and the UNet timings.
+    if [ "${GPU_CHECK_BF16:-1}" = 1 ] && "$BUNDLE/bin/dynface" bench --help 2>&1 | grep -q -- --precision; then
+        log "=== dynface bench --device cuda --precision bf16"
+        run "$BUNDLE/bin/dynface" bench --device cuda --precision bf16 --profile --warmup 1 --reps 3 --json "$OUT/bench-cuda-bf16.json" || status=1
+    fi
 else
     log "=== dynface bench: not in this CLI build (conv numbers are in cuda_bench above)"
 fi
@@ -89,10 +95,11 @@ for c in compute-sanitizer /usr/local/cuda*/bin/compute-sanitizer; do
     command -v "$c" >/dev/null 2>&1 && { san="$c"; break; }
 done
 if [ -n "$san" ] && [ "${GPU_CHECK_SANITIZER:-1}" = 1 ]; then
-    for filter in conv2d gaussian_blur layout; do
-        log "=== compute-sanitizer memcheck: cuda_parity $filter"
+    for spec in cuda_parity:conv2d cuda_parity:gaussian_blur cuda_parity:layout tc_bf16:bf16_tensor_core; do
+        bin="${spec%%:*}" filter="${spec#*:}"
+        log "=== compute-sanitizer memcheck: $bin $filter"
         timeout "${SANITIZER_TIMEOUT:-45}" "$san" --tool memcheck --error-exitcode 9 \
-            "$BUNDLE/tests/cuda_parity" --test-threads=1 "$filter" >"$OUT/memcheck-$filter.log" 2>&1
+            "$BUNDLE/tests/$bin" --test-threads=1 "$filter" >"$OUT/memcheck-$filter.log" 2>&1
         rc=$?
         grep -E "ERROR SUMMARY|Invalid|test result" "$OUT/memcheck-$filter.log" | tee -a "$REPORT"
         case $rc in
@@ -105,6 +112,6 @@ else
     log "=== compute-sanitizer: not found or disabled (GPU_CHECK_SANITIZER=0)"
 fi
 log "=== summary"
-log "$(grep -hE '^test result|^ *FAIL|panicked|skipped:' "$OUT"/cuda_*.log 2>/dev/null)"
+log "$(grep -hE '^test result|^ *FAIL|panicked|skipped:' "$OUT"/cuda_*.log "$OUT"/tc_bf16.log 2>/dev/null)"
 log "gpu-check: $([ $status -eq 0 ] && echo PASSED || echo FAILED) (report: $REPORT)"
 exit $status

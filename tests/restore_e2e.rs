@@ -179,6 +179,55 @@ fn missing_weights_name_the_file_its_source_and_its_place() {
 }
 
 #[test]
+fn bf16_precision_on_the_cpu_is_a_clear_error_and_writes_nothing() {
+    let inp = tmp("bf16-in");
+    synthetic_png(&inp.join("x.png"), 64, 64, 6);
+    let o = tmp("bf16-out");
+    let w = weights().to_str().unwrap();
+    let out = restore_cpu(
+        inp.to_str().unwrap(),
+        o.to_str().unwrap(),
+        w,
+        &["--precision", "bf16"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--precision bf16 needs a GPU"), "{err}");
+    assert!(!o.join("x.png").exists(), "nothing may be restored");
+    // `--device auto` that falls back to the CPU refuses bf16 the same way.
+    if dynface::backend::device::select_device("cuda").is_err() {
+        let out = restore(&[
+            inp.to_str().unwrap(),
+            "-o",
+            o.to_str().unwrap(),
+            "--weights",
+            w,
+            "--device",
+            "auto",
+            "--quiet",
+            "--precision",
+            "bf16",
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--device auto: --precision bf16 needs a GPU"),
+            "{err}"
+        );
+        assert!(!o.join("x.png").exists(), "nothing may be restored");
+    }
+    // An unknown precision is refused by the argument parser.
+    let out = restore_cpu(
+        inp.to_str().unwrap(),
+        o.to_str().unwrap(),
+        w,
+        &["--precision", "fp16"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fp32"));
+}
+
+#[test]
 fn the_twelve_real_photos_go_through_the_whole_pipeline() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/real_lq");
     if !dir.is_dir() {

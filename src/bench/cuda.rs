@@ -4,7 +4,7 @@
 
 use super::unet::{random_unet_weights, time_unet, UNetTiming};
 use super::BenchArgs;
-use crate::backend::cuda::{bench as cbench, profile, CudaBackend};
+use crate::backend::cuda::{bench as cbench, profile, CudaBackend, CudaOptions, Precision};
 use crate::backend::Backend;
 use crate::models::unet::UNetConfig;
 use anyhow::{anyhow, Result};
@@ -15,6 +15,8 @@ use std::time::Instant;
 #[derive(Clone, Debug, Serialize)]
 pub struct CudaBenchReport {
     pub device: String,
+    /// Convolution operand precision of this run.
+    pub precision: Precision,
     pub conv: Vec<String>,
     pub unet: Vec<UNetTiming>,
     /// (batch, ms per forward + gradient replayed from a CUDA graph)
@@ -23,9 +25,16 @@ pub struct CudaBenchReport {
 }
 
 pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
-    let be = Rc::new(CudaBackend::new().map_err(|e| anyhow!("--device cuda: {e}"))?);
+    let opts = CudaOptions {
+        precision: args.precision,
+        ..Default::default()
+    };
+    let be = Rc::new(CudaBackend::with_options(opts).map_err(|e| anyhow!("--device cuda: {e}"))?);
     let device = be.info().to_string();
-    println!("cuda bench on {device}");
+    println!(
+        "cuda bench on {device}, convolutions and products {} (conv weight gradient fp32)",
+        args.precision
+    );
     let t0 = Instant::now();
     be.preload_all()?;
     println!(
@@ -45,8 +54,8 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     let mut replay = vec![];
     let mut prof = vec![];
     println!(
-        "FFHQ 512 UNet (random weights), fp32, median of {} after {} warm-up:",
-        args.reps, args.warmup
+        "FFHQ 512 UNet (random weights), convs and products {}, median of {} after {} warm-up:",
+        args.precision, args.reps, args.warmup
     );
     for &b in &args.unet_batches {
         for with_grad in [false, true] {
@@ -104,6 +113,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     }
     Ok(CudaBenchReport {
         device,
+        precision: args.precision,
         conv,
         unet,
         unet_graph_replay: replay,

@@ -34,6 +34,11 @@ pub struct BenchArgs {
     /// cuda: print the per-kernel profile of one forward + input gradient.
     #[arg(long)]
     pub profile: bool,
+    /// cuda: convolution and matrix-product operands, fp32 or bf16 (tensor cores, fp32
+    /// accumulation). The CPU
+    /// bench is fp32 only (bf16 there is an error).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::backend::cuda::Precision,
 }
 
 /// Everything one CPU bench run measured.
@@ -54,6 +59,12 @@ pub enum BenchReport {
 
 /// Runs the benchmark for `args.device`, prints a table and optionally writes JSON.
 pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    if args.device == "cpu" && args.precision != crate::backend::cuda::Precision::Fp32 {
+        bail!(
+            "--precision {} needs --device cuda: the CPU backend computes in fp32 only",
+            args.precision
+        );
+    }
     let report = match args.device.as_str() {
         "cpu" => BenchReport::Cpu(run_cpu(args)),
         "cuda" => BenchReport::Cuda(cuda::run_cuda(args)?),
@@ -126,7 +137,16 @@ mod tests {
             unet_batches: vec![1],
             skip_conv: true,
             profile: false,
+            precision: crate::backend::cuda::Precision::Fp32,
         }
+    }
+
+    #[test]
+    fn bf16_on_the_cpu_is_a_clear_error() {
+        let mut a = args("cpu");
+        a.precision = crate::backend::cuda::Precision::Bf16;
+        let e = run_bench(&a).unwrap_err().to_string();
+        assert!(e.contains("--precision bf16 needs --device cuda"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::images::{load_input, save_output, InputImage};
 use super::models::{check_files, load_models, ModelSet};
 use super::pipeline::{ImageTrace, Pipeline, StageTimes};
 use crate::backend::cpu::CpuBackend;
+use crate::backend::cuda::{CudaOptions, Precision};
 use crate::backend::Backend;
 use crate::degrade::load::{collect_inputs, stem_of};
 use crate::degrade::seed::mix64;
@@ -45,6 +46,11 @@ pub struct RestoreArgs {
     /// auto (a usable GPU, else the CPU), cpu, or cuda[:N].
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Convolution and matrix-product operands on the GPU: fp32, or bf16 on tensor cores
+    /// (fp32 accumulation, ~2e-3 relative error per product). The CPU computes in fp32 only: bf16 with a CPU
+    /// device (also `auto` without a GPU) is an error.
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: Precision,
     #[arg(long, default_value = "full")]
     pub preset: Preset,
     /// Images per batch.
@@ -282,6 +288,9 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    if args.precision == Precision::Bf16 && args.device.eq_ignore_ascii_case("cpu") {
+        bail!("{}", super::device::BF16_ON_CPU);
+    }
     let files = expand_inputs(&args.inputs)?;
     if files.is_empty() {
         bail!("no input images found in {:?}", args.inputs);
@@ -298,13 +307,30 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     }
     ensure_weights(args)?;
     let device = super::device::resolve(&args.device)?;
-    eprintln!("device: {}", device.describe());
+    eprintln!(
+        "device: {}, precision {}",
+        device.describe(),
+        args.precision
+    );
     match device {
-        super::device::Device::Cpu => run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files),
+        super::device::Device::Cpu => {
+            if args.precision == Precision::Bf16 {
+                bail!("--device {}: {}", args.device, super::device::BF16_ON_CPU);
+            }
+            run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files)
+        }
         super::device::Device::Cuda(name) => {
-            let be = crate::backend::cuda::CudaBackend::new()
+            let opts = CudaOptions {
+                precision: args.precision,
+                ..Default::default()
+            };
+            let be = crate::backend::cuda::CudaBackend::with_options(opts)
                 .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
-            run_on(std::rc::Rc::new(be), format!("cuda: {name}"), args, &files)
+            let label = match args.precision {
+                Precision::Fp32 => format!("cuda: {name}"),
+                Precision::Bf16 => format!("cuda: {name} (bf16 tensor-core convs and products)"),
+            };
+            run_on(std::rc::Rc::new(be), label, args, &files)
         }
     }
 }

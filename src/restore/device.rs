@@ -3,6 +3,11 @@
 use crate::backend::device::{select_device, DeviceChoice};
 use anyhow::{anyhow, bail, Result};
 
+/// Why `--precision bf16` cannot run on the CPU backend.
+pub const BF16_ON_CPU: &str =
+    "--precision bf16 needs a GPU (bf16 tensor-core convolutions and products); \
+     the CPU backend computes in fp32 only: use --precision fp32 or --device cuda";
+
 pub enum Device {
     Cpu,
     Cuda(String),

@@ -168,7 +168,7 @@ pub fn run_kernels_check(args: &KernelsCheckArgs) -> Result<KernelsCheckReport> 
 
 pub fn format_report(r: &KernelsCheckReport) -> String {
     let mut s = format!(
-        "NVRTC {}.{}: {} kernels\n{:<12} {:<26} {:<7} {:>5} {:>9} {:>7} {:>9} {:>9}\n",
+        "NVRTC {}.{}: {} kernels\n{:<12} {:<30} {:<7} {:>5} {:>9} {:>7} {:>9} {:>9}\n",
         r.nvrtc_version.0,
         r.nvrtc_version.1,
         r.rows.len(),
@@ -183,7 +183,7 @@ pub fn format_report(r: &KernelsCheckReport) -> String {
     );
     for k in &r.rows {
         s.push_str(&format!(
-            "{:<12} {:<26} {:<7} {:>5} {:>9} {:>7} {:>9} {:>9}\n",
+            "{:<12} {:<30} {:<7} {:>5} {:>9} {:>7} {:>9} {:>9}\n",
             k.file,
             k.kernel,
             k.arch,

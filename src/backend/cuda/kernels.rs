@@ -44,6 +44,8 @@ mod tests {
             "resample",
             "embed",
             "blur",
+            "conv_tc",
+            "gemm_tc",
         ] {
             let f = FILES.iter().find(|f| f.name == fam);
             assert!(
@@ -53,6 +55,8 @@ mod tests {
         }
         assert!(file_of("conv_fwd_128x128").is_some_and(|f| f.name == "conv"));
         assert!(file_of("gemm_64x64_tt").is_some());
+        assert!(file_of("conv_fwd_tc_v1_128x128").is_some_and(|f| f.name == "conv_tc"));
+        assert!(PRELUDE.contains("mma_bf16_16816") && PRELUDE.contains("struct ConvGeo"));
         assert!(all_kernels().count() > 40);
         assert!(PRELUDE.contains("struct Strided"));
     }

@@ -16,9 +16,11 @@ pub mod emu;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
+pub mod precision;
 pub mod probe;
 pub mod profile;
 
+pub use precision::Precision;
 pub use probe::{probe, DeviceInfo};
 
 use super::{BResult, Backend, BackendError, Operand};
@@ -38,6 +40,9 @@ pub struct CudaOptions {
     /// Compile with `--use_fast_math` (approximate transcendental functions). Off by default:
     /// the reference kernels are checked for parity with the CPU first.
     pub fast_math: bool,
+    /// Operand precision of the convolutions and matrix products (default fp32; see
+    /// [`Precision`]).
+    pub precision: Precision,
 }
 
 /// One device allocation holding every value of a plan.
@@ -83,6 +88,7 @@ pub struct CudaBackend {
     /// Op kind of the node being executed (labels profile rows).
     current_op: Mutex<&'static str>,
     notes: Mutex<Vec<String>>,
+    precision: Precision,
 }
 
 /// A kernel argument (kept alive until the launch call returns).
@@ -160,6 +166,7 @@ impl CudaBackend {
 
     pub fn with_options(options: CudaOptions) -> Result<Self, String> {
         let (ctx, info) = probe::open()?;
+        check_precision(&info, options.precision)?;
         // One stream, and graph capture: cudarc's per-allocation events would only add waits.
         // SAFETY: called before any allocation or stream of this context exists.
         unsafe { ctx.disable_event_tracking() };
@@ -186,7 +193,20 @@ impl CudaBackend {
             profiler: Mutex::new(None),
             current_op: Mutex::new(""),
             notes: Mutex::new(vec![]),
+            precision: options.precision,
         })
+    }
+
+    /// Operand precision of the convolutions and products from now on (before wrapping the
+    /// backend in an `Rc`; a plan captured as a CUDA graph keeps the kernels it recorded).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), String> {
+        check_precision(&self.info, precision)?;
+        self.precision = precision;
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -324,6 +344,15 @@ impl CudaBackend {
 /// The kernel entry points beyond the graph ops, shared by the CUDA backend and its CPU
 /// emulator so the same tests run on both.
 pub trait KernelBackend: Backend<Elem = f32> {
+    /// y[i] = x[i] rounded to bf16 (as fp32) by the rounding helper of the tensor-core kernels
+    /// (`bf16_rne` in kernels/mma.cuh), for n elements at arena offsets x and y.
+    fn bf16_round(&self, arena: &Self::Arena, x: usize, y: usize, n: usize) -> BResult<()>;
+
+    /// One warp-wide bf16 tensor-core product (`mma_probe`): d = c + a·b with a 16×16, b 16×8,
+    /// c and d 16×8, row-major fp32 at the given arena offsets (operands rounded to bf16).
+    fn mma_probe(&self, arena: &Self::Arena, a: usize, b: usize, c: usize, d: usize)
+        -> BResult<()>;
+
     /// Fused attention for head width 64: out = softmax(scale·q·kᵀ)·v with q [b, l, 64],
     /// k, v [b, s, 64], out [b, l, 64] at the given arena offsets; `dims` = (b, l, s).
     #[allow(clippy::too_many_arguments)]
@@ -340,6 +369,14 @@ pub trait KernelBackend: Backend<Elem = f32> {
 }
 
 impl KernelBackend for CudaBackend {
+    fn bf16_round(&self, arena: &CudaArena, x: usize, y: usize, n: usize) -> BResult<()> {
+        ops::bf16_round(self, arena.base, x, y, n)
+    }
+
+    fn mma_probe(&self, arena: &CudaArena, a: usize, b: usize, c: usize, d: usize) -> BResult<()> {
+        ops::mma_probe(self, arena.base, a, b, c, d)
+    }
+
     fn fused_attention(
         &self,
         arena: &CudaArena,
@@ -370,6 +407,9 @@ impl ops::Launcher for CudaBackend {
     fn sms(&self) -> usize {
         self.info.multiprocessors.max(1) as usize
     }
+    fn precision(&self) -> Precision {
+        self.precision
+    }
 }
 
 impl Backend for CudaBackend {
@@ -377,7 +417,13 @@ impl Backend for CudaBackend {
     type Arena = CudaArena;
 
     fn name(&self) -> String {
-        format!("cuda-f32 {}", self.info.name)
+        match self.precision {
+            Precision::Fp32 => format!("cuda-f32 {}", self.info.name),
+            Precision::Bf16 => format!(
+                "cuda-f32 (bf16 tensor-core convs, products) {}",
+                self.info.name
+            ),
+        }
     }
 
     fn alloc(&self, len: usize) -> BResult<CudaArena> {
@@ -478,6 +524,17 @@ impl Backend for CudaBackend {
             .ok_or_else(|| BackendError::Device("no captured graph to replay".into()))?;
         g.launch().map_err(|e| dev_err("graph launch", e))
     }
+}
+
+/// bf16 `mma.sync` exists from compute capability 8.0 (Ampere) on.
+fn check_precision(info: &DeviceInfo, precision: Precision) -> Result<(), String> {
+    if precision == Precision::Bf16 && info.compute_capability.0 < 8 {
+        return Err(format!(
+            "--precision bf16 needs bf16 tensor cores (compute capability 8.0 or newer); {} is {}.{}",
+            info.name, info.compute_capability.0, info.compute_capability.1
+        ));
+    }
+    Ok(())
 }
 
 fn check_range(arena: &CudaArena, offset: usize, len: usize) -> BResult<()> {

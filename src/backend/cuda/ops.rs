@@ -1,7 +1,7 @@
 //! Launch configuration of every graph op: which kernel(s), grid, block and arguments.
 //! The semantics are those of `backend::cpu::run_op`; each arm names the kernel family.
 
-use super::Arg;
+use super::{Arg, Precision};
 use crate::backend::{BResult, BackendError, Operand};
 use crate::graph::{BinaryOp, Conv2dParams, Op, ReduceOp, UnaryOp};
 use crate::tensor::{broadcast_strides, numel, strides};
@@ -93,6 +93,8 @@ pub(crate) trait Launcher {
     fn workspace(&self, bytes: usize) -> BResult<u64>;
     /// Multiprocessor count (for tile-size and split-K choices).
     fn sms(&self) -> usize;
+    /// Operand precision of the convolutions (forward and input gradient) and matrix products.
+    fn precision(&self) -> Precision;
 }
 
 const THREADS: u32 = 256;
@@ -249,13 +251,19 @@ fn tile_name(prefix: &str, t: (usize, usize)) -> &'static str {
         ("conv_bwd_input", (128, 128)) => "conv_bwd_input_128x128",
         ("conv_bwd_input", (64, 128)) => "conv_bwd_input_64x128",
         ("conv_bwd_input", _) => "conv_bwd_input_64x64",
+        ("conv_fwd_tc", (128, 128)) => "conv_fwd_tc_v1_128x128",
+        ("conv_fwd_tc", (64, 128)) => "conv_fwd_tc_v1_64x128",
+        ("conv_fwd_tc", _) => "conv_fwd_tc_v1_64x64",
+        ("conv_bwd_input_tc", (128, 128)) => "conv_bwd_input_tc_v1_128x128",
+        ("conv_bwd_input_tc", (64, 128)) => "conv_bwd_input_tc_v1_64x128",
+        ("conv_bwd_input_tc", _) => "conv_bwd_input_tc_v1_64x64",
         ("conv_bwd_weight", (128, 128)) => "conv_bwd_weight_128x128",
         ("conv_bwd_weight", (64, 128)) => "conv_bwd_weight_64x128",
         (_, _) => "conv_bwd_weight_64x64",
     }
 }
 
-fn gemm_name(t: (usize, usize), a_n: bool, b_n: bool) -> &'static str {
+fn gemm_name(t: (usize, usize), a_n: bool, b_n: bool, precision: Precision) -> &'static str {
     const NAMES: [&str; 12] = [
         "gemm_128x128_nn",
         "gemm_128x128_nt",
@@ -270,12 +278,30 @@ fn gemm_name(t: (usize, usize), a_n: bool, b_n: bool) -> &'static str {
         "gemm_64x64_tn",
         "gemm_64x64_tt",
     ];
+    const TC_NAMES: [&str; 12] = [
+        "gemm_tc_v1_128x128_nn",
+        "gemm_tc_v1_128x128_nt",
+        "gemm_tc_v1_128x128_tn",
+        "gemm_tc_v1_128x128_tt",
+        "gemm_tc_v1_64x128_nn",
+        "gemm_tc_v1_64x128_nt",
+        "gemm_tc_v1_64x128_tn",
+        "gemm_tc_v1_64x128_tt",
+        "gemm_tc_v1_64x64_nn",
+        "gemm_tc_v1_64x64_nt",
+        "gemm_tc_v1_64x64_tn",
+        "gemm_tc_v1_64x64_tt",
+    ];
     let base = match t {
         (128, 128) => 0,
         (64, 128) => 4,
         _ => 8,
     };
-    NAMES[base + if a_n { 0 } else { 2 } + if b_n { 0 } else { 1 }]
+    let i = base + if a_n { 0 } else { 2 } + if b_n { 0 } else { 1 };
+    match precision {
+        Precision::Fp32 => NAMES[i],
+        Precision::Bf16 => TC_NAMES[i],
+    }
 }
 
 /// How many ways to split a product's K range, aiming at two blocks per SM: when `eager`,
@@ -365,8 +391,13 @@ pub(super) fn conv_fwd_tiled(
         y
     };
     let kernel_bias = if splits > 1 { 0 } else { bias.unwrap_or(0) };
+    // Same grid, arguments and split-K contract for both precisions.
+    let family = match be.precision() {
+        Precision::Fp32 => "conv_fwd",
+        Precision::Bf16 => "conv_fwd_tc",
+    };
     be.launch(
-        tile_name("conv_fwd", t),
+        tile_name(family, t),
         (
             np.div_ceil(t.1) as u32,
             og.div_ceil(t.0) as u32,
@@ -429,8 +460,12 @@ pub(super) fn conv_bwd_input_tiled(
     } else {
         dx
     };
+    let family = match be.precision() {
+        Precision::Fp32 => "conv_bwd_input",
+        Precision::Bf16 => "conv_bwd_input_tc",
+    };
     be.launch(
-        tile_name("conv_bwd_input", t),
+        tile_name(family, t),
         (
             np.div_ceil(t.1) as u32,
             cg.div_ceil(t.0) as u32,
@@ -533,7 +568,7 @@ fn matmul(
         .collect();
     let batch = Strided::new(batch_shape, &sta, &stb)?;
     let t = pick_tile(m, n, nb, be.sms());
-    let name = gemm_name(t, a_cs == 1, b_cs == 1);
+    let name = gemm_name(t, a_cs == 1, b_cs == 1, be.precision());
     be.launch(
         name,
         (
@@ -1095,4 +1130,41 @@ pub(crate) fn fused_attention(
             Arg::F32(scale),
         ],
     )
+}
+
+/// `bf16_round` (conv_tc.cu): y = x rounded to bf16 by the kernels' own rounding helper.
+pub(crate) fn bf16_round(
+    be: &dyn Launcher,
+    base: u64,
+    x: usize,
+    y: usize,
+    n: usize,
+) -> BResult<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    be.launch(
+        "bf16_round",
+        grid1(n),
+        THREADS,
+        vec![
+            Arg::Ptr(base + 4 * x as u64),
+            Arg::Ptr(base + 4 * y as u64),
+            i64a(n),
+        ],
+    )
+}
+
+/// `mma_probe` (conv_tc.cu): one warp-wide bf16 mma on 16×16, 16×8 and 16×8 row-major
+/// matrices at arena offsets a, b, c; result at d.
+pub(crate) fn mma_probe(
+    be: &dyn Launcher,
+    base: u64,
+    a: usize,
+    b: usize,
+    c: usize,
+    d: usize,
+) -> BResult<()> {
+    let at = |o: usize| Arg::Ptr(base + 4 * o as u64);
+    be.launch("mma_probe", (1, 1, 1), 32, vec![at(a), at(b), at(c), at(d)])
 }

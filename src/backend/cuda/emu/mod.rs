@@ -6,7 +6,7 @@
 
 use super::kernels::{FILES, PRELUDE};
 use super::ops::{self, Launcher};
-use super::{Arg, KernelBackend};
+use super::{Arg, KernelBackend, Precision};
 use crate::backend::{BResult, Backend, BackendError, Operand};
 use crate::graph::Node;
 use std::ffi::{c_char, c_void, CString};
@@ -34,6 +34,9 @@ pub struct EmuBackend {
     /// Multiprocessor count the launch code plans for (132: an H100 SXM), so the emulator
     /// exercises the tile and split-K choices the GPU will make.
     pub sms: usize,
+    /// Operand precision of the convolutions and products, as on the CUDA backend (default
+    /// fp32).
+    pub precision: Precision,
 }
 
 pub struct EmuArena {
@@ -89,7 +92,17 @@ impl EmuBackend {
             let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
             let tmp: PathBuf = dir.join(format!("lib.{}.so", std::process::id()));
             let out = std::process::Command::new(&cxx)
-                .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-w", "-o"])
+                // No strict aliasing: kernels stage bf16 halves through `unsigned short*` views of
+                // `unsigned` shared arrays, as CUDA code does.
+                .args([
+                    "-std=c++17",
+                    "-O2",
+                    "-fno-strict-aliasing",
+                    "-shared",
+                    "-fPIC",
+                    "-w",
+                    "-o",
+                ])
                 .arg(&tmp)
                 .arg(&src)
                 .output()
@@ -113,7 +126,14 @@ impl EmuBackend {
             launch_fn,
             workspace: Mutex::new(vec![]),
             sms: 132,
+            precision: Precision::Fp32,
         })
+    }
+
+    /// The same emulator with the convolutions and products at `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 }
 
@@ -176,6 +196,10 @@ impl Launcher for EmuBackend {
     fn sms(&self) -> usize {
         self.sms
     }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
 }
 
 impl Backend for EmuBackend {
@@ -183,7 +207,10 @@ impl Backend for EmuBackend {
     type Arena = EmuArena;
 
     fn name(&self) -> String {
-        "cuda-emulated-on-cpu".into()
+        match self.precision {
+            Precision::Fp32 => "cuda-emulated-on-cpu".into(),
+            Precision::Bf16 => "cuda-emulated-on-cpu (bf16 tensor-core convs, products)".into(),
+        }
     }
 
     fn alloc(&self, len: usize) -> BResult<EmuArena> {
@@ -218,6 +245,14 @@ impl Backend for EmuBackend {
 }
 
 impl KernelBackend for EmuBackend {
+    fn bf16_round(&self, arena: &EmuArena, x: usize, y: usize, n: usize) -> BResult<()> {
+        ops::bf16_round(self, arena.base(), x, y, n)
+    }
+
+    fn mma_probe(&self, arena: &EmuArena, a: usize, b: usize, c: usize, d: usize) -> BResult<()> {
+        ops::mma_probe(self, arena.base(), a, b, c, d)
+    }
+
     fn fused_attention(
         &self,
         arena: &EmuArena,

@@ -22,6 +22,7 @@ static std::vector<Fiber> fibers;
 static Fiber* cur = nullptr;
 static std::function<void()> body;
 static std::vector<double> slots;  // [warps][32]
+static std::vector<unsigned> words;  // [warps][32 × 6] (mma fragments)
 // Fiber stacks, allocated once (uninitialised: zeroing them per block would dominate).
 static const size_t STACK = 128 * 1024;
 static std::vector<char*> stacks;
@@ -49,6 +50,7 @@ static void resume(Fiber& f) {
 static std::string run_block(unsigned nthreads) {
     fibers.assign(nthreads, Fiber());
     slots.assign(((nthreads + 31) / 32) * 32, 0.0);
+    words.assign(((nthreads + 31) / 32) * 32 * 6, 0u);
     for (unsigned t = 0; t < nthreads; ++t) {
         Fiber& f = fibers[t];
         f.tid = t;
@@ -112,6 +114,7 @@ static void emu_yield(int state) {
 void emu_block_barrier() { emu_yield(emu::AT_BLOCK); }
 void emu_warp_barrier() { emu_yield(emu::AT_WARP); }
 double* emu_warp_slots() { return emu::slots.data() + (threadIdx.x / 32) * 32; }
+unsigned* emu_warp_words() { return emu::words.data() + (threadIdx.x / 32) * 32 * 6; }
 
 template <class... A, size_t... I>
 static void emu_call_impl(void (*f)(A...), void** p, std::index_sequence<I...>) {
