@@ -4,7 +4,7 @@
 #[path = "support/restore_cli.rs"]
 mod restore_cli;
 
-use restore_cli::{report, restore_cpu, synthetic_png, tmp, weights};
+use restore_cli::{report, restore, restore_cpu, synthetic_png, tmp, weights};
 use std::path::Path;
 
 #[test]
