@@ -3,6 +3,10 @@
 use super::{DiffusionError, Result};
 use serde::{Deserialize, Serialize};
 
+/// Longest original chain accepted (real models use 1000–4000 steps); a config asking for
+/// more would only make the tables exhaust memory.
+pub const MAX_STEPS: usize = 100_000;
+
 /// How β_t is laid out over the original chain.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,6 +45,14 @@ impl BetaSchedule {
     }
 
     pub fn betas(&self) -> Result<Vec<f64>> {
+        let steps = match *self {
+            BetaSchedule::Linear { steps, .. } | BetaSchedule::Cosine { steps } => steps,
+        };
+        if steps > MAX_STEPS {
+            return Err(DiffusionError::Schedule(format!(
+                "{steps} diffusion steps; at most {MAX_STEPS} are supported"
+            )));
+        }
         match *self {
             BetaSchedule::Linear { steps, start, end } => {
                 if steps < 2 || !(0.0 < start && start <= end && end < 1.0) {
@@ -212,6 +224,27 @@ mod tests {
         assert_eq!(s.len(), 1000);
         assert!((s.betas[0] - 1e-4).abs() < 1e-18 && (s.betas[999] - 0.02).abs() < 1e-15);
         assert!(s.alphas_cumprod.windows(2).all(|w| w[1] < w[0]));
+    }
+
+    #[test]
+    fn absurd_step_counts_are_refused_before_allocating() {
+        for kind in [
+            BetaSchedule::Linear {
+                steps: 1 << 40,
+                start: 1e-4,
+                end: 0.02,
+            },
+            BetaSchedule::Cosine { steps: usize::MAX },
+        ] {
+            let e = Schedule::new(&kind).unwrap_err().to_string();
+            assert!(e.contains("at most 100000"), "{e}");
+        }
+        assert_eq!(
+            Schedule::new(&BetaSchedule::Cosine { steps: MAX_STEPS })
+                .unwrap()
+                .len(),
+            MAX_STEPS
+        );
     }
 
     #[test]

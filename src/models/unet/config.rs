@@ -12,6 +12,11 @@ use std::path::Path;
 
 /// GroupNorm32 of guided-diffusion: 32 groups, eps 1e-5.
 pub const GN_GROUPS: usize = 32;
+/// Most resolution levels, res blocks per level, channels and pixels a config may ask for.
+pub const MAX_LEVELS: usize = 12;
+pub const MAX_RES_BLOCKS: usize = 32;
+pub const MAX_CHANNELS: usize = 1 << 16;
+pub const MAX_IMAGE_SIZE: usize = 1 << 14;
 pub const GN_EPS: f32 = 1e-5;
 
 /// A checked UNet configuration. Lists are normalised: one entry per level.
@@ -328,6 +333,34 @@ impl UNetConfig {
         if self.in_channels == 0 || self.out_channels == 0 {
             return err("`in_channels` and `out_channels` must be positive");
         }
+        // Plausibility caps: every real ADM UNet is far inside them, and they keep a hostile
+        // config from making the builder loop or the key spec overflow.
+        if levels > MAX_LEVELS {
+            return err(format!(
+                "{levels} levels in `channel_mult`; at most {MAX_LEVELS} are supported"
+            ));
+        }
+        if let Some(&n) = self.num_res_blocks.iter().find(|&&n| n > MAX_RES_BLOCKS) {
+            return err(format!(
+                "`num_res_blocks` = {n} at a level; at most {MAX_RES_BLOCKS} per level are supported"
+            ));
+        }
+        if self.model_channels > MAX_CHANNELS || self.image_size > MAX_IMAGE_SIZE {
+            return err(format!(
+                "`model_channels` = {} / `image_size` = {}: at most {MAX_CHANNELS} channels and {MAX_IMAGE_SIZE} pixels are supported",
+                self.model_channels, self.image_size
+            ));
+        }
+        if let Some(m) = self
+            .channel_mult
+            .iter()
+            .find(|m| !(m.is_finite() && **m * self.model_channels as f64 <= MAX_CHANNELS as f64))
+        {
+            return err(format!(
+                "`channel_mult` entry {m} × model_channels {} exceeds {MAX_CHANNELS} channels",
+                self.model_channels
+            ));
+        }
         // With no res block at a level the channel count does not change there, so the
         // widths every later check (and the key spec) assume would be wrong.
         if let Some(l) = self.num_res_blocks.iter().position(|&n| n == 0) {
@@ -497,6 +530,23 @@ mod tests {
             ("num_classes", json!(1000), "class-conditional"),
             ("num_res_blocks", json!(1.5), "not a non-negative integer"),
             ("num_res_blocks", json!([2, 2, 0, 2]), "0 at level 2"),
+            // Found by the configs fuzz target: building 2.2e17 res blocks never ends.
+            (
+                "num_res_blocks",
+                json!([1, 2, 222222222222222222u64, 2]),
+                "at most 32",
+            ),
+            (
+                "channel_mult",
+                json!([1, 2, 1e300, 4]),
+                "exceeds 65536 channels",
+            ),
+            (
+                "model_channels",
+                json!(1u64 << 40),
+                "at most 65536 channels",
+            ),
+            ("channel_mult", json!(vec![1; 13]), "at most 12"),
             ("use_scale_shift_norm", json!("yes"), "bad field type"),
         ];
         for (key, val, want) in cases {
@@ -522,7 +572,11 @@ mod tests {
         let mut cfg = UNetConfig::from_value(&base()).unwrap();
         cfg.num_head_channels = 64;
         cfg.num_res_blocks = vec![0; cfg.channel_mult.len()];
-        assert!(cfg.validate().unwrap_err().to_string().contains("at least one res block"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at least one res block"));
         let e = crate::models::unet::model::unet_spec(&cfg).unwrap_err();
         assert!(format!("{e:#}").contains("at least one res block"), "{e:#}");
         let mut g = crate::graph::Graph::new();
