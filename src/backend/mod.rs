@@ -39,6 +39,10 @@ pub trait Backend {
     fn write(&self, arena: &mut Self::Arena, offset: usize, data: &[Self::Elem]) -> BResult<()>;
     fn read(&self, arena: &Self::Arena, offset: usize, len: usize) -> BResult<Vec<Self::Elem>>;
     fn fill(&self, arena: &mut Self::Arena, offset: usize, len: usize, value: f32) -> BResult<()>;
+    /// Copies `len` elements from `src` to `dst` inside the arena without a trip through the
+    /// host (the sampler feeds a step's output back as the next step's input). The regions
+    /// must not overlap; on devices the copy is ordered after earlier work on the stream.
+    fn copy(&self, arena: &mut Self::Arena, src: usize, dst: usize, len: usize) -> BResult<()>;
     /// Computes `node` (whose op is not a leaf and not a view) into `out`.
     fn exec(
         &self,
@@ -50,6 +54,10 @@ pub trait Backend {
     /// Waits until all issued work is done (a no-op on the CPU).
     fn synchronize(&self) -> BResult<()> {
         Ok(())
+    }
+    /// Whether `begin_capture` / `end_capture` / `replay` work on this backend.
+    fn can_capture(&self) -> bool {
+        false
     }
     /// Starts recording the launches of the following `exec` calls into a replayable graph
     /// (CUDA graphs). Backends without such a facility say so.
@@ -75,6 +83,26 @@ pub trait Backend {
     }
 }
 
+/// Checks that `[src, src+len)` and `[dst, dst+len)` lie in an arena of `arena_len` elements
+/// and do not overlap (every backend's `copy` enforces the same contract).
+pub fn check_copy(arena_len: usize, src: usize, dst: usize, len: usize) -> BResult<()> {
+    if src + len > arena_len || dst + len > arena_len {
+        return Err(BackendError::Device(format!(
+            "copy {src}..{} → {dst}..{} outside the arena of {arena_len} elements",
+            src + len,
+            dst + len
+        )));
+    }
+    if len > 0 && src < dst + len && dst < src + len {
+        return Err(BackendError::Device(format!(
+            "copy {src}..{} → {dst}..{}: the regions overlap",
+            src + len,
+            dst + len
+        )));
+    }
+    Ok(())
+}
+
 /// A shared backend: several executors (the pipeline's networks) on one device context.
 impl<T: Backend> Backend for std::rc::Rc<T> {
     type Elem = T::Elem;
@@ -94,6 +122,12 @@ impl<T: Backend> Backend for std::rc::Rc<T> {
     }
     fn fill(&self, arena: &mut Self::Arena, offset: usize, len: usize, value: f32) -> BResult<()> {
         (**self).fill(arena, offset, len, value)
+    }
+    fn copy(&self, arena: &mut Self::Arena, src: usize, dst: usize, len: usize) -> BResult<()> {
+        (**self).copy(arena, src, dst, len)
+    }
+    fn can_capture(&self) -> bool {
+        (**self).can_capture()
     }
     fn exec(
         &self,

@@ -55,6 +55,10 @@ pub struct RestoreArgs {
     /// Sampler override, e.g. ddim250 or ddim50 (default: the model set's).
     #[arg(long)]
     pub sampler: Option<String>,
+    /// Where the sampler's per-step update runs: device (the default: x_t stays on the
+    /// backend) or host (the f64 reference path).
+    #[arg(long, value_enum)]
+    pub step_on: Option<crate::sampler::UpdateOn>,
     /// Restore images whose output already exists (default: skip them, so reruns resume).
     #[arg(long)]
     pub overwrite: bool,
@@ -92,6 +96,9 @@ pub struct RunReport {
     pub weights: PathBuf,
     pub preset: Preset,
     pub sampler: String,
+    /// Where the sampler's update ran: "host", or "device" with whether the step graph was
+    /// replayed from a recording (and why not).
+    pub step: String,
     pub batch: usize,
     pub images: Vec<ImageReport>,
     pub restored: usize,
@@ -205,6 +212,9 @@ fn run_on<B: Backend + Clone>(
     let mut cfg = models.set.sampler.clone();
     if let Some(s) = &args.sampler {
         cfg.sampler = s.clone();
+    }
+    if let Some(u) = args.step_on {
+        cfg.update_on = u;
     }
     match args.preset {
         Preset::Full | Preset::NoDgsa => {}
@@ -359,6 +369,9 @@ fn run_on<B: Backend + Clone>(
         weights: args.weights.clone(),
         preset: args.preset,
         sampler: cfg.sampler.clone(),
+        step: pipelines
+            .first()
+            .map_or_else(|| "no batch ran".into(), |p| p.step_description()),
         batch: args.batch,
         restored: count("restored"),
         skipped: count("skipped"),

@@ -392,6 +392,15 @@ impl Backend for CudaBackend {
         ops::fill(self, arena.addr(offset), len, value)
     }
 
+    fn copy(&self, arena: &mut CudaArena, src: usize, dst: usize, len: usize) -> BResult<()> {
+        crate::backend::check_copy(arena.len, src, dst, len)?;
+        ops::copy(self, arena.addr(src), arena.addr(dst), len)
+    }
+
+    fn can_capture(&self) -> bool {
+        true
+    }
+
     fn exec(
         &self,
         arena: &mut CudaArena,
