@@ -1199,7 +1199,6 @@ fn arena_copy_moves_values_on_the_device() {
 }
 
 fn arena_copy_body<B: KernelBackend>(be: B, _test: &str) {
-    use dynface::backend::Backend;
     // An odd length that does not fill the last block, between unaligned offsets.
     let n = 1000 + 37;
     let total = 3 * n + 10;

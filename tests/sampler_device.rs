@@ -9,6 +9,8 @@
 //! the learned variance) so that the gradient goes through a real convolution.
 
 use dynface::backend::cpu::CpuBackend;
+use dynface::backend::cuda::emu::EmuBackend;
+use dynface::backend::Backend;
 use dynface::exec::eval;
 use dynface::graph::{Graph, NodeId, UnaryOp};
 use dynface::models::dgsa::{self, DgsaConfig};
@@ -165,8 +167,18 @@ fn sampler(
     w: &HashMap<String, Tensor<f32>>,
     in_graph_scale: bool,
 ) -> Sampler<CpuBackend<f64>> {
+    sampler_on(CpuBackend::<f64>::new(), cfg, batch, w, in_graph_scale)
+}
+
+fn sampler_on<B: Backend>(
+    be: B,
+    cfg: SamplerConfig,
+    batch: usize,
+    w: &HashMap<String, Tensor<f32>>,
+    in_graph_scale: bool,
+) -> Sampler<B> {
     Sampler::with_scale(
-        CpuBackend::<f64>::new(),
+        be,
         cfg,
         [batch, C, HW, HW],
         denoiser,
@@ -340,4 +352,38 @@ fn device_step_rejects_a_host_scale_map_and_a_second_scale() {
     s.sample(&gd, &mut UnitScale, 1).unwrap();
     let why = s.capture_status().unwrap_err();
     assert!(why.contains("does not record"), "{why}");
+}
+
+/// The device step through the CUDA launch code and kernels (on the CPU emulator of the
+/// kernels when there is no GPU): the new update ops, masks and the state copies, in f32,
+/// against the f64 host step.
+#[test]
+fn device_step_on_the_cuda_kernels_matches_the_f64_host_step() {
+    if std::env::var_os("DYNFACE_NO_EMU").is_some() {
+        println!("skipped: DYNFACE_NO_EMU is set");
+        return;
+    }
+    let emu = match EmuBackend::build() {
+        Ok(e) => e,
+        Err(why) => {
+            println!("skipped: no kernel emulator: {why}");
+            return;
+        }
+    };
+    let w = weights(51);
+    let gd = guidance(52, 3);
+    let host = sampler(config("ddim20", UpdateOn::Host), 3, &w, true)
+        .sample(&gd, &mut UnitScale, 6)
+        .unwrap();
+    let mut dev = sampler_on(emu, config("ddim20", UpdateOn::Device), 3, &w, true);
+    let out = dev.sample(&gd, &mut UnitScale, 6).unwrap();
+    let ex = out.x.rel_err(&host.x);
+    let es = rel(&out.sigma.concat(), &host.sigma.concat());
+    println!(
+        "ddim20 device step on the kernel emulator (f32) vs f64 host step: x rel err {ex:.2e}, \
+         σ rel err {es:.2e} ({})",
+        dev.capture_status().err().unwrap_or_default()
+    );
+    // f32 rounding through 15 guided steps.
+    assert!(ex < 1e-5 && es < 1e-5, "{ex} {es}");
 }
