@@ -43,6 +43,8 @@ pub struct Executor<B: Backend> {
     outputs: Vec<NodeId>,
     bound: Vec<bool>,
     const_ids: HashMap<String, Vec<NodeId>>,
+    /// Handle of this executor's recorded graph on the backend.
+    captured: Option<usize>,
 }
 
 impl<B: Backend> Executor<B> {
@@ -71,6 +73,7 @@ impl<B: Backend> Executor<B> {
             outputs: outputs.to_vec(),
             bound,
             const_ids,
+            captured: None,
         })
     }
 
@@ -266,8 +269,16 @@ impl<B: Backend> Executor<B> {
             }
         }
         let ended = self.backend.end_capture();
-        r?;
-        ended?;
+        if let Err(e) = r {
+            if let Ok(id) = ended {
+                self.backend.release_capture(id);
+            }
+            return Err(e);
+        }
+        if let Some(old) = self.captured.take() {
+            self.backend.release_capture(old);
+        }
+        self.captured = Some(ended?);
         Ok(())
     }
 
@@ -275,7 +286,10 @@ impl<B: Backend> Executor<B> {
     /// `output` waits for it).
     pub fn replay(&mut self) -> Result<()> {
         self.check_bound()?;
-        self.backend.replay()?;
+        let graph = self.captured.ok_or_else(|| {
+            ExecError::Binding("nothing recorded to replay: call capture or record first".into())
+        })?;
+        self.backend.replay(graph)?;
         Ok(())
     }
 
@@ -326,6 +340,14 @@ impl<B: Backend> Executor<B> {
     /// Arena access for backends that need to run extra work on this executor's memory.
     pub fn arena_mut(&mut self) -> (&B, &mut B::Arena) {
         (&self.backend, &mut self.arena)
+    }
+}
+
+impl<B: Backend> Drop for Executor<B> {
+    fn drop(&mut self) {
+        if let Some(g) = self.captured.take() {
+            self.backend.release_capture(g);
+        }
     }
 }
 

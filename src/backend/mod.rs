@@ -67,19 +67,25 @@ pub trait Backend {
             self.name()
         )))
     }
-    /// Ends the recording begun by `begin_capture` and prepares the graph for replay.
-    fn end_capture(&self) -> BResult<()> {
+    /// Ends the recording begun by `begin_capture`, prepares the graph for replay and returns
+    /// its handle (one backend may hold the graphs of several executors).
+    fn end_capture(&self) -> BResult<usize> {
         Err(BackendError::Unsupported(format!(
             "{}: graph capture is not supported",
             self.name()
         )))
     }
-    /// Re-issues the captured work on the current arena contents.
-    fn replay(&self) -> BResult<()> {
+    /// Re-issues the captured work of graph `graph` on the current arena contents.
+    fn replay(&self, graph: usize) -> BResult<()> {
+        let _ = graph;
         Err(BackendError::Unsupported(format!(
             "{}: graph replay is not supported",
             self.name()
         )))
+    }
+    /// Frees graph `graph` (its executor is dropped or records anew).
+    fn release_capture(&self, graph: usize) {
+        let _ = graph;
     }
 }
 
@@ -144,10 +150,13 @@ impl<T: Backend> Backend for std::rc::Rc<T> {
     fn begin_capture(&self) -> BResult<()> {
         (**self).begin_capture()
     }
-    fn end_capture(&self) -> BResult<()> {
+    fn end_capture(&self) -> BResult<usize> {
         (**self).end_capture()
     }
-    fn replay(&self) -> BResult<()> {
-        (**self).replay()
+    fn replay(&self, graph: usize) -> BResult<()> {
+        (**self).replay(graph)
+    }
+    fn release_capture(&self, graph: usize) {
+        (**self).release_capture(graph)
     }
 }

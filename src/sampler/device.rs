@@ -11,7 +11,9 @@
 //! σ is clamped at σ_min/σ_max rounded to f32 (the graph's clamp takes f32 bounds).
 
 use super::graph::names;
-use super::run::{image_rngs, to_model_range, CaptureState, Guidance, SampleOutput, StepTrace};
+use super::run::{
+    image_rngs, to_model_range, CaptureState, Guidance, RunTiming, SampleOutput, StepTrace,
+};
 use super::step::{ddpm_fixed_std, learned_range_bounds, DdimCoefs};
 use super::{Result, Sampler, StepKind};
 use crate::backend::Backend;
@@ -19,6 +21,7 @@ use crate::tensor::{Scalar, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// The host-side draws of one step, already in the backend's element type.
 struct Draws<E> {
@@ -292,6 +295,8 @@ impl<B: Backend> Sampler<B> {
         }
         let top = *start_pos.iter().max().unwrap_or(&0);
         let mut trace = Vec::with_capacity(top + 1);
+        let t_run = Instant::now();
+        let mut graph = 0.0;
         let mut draws = self.draw(top, start_pos, &mut rngs, &first);
         for k in (0..=top).rev() {
             if let Some(init) = &draws.init {
@@ -301,7 +306,9 @@ impl<B: Backend> Sampler<B> {
             self.exec
                 .set_input(names::NOISE, &Tensor::new(shape.to_vec(), draws.noise))?;
             self.set_step_scalars(k, start_pos, eta, guidance)?;
+            let t_graph = Instant::now();
             self.run_step()?;
+            graph += t_graph.elapsed().as_secs_f64();
             // The next step's draws overlap the device's work (runs are asynchronous there).
             draws = if k > 0 {
                 self.draw(k - 1, start_pos, &mut rngs, &first)
@@ -329,10 +336,15 @@ impl<B: Backend> Sampler<B> {
                 p(top - k + 1, top + 1);
             }
         }
+        let x = self.read(x_next)?;
         Ok(SampleOutput {
-            x: self.read(x_next)?,
+            x,
             sigma,
             trace,
+            timing: RunTiming {
+                total: t_run.elapsed().as_secs_f64(),
+                graph,
+            },
         })
     }
 }

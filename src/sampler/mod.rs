@@ -22,7 +22,7 @@ pub mod step;
 pub use config::{default_weights, guidance_sigmas, Eta, SamplerConfig, StepKind, UpdateOn};
 pub use graph::{DenoiserInputs, GuidedGraph, ScaleBuilder, ScaleInputs};
 pub use prepare::multi_guidance;
-pub use run::{Guidance, SampleOutput, Sampler, StepTrace, StepValues};
+pub use run::{Guidance, RunTiming, SampleOutput, Sampler, StepTrace, StepValues};
 pub use scale::{ScaleContext, ScaleMap, UnitScale};
 
 #[derive(Debug, thiserror::Error)]

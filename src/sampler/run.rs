@@ -15,6 +15,7 @@ use crate::tensor::{Scalar, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use std::time::Instant;
 
 /// The guidance of one batch.
 #[derive(Clone, Debug)]
@@ -45,6 +46,17 @@ pub struct SampleOutput {
     /// Final σ_i per sample.
     pub sigma: Vec<Vec<f64>>,
     pub trace: Vec<StepTrace>,
+    pub timing: RunTiming,
+}
+
+/// Where a run's wall time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunTiming {
+    /// The whole sampling loop, seconds.
+    pub total: f64,
+    /// Inside the step graph's runs (or replays). On asynchronous backends (CUDA) this is only
+    /// the time to issue the work; there `total` is the figure to compare.
+    pub graph: f64,
 }
 
 /// The graph's outputs at one point, in f64.
@@ -518,6 +530,8 @@ impl<B: Backend> Sampler<B> {
         let mut x = vec![0.0; b * per];
         let top = *start_pos.iter().max().unwrap_or(&0);
         let mut trace = Vec::with_capacity(top + 1);
+        let t_run = Instant::now();
+        let mut graph = 0.0;
         for k in (0..=top).rev() {
             let a = self.schedule.alphas_cumprod[k];
             let t = self.schedule.timesteps[k];
@@ -544,7 +558,9 @@ impl<B: Backend> Sampler<B> {
                 weight,
             } = self.activity(k, start_pos, guidance);
             self.set_inputs(&x, k, (k == top).then_some(y.as_slice()), &sigma, &weight)?;
+            let t_graph = Instant::now();
             self.exec.run()?;
+            graph += t_graph.elapsed().as_secs_f64();
             let vals =
                 self.values(kind == StepKind::Ddpm && self.cfg.variance.needs_model_channels())?;
             let any_guided = active.iter().flatten().any(|&v| v);
@@ -629,6 +645,10 @@ impl<B: Backend> Sampler<B> {
             x: Tensor::new(shape.to_vec(), x),
             sigma,
             trace,
+            timing: RunTiming {
+                total: t_run.elapsed().as_secs_f64(),
+                graph,
+            },
         })
     }
 }
