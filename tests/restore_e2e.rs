@@ -128,6 +128,30 @@ fn restores_deterministically_and_reports_every_stage() {
     for f in ["rm.png", "guidance_1.png", "guidance_3.png", "stages.json"] {
         assert!(dump.join("a").join(f).exists(), "dump lacks {f}");
     }
+    // Each image has its own random stream: restored together in one batch, both come out
+    // as they do alone (up to f32 rounding of batched kernels: at most one 8-bit level).
+    let o4 = tmp("det-out4");
+    let out = restore_cpu(
+        inp.to_str().unwrap(),
+        o4.to_str().unwrap(),
+        w,
+        &["--seed", "7", "--batch", "2"],
+    );
+    assert!(out.status.success());
+    for name in ["a.png", "b.png"] {
+        let px = |d: &Path| image::open(d.join(name)).unwrap().to_rgb8().into_raw();
+        let (alone, batched) = (px(&o2), px(&o4));
+        let max = alone
+            .iter()
+            .zip(&batched)
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max()
+            .unwrap();
+        assert!(
+            max <= 1,
+            "{name}: batch of 2 vs alone differ by {max} levels"
+        );
+    }
     // A different seed changes the result.
     let o3 = tmp("det-out3");
     let out = restore_cpu(

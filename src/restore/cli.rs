@@ -299,15 +299,15 @@ fn run_on<B: Backend + Clone>(
             .expect("built above");
         let names: Vec<String> = chunk.iter().map(|(f, _, _)| stem_of(f)).collect();
         images_bar.set_message(names.join(", "));
-        // One seed per batch; with batch 1 (the default) an image's result depends only on
-        // its own name and the base seed.
-        let seed = image_seed(args.seed, &names[0]);
+        // Each image its own random stream: its result depends only on its name and the
+        // base seed, not on the batch it is in.
+        let seeds: Vec<u64> = names.iter().map(|n| image_seed(args.seed, n)).collect();
         let mut data = Vec::with_capacity(b * 3 * s * s);
         for (_, _, img) in chunk {
             data.extend_from_slice(&img.planes.data);
         }
         let lq = Tensor::new(vec![b, 3, s, s], data);
-        match p.restore(&lq, &models, seed) {
+        match p.restore(&lq, &models, &seeds) {
             Ok(res) => {
                 for (i, (f, out, img)) in chunk.iter().enumerate() {
                     let per = 3 * s * s;
@@ -335,7 +335,7 @@ fn run_on<B: Backend + Clone>(
                         input: f.clone(),
                         output: saved.is_ok().then(|| out.clone()),
                         status,
-                        seed,
+                        seed: seeds[i],
                         trace: Some(res.traces[i].clone()),
                         notes: img.notes.clone(),
                         seconds: Some(res.times.clone()),
@@ -345,12 +345,12 @@ fn run_on<B: Backend + Clone>(
             }
             Err(e) => {
                 mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
-                for (f, _, img) in chunk {
+                for (i, (f, _, img)) in chunk.iter().enumerate() {
                     reports.push(ImageReport {
                         input: f.clone(),
                         output: None,
                         status: "failed".into(),
-                        seed,
+                        seed: seeds[i],
                         trace: None,
                         notes: img.notes.clone(),
                         seconds: None,

@@ -181,13 +181,18 @@ impl<B: Backend + Clone> Pipeline<B> {
     }
 
     /// Restores `lq` `[B, 3, S, S]` in [0, 1].
+    /// Image i's noise is ChaCha8 stream `seeds[i]` (one fixed key), so an image restores
+    /// the same way alone or in any batch.
     pub fn restore(
         &mut self,
         lq: &Tensor<f32>,
         m: &LoadedModels,
-        seed: u64,
+        seeds: &[u64],
     ) -> Result<BatchResult> {
         let (b, s) = (self.batch, self.size);
+        if seeds.len() != b {
+            return Err(anyhow!("{} seeds for a batch of {b} images", seeds.len()));
+        }
         if lq.shape != [b, 3, s, s] {
             return Err(anyhow!(
                 "batch has shape {:?}, the pipeline was built for {:?}",
@@ -255,7 +260,7 @@ impl<B: Backend + Clone> Pipeline<B> {
         let t0 = Instant::now();
         let sample = self
             .sampler
-            .sample(&guidance, &mut crate::sampler::UnitScale, seed)
+            .sample_streams(&guidance, &mut crate::sampler::UnitScale, 0, seeds)
             .map_err(|e| anyhow!("sampling: {e}"))?;
         times.sample = t0.elapsed().as_secs_f64();
         let restored = Tensor::new(
