@@ -12,7 +12,8 @@
 
 use super::graph::names;
 use super::run::{
-    image_rngs, to_model_range, CaptureState, Guidance, RunTiming, SampleOutput, StepTrace,
+    image_rngs, start_value, to_model_range, CaptureState, Guidance, RunTiming, SampleOutput,
+    StepTrace,
 };
 use super::step::{ddpm_fixed_std, learned_range_bounds, DdimCoefs};
 use super::{Result, Sampler, StepKind};
@@ -43,7 +44,7 @@ impl<B: Backend> Sampler<B> {
         Ok(())
     }
 
-    /// The names of the per-image coefficient inputs the update of this graph reads.
+    /// Whether the step graph has input `name` (the update's inputs depend on the step kind).
     fn has_input(&self, name: &str) -> bool {
         self.gg.graph.find_input(name).is_some()
     }
@@ -121,8 +122,7 @@ impl<B: Backend> Sampler<B> {
                         }
                         Some(yv) => {
                             for j in 0..per {
-                                let v = a.sqrt() * (2.0 * yv[j] - 1.0) + (1.0 - a).sqrt() * z[j];
-                                xi[j] = B::Elem::of_f64(v);
+                                xi[j] = B::Elem::of_f64(start_value(a, yv[j], z[j]));
                             }
                         }
                     }

@@ -547,7 +547,7 @@ impl<B: Backend> Sampler<B> {
                         let first = (0..n).max_by_key(|&i| (g.start[i][s], n - i)).unwrap_or(0);
                         let yv = &g.images[first].data[s * per..(s + 1) * per];
                         for j in 0..per {
-                            xs[j] = a.sqrt() * (2.0 * yv[j] - 1.0) + (1.0 - a).sqrt() * z[j];
+                            xs[j] = start_value(a, yv[j], z[j]);
                         }
                     }
                 }
@@ -651,6 +651,11 @@ impl<B: Backend> Sampler<B> {
             },
         })
     }
+}
+
+/// x_start = √ᾱ·(2ŷ−1) + √(1−ᾱ)·z: a guidance value ŷ in [0, 1] noised to the start step.
+pub(super) fn start_value(alpha_bar: f64, y: f64, z: f64) -> f64 {
+    alpha_bar.sqrt() * (2.0 * y - 1.0) + (1.0 - alpha_bar).sqrt() * z
 }
 
 /// One step's per-image flags.
