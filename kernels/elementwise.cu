@@ -113,6 +113,12 @@ extern "C" __global__ void fill_value(float* __restrict__ y, i64 n, float v) {
     GRID_STRIDE(i, n) { y[i] = v; }
 }
 
+// A device-to-device copy as a kernel (not cuMemcpy): it records into graph captures like
+// every other launch and runs on the emulator.
+extern "C" __global__ void copy_values(const float* __restrict__ x, float* __restrict__ y, i64 n) {
+    GRID_STRIDE(i, n) { y[i] = x[i]; }
+}
+
 // y[o] = scale · Σ over the reduced index set of x. `kept` maps an output index to the base
 // offset (dims = kept axes, sa = their strides); `red` enumerates the reduced axes. One block
 // per output: for large reductions (bias gradients, whole-image losses).

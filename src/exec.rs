@@ -43,6 +43,8 @@ pub struct Executor<B: Backend> {
     outputs: Vec<NodeId>,
     bound: Vec<bool>,
     const_ids: HashMap<String, Vec<NodeId>>,
+    /// Handle of this executor's recorded graph on the backend.
+    captured: Option<usize>,
 }
 
 impl<B: Backend> Executor<B> {
@@ -71,6 +73,7 @@ impl<B: Backend> Executor<B> {
             outputs: outputs.to_vec(),
             bound,
             const_ids,
+            captured: None,
         })
     }
 
@@ -248,6 +251,14 @@ impl<B: Backend> Executor<B> {
     /// the capture; inputs set later are seen by replays (the graph reads the arena).
     pub fn capture(&mut self) -> Result<()> {
         self.run()?;
+        self.record()
+    }
+
+    /// Records one whole run for [`Executor::replay`] WITHOUT executing it (on CUDA a stream
+    /// capture only records). The graph must have run uncaptured before, so that kernels are
+    /// compiled and workspaces sized; the sampler runs its first step, then records.
+    pub fn record(&mut self) -> Result<()> {
+        self.check_bound()?;
         self.backend.synchronize()?;
         self.backend.begin_capture()?;
         let mut r = Ok(());
@@ -258,8 +269,16 @@ impl<B: Backend> Executor<B> {
             }
         }
         let ended = self.backend.end_capture();
-        r?;
-        ended?;
+        if let Err(e) = r {
+            if let Ok(id) = ended {
+                self.backend.release_capture(id);
+            }
+            return Err(e);
+        }
+        if let Some(old) = self.captured.take() {
+            self.backend.release_capture(old);
+        }
+        self.captured = Some(ended?);
         Ok(())
     }
 
@@ -267,7 +286,10 @@ impl<B: Backend> Executor<B> {
     /// `output` waits for it).
     pub fn replay(&mut self) -> Result<()> {
         self.check_bound()?;
-        self.backend.replay()?;
+        let graph = self.captured.ok_or_else(|| {
+            ExecError::Binding("nothing recorded to replay: call capture or record first".into())
+        })?;
+        self.backend.replay(graph)?;
         Ok(())
     }
 
@@ -282,6 +304,35 @@ impl<B: Backend> Executor<B> {
         Ok(Tensor::new(self.graph.shape(id).to_vec(), data))
     }
 
+    /// Copies output `out` into the region of input `input` on the backend (no host round
+    /// trip), so a value computed by one run is the next run's input: the sampler's x_t and
+    /// σ_i live on the device for a whole run this way. Shapes must match.
+    pub fn copy_output_to_input(&mut self, out: NodeId, input: &str) -> Result<()> {
+        if !self.outputs.contains(&out) {
+            return Err(ExecError::Binding(format!(
+                "node {out} is not an output of this plan (its memory may be reused)"
+            )));
+        }
+        let id = self
+            .graph
+            .find_input(input)
+            .ok_or_else(|| ExecError::Binding(format!("graph has no input named {input}")))?;
+        let (from, to) = (self.graph.shape(out), self.graph.shape(id));
+        if from != to {
+            return Err(ExecError::Binding(format!(
+                "output {out} has shape {from:?}, input {input} {to:?}"
+            )));
+        }
+        let Some(dst) = self.plan.regions[id.0] else {
+            return Ok(());
+        };
+        let src = self.plan.region(out);
+        self.backend
+            .copy(&mut self.arena, src.offset, dst.offset, src.len)?;
+        self.bound[id.0] = true;
+        Ok(())
+    }
+
     pub fn outputs(&self) -> &[NodeId] {
         &self.outputs
     }
@@ -289,6 +340,14 @@ impl<B: Backend> Executor<B> {
     /// Arena access for backends that need to run extra work on this executor's memory.
     pub fn arena_mut(&mut self) -> (&B, &mut B::Arena) {
         (&self.backend, &mut self.arena)
+    }
+}
+
+impl<B: Backend> Drop for Executor<B> {
+    fn drop(&mut self) {
+        if let Some(g) = self.captured.take() {
+            self.backend.release_capture(g);
+        }
     }
 }
 
@@ -307,4 +366,48 @@ pub fn eval<B: Backend>(
     }
     ex.run()?;
     outputs.iter().map(|&o| ex.output(o)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::tensor::random;
+
+    /// x ← 2x + 1 five times with the state fed back on the backend, never set from the host
+    /// after the first step.
+    #[test]
+    fn output_fed_back_as_input_iterates_on_the_backend() {
+        let mut g = Graph::new();
+        let x = g.input("x", &[3, 4]);
+        let y = g.affine(x, 2.0, 1.0).unwrap();
+        let mut ex =
+            Executor::new(CpuBackend::<f64>::new(), &g, &[y], PlanOptions::default()).unwrap();
+        let x0: Tensor<f64> = random::normal(&mut random::rng(3), &[3, 4], 1.0);
+        ex.set_input("x", &x0).unwrap();
+        for _ in 0..5 {
+            ex.run().unwrap();
+            ex.copy_output_to_input(y, "x").unwrap();
+        }
+        let got = ex.output(y).unwrap();
+        for (g, &v) in got.data.iter().zip(&x0.data) {
+            let mut want = v;
+            for _ in 0..5 {
+                want = 2.0 * want + 1.0;
+            }
+            assert_eq!(*g, want);
+        }
+        assert!(ex.copy_output_to_input(y, "nope").is_err());
+        assert!(
+            ex.copy_output_to_input(x, "x").is_err(),
+            "x is not an output"
+        );
+        let mut g2 = Graph::new();
+        let a = g2.input("a", &[2, 3]);
+        let s = g2.sum_all(a).unwrap();
+        let mut ex2 =
+            Executor::new(CpuBackend::<f64>::new(), &g2, &[s], PlanOptions::default()).unwrap();
+        let err = ex2.copy_output_to_input(s, "a").unwrap_err().to_string();
+        assert!(err.contains("shape"), "{err}");
+    }
 }

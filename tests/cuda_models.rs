@@ -131,3 +131,69 @@ fn one_guided_sampler_step_matches_the_cpu() {
         assert!(e < TOL_NET, "dsigma {i}: {e}");
     }
 }
+
+/// A whole guided run (σ refinement, two images joining at different steps) with the
+/// sampler's update in the step graph on the GPU, recorded once as a CUDA graph and replayed,
+/// against the host update on the GPU and the f64 CPU reference; prints ms per step of both
+/// GPU paths (the tiny UNet: this is about the update's overhead, not the UNet's speed).
+#[test]
+fn guided_sampling_with_the_device_step_matches_the_host_step_on_the_gpu() {
+    use dynface::sampler::{Guidance, UnitScale, UpdateOn};
+    let Some(be) = gpu("device_step") else { return };
+    let (cfg, w, _) = fixture("sdk_legacy_heads_ss");
+    let s = cfg.image_size;
+    let shape = [2, 3, s, s];
+    let mk = |u: UpdateOn| SamplerConfig {
+        sampler: "ddim50".into(),
+        num_guidance: 2,
+        weights: Some(vec![0.7, 0.3]),
+        update_on: u,
+        ..SamplerConfig::default()
+    };
+    let denoise = |g: &mut dynface::graph::Graph, inp: &dynface::sampler::DenoiserInputs| {
+        build_unet(g, &cfg, inp.x, inp.t)
+    };
+    let mut rng = random::rng(31);
+    let gd = Guidance {
+        images: (0..2)
+            .map(|_| random::uniform(&mut rng, &shape, 0.0, 1.0))
+            .collect(),
+        sigma: vec![vec![3.2, 1.7], vec![1.6, 0.9]],
+        start: vec![vec![640, 480], vec![500, 300]],
+    };
+    let reference = Sampler::new(
+        CpuBackend::<f64>::new(),
+        mk(UpdateOn::Host),
+        shape,
+        denoise,
+        |k| w.get(k).cloned(),
+    )
+    .unwrap()
+    .sample(&gd, &mut UnitScale, 4)
+    .unwrap();
+    let mut outs = vec![];
+    for u in [UpdateOn::Host, UpdateOn::Device] {
+        let mut sm =
+            Sampler::new(be.clone(), mk(u), shape, denoise, |k| w.get(k).cloned()).unwrap();
+        sm.sample(&gd, &mut UnitScale, 4).unwrap(); // warm-up: kernels, workspace, recording
+        let t0 = std::time::Instant::now();
+        let out = sm.sample(&gd, &mut UnitScale, 4).unwrap();
+        let ms = t0.elapsed().as_secs_f64() * 1e3 / out.trace.len() as f64;
+        let e = out.x.rel_err(&reference.x);
+        let es = Tensor::new(vec![4], out.sigma.concat())
+            .rel_err(&Tensor::new(vec![4], reference.sigma.concat()));
+        println!(
+            "{u:?} step on the GPU: {ms:.2} ms/step, x rel err {e:.2e}, σ rel err {es:.2e} vs f64 CPU \
+             (capture: {:?})",
+            sm.capture_status()
+        );
+        if u == UpdateOn::Device {
+            assert_eq!(sm.capture_status(), Ok(()), "the device step is replayed");
+        }
+        assert!(e < 1e-3 && es < 1e-3, "{u:?}: {e} {es}");
+        outs.push(out);
+    }
+    let e = outs[1].x.rel_err(&outs[0].x);
+    println!("device vs host step on the GPU: x rel err {e:.2e}");
+    assert!(e < 1e-3);
+}

@@ -1192,3 +1192,26 @@ fn profiling_table_lists_kernels() {
     let share: f64 = rows.iter().map(|r| r.share).sum();
     assert!((share - 1.0).abs() < 1e-6);
 }
+
+#[test]
+fn arena_copy_moves_values_on_the_device() {
+    on_device!("arena_copy_moves_values_on_the_device", arena_copy_body);
+}
+
+fn arena_copy_body<B: KernelBackend>(be: B, _test: &str) {
+    // An odd length that does not fill the last block, between unaligned offsets.
+    let n = 1000 + 37;
+    let total = 3 * n + 10;
+    let mut arena = be.alloc(total).unwrap();
+    be.fill(&mut arena, 0, total, f32::NAN).unwrap();
+    let src: Tensor<f32> = normal(&mut rng(901), &[n], 1.0);
+    be.write(&mut arena, 5, &src.data).unwrap();
+    be.copy(&mut arena, 5, 2 * n + 3, n).unwrap();
+    assert_eq!(be.read(&arena, 2 * n + 3, n).unwrap(), src.data);
+    // Neighbours of the destination are untouched (still the NaN poison).
+    assert!(be.read(&arena, 2 * n + 2, 1).unwrap()[0].is_nan());
+    assert!(be.read(&arena, 3 * n + 3, 1).unwrap()[0].is_nan());
+    let err = be.copy(&mut arena, 5, 10, n).unwrap_err().to_string();
+    assert!(err.contains("overlap"), "{err}");
+    assert!(be.copy(&mut arena, 0, total - 5, n).is_err());
+}

@@ -70,6 +70,30 @@ fn restores_deterministically_and_reports_every_stage() {
     for f in ["rm.png", "guidance_1.png", "guidance_3.png", "stages.json"] {
         assert!(dump.join("a").join(f).exists(), "dump lacks {f}");
     }
+    // Each image has its own random stream: restored together in one batch, both come out
+    // as they do alone (up to f32 rounding of batched kernels: at most one 8-bit level).
+    let o4 = tmp("det-out4");
+    let out = restore_cpu(
+        inp.to_str().unwrap(),
+        o4.to_str().unwrap(),
+        w,
+        &["--seed", "7", "--batch", "2"],
+    );
+    assert!(out.status.success());
+    for name in ["a.png", "b.png"] {
+        let px = |d: &Path| image::open(d.join(name)).unwrap().to_rgb8().into_raw();
+        let (alone, batched) = (px(&o2), px(&o4));
+        let max = alone
+            .iter()
+            .zip(&batched)
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max()
+            .unwrap();
+        assert!(
+            max <= 1,
+            "{name}: batch of 2 vs alone differ by {max} levels"
+        );
+    }
     // A different seed changes the result.
     let o3 = tmp("det-out3");
     let out = restore_cpu(
@@ -83,6 +107,49 @@ fn restores_deterministically_and_reports_every_stage() {
         std::fs::read(o1.join("a.png")).unwrap(),
         std::fs::read(o3.join("a.png")).unwrap()
     );
+}
+
+/// The sampler's update on the host (f64 reference) and in the step graph (f32 on this
+/// backend) restore the same image: same noise, same steps, only f32 rounding differs.
+#[test]
+fn device_step_and_host_step_restore_the_same_image() {
+    let inp = tmp("step-in");
+    synthetic_png(&inp.join("a.png"), 64, 64, 4);
+    let w = weights().to_str().unwrap();
+    let mut pixels = vec![];
+    for on in ["host", "device"] {
+        let o = tmp(&format!("step-out-{on}"));
+        let out = restore_cpu(
+            inp.to_str().unwrap(),
+            o.to_str().unwrap(),
+            w,
+            &["--seed", "3", "--step-on", on],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let step = report(&o)["step"].as_str().unwrap().to_string();
+        assert!(step.starts_with(on), "{on}: report says {step}");
+        pixels.push(image::open(o.join("a.png")).unwrap().to_rgb8().into_raw());
+    }
+    let diffs: Vec<i32> = pixels[0]
+        .iter()
+        .zip(&pixels[1])
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .collect();
+    let max = diffs.iter().max().copied().unwrap_or(0);
+    let differ = diffs.iter().filter(|d| **d > 0).count();
+    println!(
+        "host vs device step: {differ} of {} 8-bit values differ, by at most {max}",
+        diffs.len()
+    );
+    assert!(max <= 1, "host and device step differ by {max} levels");
+    assert!(differ * 100 <= diffs.len(), "{differ} values differ");
+    let bad = restore_cpu(inp.to_str().unwrap(), "unused", w, &["--step-on", "gpu"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--step-on"));
 }
 
 #[test]

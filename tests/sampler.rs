@@ -8,7 +8,8 @@ use dynface::diffusion::{BetaSchedule, Schedule, VarianceMode};
 use dynface::exec::eval;
 use dynface::graph::{Graph, NodeId};
 use dynface::sampler::{
-    guidance_sigmas, DenoiserInputs, Eta, Guidance, SampleOutput, Sampler, SamplerConfig, UnitScale,
+    guidance_sigmas, DenoiserInputs, Eta, Guidance, SampleOutput, Sampler, SamplerConfig,
+    UnitScale, UpdateOn,
 };
 use dynface::tensor::{random, Tensor};
 use std::collections::HashMap;
@@ -601,10 +602,12 @@ fn guidance_enters_at_its_own_start_step() {
 fn scale_map_zero_switches_guidance_off() {
     let case = GuidedCase::new(61);
     let batch = 2;
+    // Host-side scale maps need the host update (the device update never reads x̂₀ back).
     let cfg = SamplerConfig {
         sampler: "ddim50".into(),
         num_guidance: 1,
         zeta_sigma: 0.0,
+        update_on: UpdateOn::Host,
         ..Default::default()
     };
     let gd = case.guidance(&[2.0], &[vec![2.0; batch]], &[600], batch);
@@ -752,6 +755,7 @@ fn start_noise_level_matches_the_first_model_step() {
     let cfg = SamplerConfig {
         num_guidance: 1,
         clip_x0: false,
+        update_on: UpdateOn::Host,
         ..Default::default()
     };
     let mut sm = Sampler::new(

@@ -769,6 +769,15 @@ impl dynface::backend::Backend for Bf16Reference {
     ) -> dynface::backend::BResult<()> {
         self.0.fill(a, off, len, v)
     }
+    fn copy(
+        &self,
+        a: &mut Vec<f64>,
+        src: usize,
+        dst: usize,
+        len: usize,
+    ) -> dynface::backend::BResult<()> {
+        self.0.copy(a, src, dst, len)
+    }
     fn exec(
         &self,
         arena: &mut Vec<f64>,

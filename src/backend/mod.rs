@@ -44,6 +44,10 @@ pub trait Backend {
     fn write(&self, arena: &mut Self::Arena, offset: usize, data: &[Self::Elem]) -> BResult<()>;
     fn read(&self, arena: &Self::Arena, offset: usize, len: usize) -> BResult<Vec<Self::Elem>>;
     fn fill(&self, arena: &mut Self::Arena, offset: usize, len: usize, value: f32) -> BResult<()>;
+    /// Copies `len` elements from `src` to `dst` inside the arena without a trip through the
+    /// host (the sampler feeds a step's output back as the next step's input). The regions
+    /// must not overlap; on devices the copy is ordered after earlier work on the stream.
+    fn copy(&self, arena: &mut Self::Arena, src: usize, dst: usize, len: usize) -> BResult<()>;
     /// Computes `node` (whose op is not a leaf and not a view) into `out`.
     fn exec(
         &self,
@@ -56,6 +60,10 @@ pub trait Backend {
     fn synchronize(&self) -> BResult<()> {
         Ok(())
     }
+    /// Whether `begin_capture` / `end_capture` / `replay` work on this backend.
+    fn can_capture(&self) -> bool {
+        false
+    }
     /// Starts recording the launches of the following `exec` calls into a replayable graph
     /// (CUDA graphs). Backends without such a facility say so.
     fn begin_capture(&self) -> BResult<()> {
@@ -64,20 +72,46 @@ pub trait Backend {
             self.name()
         )))
     }
-    /// Ends the recording begun by `begin_capture` and prepares the graph for replay.
-    fn end_capture(&self) -> BResult<()> {
+    /// Ends the recording begun by `begin_capture`, prepares the graph for replay and returns
+    /// its handle (one backend may hold the graphs of several executors).
+    fn end_capture(&self) -> BResult<usize> {
         Err(BackendError::Unsupported(format!(
             "{}: graph capture is not supported",
             self.name()
         )))
     }
-    /// Re-issues the captured work on the current arena contents.
-    fn replay(&self) -> BResult<()> {
+    /// Re-issues the captured work of graph `graph` on the current arena contents.
+    fn replay(&self, graph: usize) -> BResult<()> {
+        let _ = graph;
         Err(BackendError::Unsupported(format!(
             "{}: graph replay is not supported",
             self.name()
         )))
     }
+    /// Frees graph `graph` (its executor is dropped or records anew).
+    fn release_capture(&self, graph: usize) {
+        let _ = graph;
+    }
+}
+
+/// Checks that `[src, src+len)` and `[dst, dst+len)` lie in an arena of `arena_len` elements
+/// and do not overlap (every backend's `copy` enforces the same contract).
+pub fn check_copy(arena_len: usize, src: usize, dst: usize, len: usize) -> BResult<()> {
+    if src + len > arena_len || dst + len > arena_len {
+        return Err(BackendError::Device(format!(
+            "copy {src}..{} → {dst}..{} outside the arena of {arena_len} elements",
+            src + len,
+            dst + len
+        )));
+    }
+    if len > 0 && src < dst + len && dst < src + len {
+        return Err(BackendError::Device(format!(
+            "copy {src}..{} → {dst}..{}: the regions overlap",
+            src + len,
+            dst + len
+        )));
+    }
+    Ok(())
 }
 
 /// A shared backend: several executors (the pipeline's networks) on one device context.
@@ -100,6 +134,12 @@ impl<T: Backend> Backend for std::rc::Rc<T> {
     fn fill(&self, arena: &mut Self::Arena, offset: usize, len: usize, value: f32) -> BResult<()> {
         (**self).fill(arena, offset, len, value)
     }
+    fn copy(&self, arena: &mut Self::Arena, src: usize, dst: usize, len: usize) -> BResult<()> {
+        (**self).copy(arena, src, dst, len)
+    }
+    fn can_capture(&self) -> bool {
+        (**self).can_capture()
+    }
     fn exec(
         &self,
         arena: &mut Self::Arena,
@@ -115,10 +155,13 @@ impl<T: Backend> Backend for std::rc::Rc<T> {
     fn begin_capture(&self) -> BResult<()> {
         (**self).begin_capture()
     }
-    fn end_capture(&self) -> BResult<()> {
+    fn end_capture(&self) -> BResult<usize> {
         (**self).end_capture()
     }
-    fn replay(&self) -> BResult<()> {
-        (**self).replay()
+    fn replay(&self, graph: usize) -> BResult<()> {
+        (**self).replay(graph)
+    }
+    fn release_capture(&self, graph: usize) {
+        (**self).release_capture(graph)
     }
 }

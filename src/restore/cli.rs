@@ -62,6 +62,10 @@ pub struct RestoreArgs {
     /// Sampler override, e.g. ddim250 or ddim50 (default: the model set's).
     #[arg(long)]
     pub sampler: Option<String>,
+    /// Where the sampler's per-step update runs: device (the default: x_t stays on the
+    /// backend) or host (the f64 reference path).
+    #[arg(long, value_enum)]
+    pub step_on: Option<crate::sampler::UpdateOn>,
     /// Restore images whose output already exists (default: skip them, so reruns resume).
     #[arg(long)]
     pub overwrite: bool,
@@ -99,6 +103,9 @@ pub struct RunReport {
     pub weights: PathBuf,
     pub preset: Preset,
     pub sampler: String,
+    /// Where the sampler's update ran: "host", or "device" with whether the step graph was
+    /// replayed from a recording (and why not).
+    pub step: String,
     pub batch: usize,
     pub images: Vec<ImageReport>,
     pub restored: usize,
@@ -195,8 +202,13 @@ fn pipeline_for<B: Backend + Clone>(
     Ok(pipelines.last_mut().expect("just pushed"))
 }
 
-fn push_failed(reports: &mut Vec<ImageReport>, chunk: &[(Job, InputImage)], seed: u64, e: &str) {
-    for (job, img) in chunk {
+fn push_failed(
+    reports: &mut Vec<ImageReport>,
+    chunk: &[(Job, InputImage)],
+    seeds: &[u64],
+    e: &str,
+) {
+    for ((job, img), &seed) in chunk.iter().zip(seeds) {
         let mut r = ImageReport::new(&job.input, seed, "failed").with_error(e.to_string());
         r.notes = img.notes.clone();
         reports.push(r);
@@ -347,6 +359,9 @@ fn run_on<B: Backend + Clone>(
     if let Some(s) = &args.sampler {
         cfg.sampler = s.clone();
     }
+    if let Some(u) = args.step_on {
+        cfg.update_on = u;
+    }
     match args.preset {
         Preset::Full | Preset::NoDgsa => {}
         Preset::Single => {
@@ -447,9 +462,9 @@ fn run_on<B: Backend + Clone>(
         let b = chunk.len();
         let names: Vec<String> = chunk.iter().map(|(j, _)| stem_of(&j.input)).collect();
         images_bar.set_message(names.join(", "));
-        // One seed per batch; with batch 1 (the default) an image's result depends only on
-        // its own name and the base seed.
-        let seed = image_seed(args.seed, &names[0]);
+        // Each image its own random stream: its result depends only on its name and the
+        // base seed, not on the batch it is in (so an OOM back-off changes nothing either).
+        let seeds: Vec<u64> = names.iter().map(|n| image_seed(args.seed, n)).collect();
         batches_run += 1;
         let result = crate::backend::fault::check_batch(batches_run)
             .map_err(anyhow::Error::new)
@@ -467,7 +482,7 @@ fn run_on<B: Backend + Clone>(
                 for (_, img) in &chunk {
                     data.extend_from_slice(&img.planes.data);
                 }
-                p.restore(&Tensor::new(vec![b, 3, s, s], data), &models, seed)
+                p.restore(&Tensor::new(vec![b, 3, s, s], data), &models, &seeds)
             });
         match result {
             Ok(res) => {
@@ -485,7 +500,7 @@ fn run_on<B: Backend + Clone>(
                             });
                         }
                     }
-                    let mut r = ImageReport::new(&job.input, seed, "restored");
+                    let mut r = ImageReport::new(&job.input, seeds[i], "restored");
                     match &saved {
                         Ok(()) => r = r.with_output(job.out.clone()),
                         Err(e) => {
@@ -516,14 +531,14 @@ fn run_on<B: Backend + Clone>(
                 }
                 Fault::DeviceLost => {
                     mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
-                    push_failed(&mut reports, &chunk, seed, &format!("{e:#}"));
+                    push_failed(&mut reports, &chunk, &seeds, &format!("{e:#}"));
                     images_bar.inc(b as u64);
                     stopped = Some(format!("the device was lost ({e:#}); rerun to resume"));
                     break;
                 }
                 _ => {
                     mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
-                    push_failed(&mut reports, &chunk, seed, &format!("{e:#}"));
+                    push_failed(&mut reports, &chunk, &seeds, &format!("{e:#}"));
                     images_bar.inc(b as u64);
                 }
             },
@@ -544,6 +559,9 @@ fn run_on<B: Backend + Clone>(
         weights: args.weights.clone(),
         preset: args.preset,
         sampler: cfg.sampler.clone(),
+        step: pipelines
+            .first()
+            .map_or_else(|| "no batch ran".into(), |p| p.step_description()),
         batch: args.batch,
         restored: count("restored"),
         skipped: count("skipped"),

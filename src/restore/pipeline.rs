@@ -11,7 +11,7 @@ use crate::graph::plan::PlanOptions;
 use crate::graph::{Graph, NodeId};
 use crate::models::{dgsa, sde, swinir, unet::build_unet, WeightMap};
 use crate::sampler::{
-    guidance_sigmas, Guidance, SampleOutput, Sampler, SamplerConfig, ScaleContext, ScaleMap,
+    guidance_sigmas, Guidance, SampleOutput, Sampler, SamplerConfig, ScaleBuilder, ScaleInputs,
 };
 use crate::tensor::{Scalar, Tensor};
 use anyhow::{anyhow, Context, Result};
@@ -72,40 +72,16 @@ fn executor<B: Backend>(
     Ok((ex, out))
 }
 
-/// DGSA as the sampler's scale map: S_t = DGSA(ŷ₁, x̂₀, t).
-struct DgsaScale<'a, B: Backend> {
-    exec: &'a mut Executor<B>,
-    out: NodeId,
-}
-
-impl<B: Backend> ScaleMap for DgsaScale<'_, B> {
-    fn scale(&mut self, ctx: &ScaleContext) -> anyhow::Result<Option<Tensor<f64>>> {
-        let y = &ctx.guidance[0];
-        // DGSA sees ŷ in the model's [−1, 1] range, like x̂₀.
-        let yv: Tensor<B::Elem> = Tensor::new(
-            y.shape.clone(),
-            y.data
-                .iter()
-                .map(|&v| B::Elem::of_f64(2.0 * v - 1.0))
-                .collect(),
-        );
-        let xv: Tensor<B::Elem> = ctx.x0.cast();
-        let b = y.shape[0];
-        let t = Tensor::new(vec![b], vec![B::Elem::of_f64(ctx.t as f64); b]);
-        self.exec.set_input("y", &yv)?;
-        self.exec.set_input("x0", &xv)?;
-        self.exec.set_input("t", &t)?;
-        self.exec.run()?;
-        Ok(Some(self.exec.output(self.out)?.cast()))
-    }
-}
+/// Key prefix of DGSA's weights inside the sampler's step graph.
+const DGSA_PREFIX: &str = "dgsa.";
 
 pub struct Pipeline<B: Backend + Clone> {
     batch: usize,
     size: usize,
     restorer: (Executor<B>, NodeId),
     estimator: Option<(Executor<B>, NodeId)>,
-    dgsa: Option<(Executor<B>, NodeId)>,
+    /// DGSA is in the sampler's step graph (its weights under the `dgsa.` prefix).
+    dgsa: bool,
     sampler: Sampler<B>,
     sampler_cfg: SamplerConfig,
     blur_estimator: BlurLevelEstimator,
@@ -142,25 +118,31 @@ impl<B: Backend + Clone> Pipeline<B> {
             ),
             _ => None,
         };
+        // DGSA is built into the sampler's step graph: S_t = DGSA(ŷ₁, x̂₀, t) with ŷ₁ and x̂₀
+        // in the model's [−1, 1] range, computed where the update is (on the device by
+        // default) without a trip through the host.
         let dgsa = match (&m.set.dgsa, &m.dgsa, use_dgsa) {
-            (Some(d), Some(w), true) => Some(
-                executor(backend.clone(), w, |g| {
-                    let y = g.input("y", &shape);
-                    let x0 = g.input("x0", &shape);
-                    let t = g.input("t", &[batch]);
-                    dgsa::build(g, &d.config, y, x0, t, "")
-                })
-                .context("DGSA")?,
-            ),
+            (Some(d), Some(w), true) => Some((d.config.clone(), w)),
             _ => None,
         };
+        let has_dgsa = dgsa.is_some();
+        let scale: Option<ScaleBuilder> = dgsa.as_ref().map(|(cfg, _)| {
+            let cfg = cfg.clone();
+            Box::new(move |g: &mut Graph, si: &ScaleInputs| {
+                dgsa::build(g, &cfg, si.guidance[0], si.x0, si.t, DGSA_PREFIX)
+            }) as ScaleBuilder
+        });
         let ucfg = m.unet_config.clone();
-        let sampler = Sampler::new(
+        let sampler = Sampler::with_scale(
             backend,
             sampler_cfg.clone(),
             shape,
             |g, inp| build_unet(g, &ucfg, inp.x, inp.t),
-            |k| m.unet.get(k).cloned(),
+            scale,
+            |k| match (k.strip_prefix(DGSA_PREFIX), &dgsa) {
+                (Some(dk), Some((_, w))) => w.get(dk).cloned(),
+                _ => m.unet.get(k).cloned(),
+            },
         )
         .map_err(|e| anyhow::Error::new(e).context("sampler"))?;
         Ok(Pipeline {
@@ -168,7 +150,7 @@ impl<B: Backend + Clone> Pipeline<B> {
             size: s,
             restorer,
             estimator,
-            dgsa,
+            dgsa: has_dgsa,
             sampler,
             sampler_cfg,
             blur_estimator: BlurLevelEstimator::default(),
@@ -178,17 +160,13 @@ impl<B: Backend + Clone> Pipeline<B> {
     /// The largest single arena this pipeline holds (its networks' plans): what a device
     /// must be able to allocate in one piece for this batch size.
     pub fn largest_arena_bytes(&self) -> usize {
-        [
-            Some(&self.restorer),
-            self.estimator.as_ref(),
-            self.dgsa.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|(ex, _)| ex.peak_bytes())
-        .chain([self.sampler.arena_bytes()])
-        .max()
-        .unwrap_or(0)
+        [Some(&self.restorer), self.estimator.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|(ex, _)| ex.peak_bytes())
+            .chain([self.sampler.arena_bytes()])
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn batch(&self) -> usize {
@@ -199,18 +177,34 @@ impl<B: Backend + Clone> Pipeline<B> {
         self.blur_estimator = e;
     }
 
+    /// Where the sampler's update runs, and whether its step graph is replayed.
+    pub fn step_description(&self) -> String {
+        match self.sampler_cfg.update_on {
+            crate::sampler::UpdateOn::Host => "host".into(),
+            crate::sampler::UpdateOn::Device => match self.sampler.capture_status() {
+                Ok(()) => "device (recorded step graph, replayed)".into(),
+                Err(why) => format!("device (step graph run uncaptured: {why})"),
+            },
+        }
+    }
+
     pub fn set_step_progress(&mut self, f: Option<Box<dyn FnMut(usize, usize)>>) {
         self.sampler.set_progress(f);
     }
 
     /// Restores `lq` `[B, 3, S, S]` in [0, 1].
+    /// Image i's noise is ChaCha8 stream `seeds[i]` (one fixed key), so an image restores
+    /// the same way alone or in any batch.
     pub fn restore(
         &mut self,
         lq: &Tensor<f32>,
         m: &LoadedModels,
-        seed: u64,
+        seeds: &[u64],
     ) -> Result<BatchResult> {
         let (b, s) = (self.batch, self.size);
+        if seeds.len() != b {
+            return Err(anyhow!("{} seeds for a batch of {b} images", seeds.len()));
+        }
         if lq.shape != [b, 3, s, s] {
             return Err(anyhow!(
                 "batch has shape {:?}, the pipeline was built for {:?}",
@@ -276,19 +270,10 @@ impl<B: Backend + Clone> Pipeline<B> {
             start: start.clone(),
         };
         let t0 = Instant::now();
-        let sample = match &mut self.dgsa {
-            Some((ex, out)) => {
-                let mut sc = DgsaScale {
-                    exec: ex,
-                    out: *out,
-                };
-                self.sampler.sample(&guidance, &mut sc, seed)
-            }
-            None => self
-                .sampler
-                .sample(&guidance, &mut crate::sampler::UnitScale, seed),
-        }
-        .map_err(|e| anyhow::Error::new(e).context("sampling"))?;
+        let sample = self
+            .sampler
+            .sample_streams(&guidance, &mut crate::sampler::UnitScale, 0, seeds)
+            .map_err(|e| anyhow::Error::new(e).context("sampling"))?;
         times.sample = t0.elapsed().as_secs_f64();
         let restored = Tensor::new(
             sample.x.shape.clone(),
@@ -306,7 +291,7 @@ impl<B: Backend + Clone> Pipeline<B> {
                 sigma_initial: (0..n).map(|i| sigma[i][bi]).collect(),
                 sigma_final: (0..n).map(|i| sample.sigma[i][bi]).collect(),
                 start_steps: (0..n).map(|i| start[i][bi]).collect(),
-                dgsa: self.dgsa.is_some(),
+                dgsa: self.dgsa,
             })
             .collect();
         Ok(BatchResult {

@@ -13,6 +13,19 @@ pub enum Eta {
     SigmaHatOver10,
 }
 
+/// Where the per-step update (reverse step, guidance step, σ refinement) is computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateOn {
+    /// On the host in f64, reading x̂₀, ∇ and ∂σ back every step: the reference path, and the
+    /// one that supports host-side scale maps.
+    Host,
+    /// In the step graph on the backend: x_t and σ_i stay there for the whole run; per step
+    /// only the noise and a few [B] scalars go up and the loss and σ_i come back.
+    #[default]
+    Device,
+}
+
 /// Which reverse step a sampler spec names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepKind {
@@ -45,6 +58,11 @@ pub struct SamplerConfig {
     /// Take the guidance gradient with respect to x̂₀ instead of x_t (no backpropagation
     /// through the denoiser; cheaper, not the paper's method).
     pub fast_guidance: bool,
+    /// Where the update is computed (device by default; host is the reference).
+    pub update_on: UpdateOn,
+    /// With the device update on a backend that can record graphs (CUDA), record the step
+    /// once and replay it every later step.
+    pub capture: bool,
 }
 
 impl Default for SamplerConfig {
@@ -62,6 +80,8 @@ impl Default for SamplerConfig {
             weights: None,
             clip_x0: true,
             fast_guidance: false,
+            update_on: UpdateOn::Device,
+            capture: true,
         }
     }
 }

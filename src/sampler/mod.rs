@@ -2,18 +2,27 @@
 //! respaced chain, DPS guidance through a Gaussian blur with per-image widths σ_i refined by
 //! gradient descent, several guidance images entering at their own start steps, and a
 //! per-pixel scale hook. The sampler owns no model: the denoiser is a graph-building closure.
+//!
+//! Where the update runs (`SamplerConfig::update_on`): `Device` (default) puts the reverse
+//! step, the guidance step and the σ refinement into the step graph (`device.rs`), so a step
+//! is one graph run (or one replay of the recorded graph) and x_t never leaves the backend;
+//! `Host` does the update in f64 on the host (`step.rs`), the reference the device step is
+//! tested against. A scale map that needs x̂₀ must then be in the graph too
+//! (`Sampler::with_scale`, as the pipeline builds DGSA); host-side `ScaleMap`s other than
+//! `UnitScale` need `UpdateOn::Host`.
 
 pub mod config;
+mod device;
 pub mod graph;
 pub mod prepare;
 mod run;
 pub mod scale;
 pub mod step;
 
-pub use config::{default_weights, guidance_sigmas, Eta, SamplerConfig, StepKind};
-pub use graph::{DenoiserInputs, GuidedGraph};
+pub use config::{default_weights, guidance_sigmas, Eta, SamplerConfig, StepKind, UpdateOn};
+pub use graph::{DenoiserInputs, GuidedGraph, ScaleBuilder, ScaleInputs};
 pub use prepare::multi_guidance;
-pub use run::{Guidance, SampleOutput, Sampler, StepTrace, StepValues};
+pub use run::{Guidance, RunTiming, SampleOutput, Sampler, StepTrace, StepValues};
 pub use scale::{ScaleContext, ScaleMap, UnitScale};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,9 @@
 //! The sampling loop.
 
-use super::config::{Eta, SamplerConfig, StepKind};
-use super::graph::{names, DenoiserInputs, GuidedGraph};
+use super::config::{Eta, SamplerConfig, StepKind, UpdateOn};
+use super::graph::{
+    names, DenoiserInputs, DeviceUpdate, GraphOptions, GuidedGraph, ScaleBuilder, UpdateKind,
+};
 use super::scale::{ScaleContext, ScaleMap};
 use super::{step, Result, SamplerError};
 use crate::backend::Backend;
@@ -13,6 +15,7 @@ use crate::tensor::{Scalar, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use std::time::Instant;
 
 /// The guidance of one batch.
 #[derive(Clone, Debug)]
@@ -43,6 +46,17 @@ pub struct SampleOutput {
     /// Final σ_i per sample.
     pub sigma: Vec<Vec<f64>>,
     pub trace: Vec<StepTrace>,
+    pub timing: RunTiming,
+}
+
+/// Where a run's wall time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunTiming {
+    /// The whole sampling loop, seconds.
+    pub total: f64,
+    /// Inside the step graph's runs (or replays). On asynchronous backends (CUDA) this is only
+    /// the time to issue the work; there `total` is the figure to compare.
+    pub graph: f64,
 }
 
 /// The graph's outputs at one point, in f64.
@@ -57,13 +71,24 @@ pub struct StepValues {
 }
 
 pub struct Sampler<B: Backend> {
-    cfg: SamplerConfig,
-    weights: Vec<f64>,
-    schedule: Schedule,
-    gg: GuidedGraph,
-    exec: Executor<B>,
+    pub(super) cfg: SamplerConfig,
+    pub(super) weights: Vec<f64>,
+    pub(super) schedule: Schedule,
+    pub(super) gg: GuidedGraph,
+    pub(super) exec: Executor<B>,
     /// Called after each step with (steps done, steps in this run): progress bars.
-    progress: Option<Box<dyn FnMut(usize, usize)>>,
+    pub(super) progress: Option<Box<dyn FnMut(usize, usize)>>,
+    pub(super) capture: CaptureState,
+}
+
+/// Whether the device step has been recorded for replay.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum CaptureState {
+    /// Not tried yet (the first step runs uncaptured, then records).
+    Pending,
+    Recorded,
+    /// Off, unsupported, or recording failed (the message says why); steps run uncaptured.
+    Off(String),
 }
 
 impl<B: Backend> Sampler<B> {
@@ -78,6 +103,23 @@ impl<B: Backend> Sampler<B> {
     where
         F: FnOnce(&mut Graph, &DenoiserInputs) -> crate::graph::Result<NodeId>,
     {
+        Self::with_scale(backend, cfg, shape, denoiser, None, consts)
+    }
+
+    /// As [`Sampler::new`], with S_t (Eq. 13) built into the step graph by `scale` (DGSA):
+    /// the device update needs it there; the host update reads it back. `consts` supplies
+    /// the denoiser's and the scale map's weights.
+    pub fn with_scale<F>(
+        backend: B,
+        cfg: SamplerConfig,
+        shape: [usize; 4],
+        denoiser: F,
+        scale: Option<ScaleBuilder>,
+        consts: impl Fn(&str) -> Option<Tensor<f32>>,
+    ) -> Result<Self>
+    where
+        F: FnOnce(&mut Graph, &DenoiserInputs) -> crate::graph::Result<NodeId>,
+    {
         cfg.validate()?;
         if shape.contains(&0) {
             return Err(SamplerError::Input(format!(
@@ -86,16 +128,40 @@ impl<B: Backend> Sampler<B> {
         }
         let weights = cfg.weights()?;
         let schedule = Schedule::for_spec(&cfg.schedule, &cfg.sampler)?;
-        let gg = GuidedGraph::build(
-            shape,
-            cfg.num_guidance,
-            cfg.clip_x0,
-            cfg.fast_guidance,
-            denoiser,
-        )?;
-        let out_c = gg.graph.shape(gg.model_out)[1];
+        if scale.is_some() && cfg.num_guidance == 0 {
+            return Err(SamplerError::Config(
+                "a scale map needs guidance (num_guidance ≥ 1)".into(),
+            ));
+        }
+        let update = (cfg.update_on == UpdateOn::Device).then(|| DeviceUpdate {
+            kind: match (cfg.step_kind(), cfg.variance.needs_model_channels()) {
+                (StepKind::Ddim, _) => UpdateKind::Ddim,
+                (StepKind::Ddpm, false) => UpdateKind::DdpmFixed,
+                (StepKind::Ddpm, true) => UpdateKind::DdpmLearned,
+            },
+            refine_sigma: cfg.zeta_sigma > 0.0,
+            sigma_min: cfg.sigma_min as f32,
+            sigma_max: cfg.sigma_max as f32,
+        });
+        let opts = GraphOptions {
+            num_guidance: cfg.num_guidance,
+            clip_x0: cfg.clip_x0,
+            fast_guidance: cfg.fast_guidance,
+            update,
+        };
+        // The denoiser's output channels decide whether the learned variance is possible;
+        // record them so that a graph error from the device update's slice of channels
+        // C..2C is reported as the configuration problem it is.
+        let mut out_c = 0;
+        let denoiser = |g: &mut Graph, i: &DenoiserInputs| {
+            let y = denoiser(g, i)?;
+            out_c = g.shape(y)[1];
+            Ok(y)
+        };
+        let built = GuidedGraph::build_with(shape, &opts, denoiser, scale);
         if cfg.step_kind() == StepKind::Ddpm
             && cfg.variance.needs_model_channels()
+            && out_c != 0
             && out_c != 2 * shape[1]
         {
             return Err(SamplerError::Config(format!(
@@ -104,6 +170,7 @@ impl<B: Backend> Sampler<B> {
                 2 * shape[1]
             )));
         }
+        let gg = built?;
         let mut exec = Executor::new(backend, &gg.graph, &gg.outputs(), PlanOptions::default())?;
         exec.bind_all(consts)?;
         Ok(Sampler {
@@ -113,6 +180,7 @@ impl<B: Backend> Sampler<B> {
             gg,
             exec,
             progress: None,
+            capture: CaptureState::Pending,
         })
     }
 
@@ -138,7 +206,7 @@ impl<B: Backend> Sampler<B> {
         &self.gg
     }
 
-    fn shape(&self) -> [usize; 4] {
+    pub(super) fn shape(&self) -> [usize; 4] {
         self.gg.shape
     }
 
@@ -186,7 +254,7 @@ impl<B: Backend> Sampler<B> {
     }
 
     /// Writes every per-step input. `y` are guidance images already in [−1, 1].
-    fn set_inputs(
+    pub(super) fn set_inputs(
         &mut self,
         x: &[f64],
         k: usize,
@@ -225,7 +293,7 @@ impl<B: Backend> Sampler<B> {
         Ok(())
     }
 
-    fn read(&self, id: NodeId) -> Result<Tensor<f64>> {
+    pub(super) fn read(&self, id: NodeId) -> Result<Tensor<f64>> {
         Ok(self.exec.output(id)?.cast())
     }
 
@@ -256,6 +324,39 @@ impl<B: Backend> Sampler<B> {
                 .map(|&n| self.read(n))
                 .collect::<Result<_>>()?,
         })
+    }
+
+    /// Which images take step `k`, which guidance acts on each, and the effective weights.
+    pub(super) fn activity(
+        &self,
+        k: usize,
+        start_pos: &[usize],
+        guidance: Option<&Guidance>,
+    ) -> Activity {
+        let n = self.cfg.num_guidance;
+        let b = start_pos.len();
+        let t = self.schedule.timesteps[k];
+        let running: Vec<bool> = start_pos.iter().map(|&p| p >= k).collect();
+        // Effective weights: guidance i acts on sample s once t ≤ t_i.
+        let active: Vec<Vec<bool>> = (0..n)
+            .map(|i| {
+                (0..b)
+                    .map(|s| running[s] && t <= guidance.map_or(0, |g| g.start[i][s]))
+                    .collect()
+            })
+            .collect();
+        let weight: Vec<Vec<f64>> = (0..n)
+            .map(|i| {
+                (0..b)
+                    .map(|s| if active[i][s] { self.weights[i] } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        Activity {
+            running,
+            active,
+            weight,
+        }
     }
 
     /// Runs the step graph once at chain position `k` (for checks and diagnostics).
@@ -289,6 +390,9 @@ impl<B: Backend> Sampler<B> {
         }
         let y: Vec<Vec<B::Elem>> = guidance.iter().map(to_model_range::<B::Elem>).collect();
         self.set_inputs(&x.data, k, Some(&y), sigma, weight)?;
+        if self.gg.x_next.is_some() {
+            self.set_neutral_update()?;
+        }
         self.exec.run()?;
         self.values(true)
     }
@@ -310,8 +414,10 @@ impl<B: Backend> Sampler<B> {
         };
         let [b, ..] = self.shape();
         let top = self.schedule.len() - 1;
+        let streams: Vec<u64> = (0..b as u64).collect();
         self.run_loop(
             seed,
+            &streams,
             &vec![top; b],
             &vec![eta; b],
             None,
@@ -328,6 +434,27 @@ impl<B: Backend> Sampler<B> {
         scale: &mut dyn ScaleMap,
         seed: u64,
     ) -> Result<SampleOutput> {
+        let streams: Vec<u64> = (0..self.shape()[0] as u64).collect();
+        self.sample_streams(guidance, scale, seed, &streams)
+    }
+
+    /// [`Sampler::sample`] with the random stream of each image given: image b draws all its
+    /// noise from ChaCha8(`seed`, stream `streams[b]`), so an image gives the same result in
+    /// any batch and at any position when it keeps its stream (`sample` uses stream b).
+    pub fn sample_streams(
+        &mut self,
+        guidance: &Guidance,
+        scale: &mut dyn ScaleMap,
+        seed: u64,
+        streams: &[u64],
+    ) -> Result<SampleOutput> {
+        if streams.len() != self.shape()[0] {
+            return Err(SamplerError::Input(format!(
+                "{} random streams for a batch of {}",
+                streams.len(),
+                self.shape()[0]
+            )));
+        }
         if self.cfg.num_guidance == 0 {
             return Err(SamplerError::Config(
                 "guided sampling needs num_guidance ≥ 1".into(),
@@ -353,12 +480,40 @@ impl<B: Backend> Sampler<B> {
                 Eta::SigmaHatOver10 => guidance.sigma[0][s] / 10.0,
             };
         }
-        self.run_loop(seed, &start_pos, &eta, Some(guidance), scale)
+        self.run_loop(seed, streams, &start_pos, &eta, Some(guidance), scale)
     }
 
     fn run_loop(
         &mut self,
         seed: u64,
+        streams: &[u64],
+        start_pos: &[usize],
+        eta: &[f64],
+        guidance: Option<&Guidance>,
+        scale: &mut dyn ScaleMap,
+    ) -> Result<SampleOutput> {
+        if self.gg.scale.is_some() && !scale.is_unit() {
+            return Err(SamplerError::Config(
+                "this sampler has a scale map in its step graph; pass UnitScale, not a second one"
+                    .into(),
+            ));
+        }
+        match self.cfg.update_on {
+            UpdateOn::Device if !scale.is_unit() => Err(SamplerError::Config(
+                "a host-side scale map needs x̂₀ on the host every step: use update_on = host, \
+                 or build the map into the step graph (Sampler::with_scale)"
+                    .into(),
+            )),
+            UpdateOn::Device => self.run_device(seed, streams, start_pos, eta, guidance),
+            UpdateOn::Host => self.run_host(seed, streams, start_pos, eta, guidance, scale),
+        }
+    }
+
+    /// The reference path: the graph gives x̂₀, ∇ and ∂σ, the host does the update in f64.
+    fn run_host(
+        &mut self,
+        seed: u64,
+        streams: &[u64],
         start_pos: &[usize],
         eta: &[f64],
         guidance: Option<&Guidance>,
@@ -369,14 +524,7 @@ impl<B: Backend> Sampler<B> {
         let per = c * h * w;
         let n = self.cfg.num_guidance;
         let kind = self.cfg.step_kind();
-        // One stream per sample, so a sample's draws do not depend on the batch around it.
-        let mut rngs: Vec<ChaCha8Rng> = (0..b)
-            .map(|s| {
-                let mut r = ChaCha8Rng::seed_from_u64(seed);
-                r.set_stream(s as u64);
-                r
-            })
-            .collect();
+        let mut rngs = image_rngs(seed, streams);
         let draw = |r: &mut ChaCha8Rng| -> Vec<f64> {
             (0..per).map(|_| StandardNormal.sample(r)).collect()
         };
@@ -387,6 +535,8 @@ impl<B: Backend> Sampler<B> {
         let mut x = vec![0.0; b * per];
         let top = *start_pos.iter().max().unwrap_or(&0);
         let mut trace = Vec::with_capacity(top + 1);
+        let t_run = Instant::now();
+        let mut graph = 0.0;
         for k in (0..=top).rev() {
             let a = self.schedule.alphas_cumprod[k];
             let t = self.schedule.timesteps[k];
@@ -402,43 +552,36 @@ impl<B: Backend> Sampler<B> {
                         let first = (0..n).max_by_key(|&i| (g.start[i][s], n - i)).unwrap_or(0);
                         let yv = &g.images[first].data[s * per..(s + 1) * per];
                         for j in 0..per {
-                            xs[j] = a.sqrt() * (2.0 * yv[j] - 1.0) + (1.0 - a).sqrt() * z[j];
+                            xs[j] = start_value(a, yv[j], z[j]);
                         }
                     }
                 }
             }
-            let running: Vec<bool> = start_pos.iter().map(|&p| p >= k).collect();
-            // Effective weights: guidance i acts on sample s once t ≤ t_i.
-            let active: Vec<Vec<bool>> = (0..n)
-                .map(|i| {
-                    (0..b)
-                        .map(|s| running[s] && t <= guidance.map_or(0, |g| g.start[i][s]))
-                        .collect()
-                })
-                .collect();
-            let weight: Vec<Vec<f64>> = (0..n)
-                .map(|i| {
-                    (0..b)
-                        .map(|s| if active[i][s] { self.weights[i] } else { 0.0 })
-                        .collect()
-                })
-                .collect();
+            let Activity {
+                running,
+                active,
+                weight,
+            } = self.activity(k, start_pos, guidance);
             self.set_inputs(&x, k, (k == top).then_some(y.as_slice()), &sigma, &weight)?;
+            let t_graph = Instant::now();
             self.exec.run()?;
+            graph += t_graph.elapsed().as_secs_f64();
             let vals =
                 self.values(kind == StepKind::Ddpm && self.cfg.variance.needs_model_channels())?;
             let any_guided = active.iter().flatten().any(|&v| v);
-            let s_map = if any_guided {
-                let g = guidance.expect("active guidance implies guidance");
-                scale
-                    .scale(&ScaleContext {
-                        guidance: &g.images,
-                        x0: &vals.x0,
-                        t,
-                    })
-                    .map_err(SamplerError::Scale)?
-            } else {
-                None
+            let s_map = match (any_guided, self.gg.scale) {
+                (false, _) => None,
+                (true, Some(node)) => Some(self.read(node)?),
+                (true, None) => {
+                    let g = guidance.expect("active guidance implies guidance");
+                    scale
+                        .scale(&ScaleContext {
+                            guidance: &g.images,
+                            x0: &vals.x0,
+                            t,
+                        })
+                        .map_err(SamplerError::Scale)?
+                }
             };
             if let Some(sm) = &s_map {
                 if sm.shape != shape {
@@ -507,12 +650,42 @@ impl<B: Backend> Sampler<B> {
             x: Tensor::new(shape.to_vec(), x),
             sigma,
             trace,
+            timing: RunTiming {
+                total: t_run.elapsed().as_secs_f64(),
+                graph,
+            },
         })
     }
 }
 
+/// x_start = √ᾱ·(2ŷ−1) + √(1−ᾱ)·z: a guidance value ŷ in [0, 1] noised to the start step.
+pub(super) fn start_value(alpha_bar: f64, y: f64, z: f64) -> f64 {
+    alpha_bar.sqrt() * (2.0 * y - 1.0) + (1.0 - alpha_bar).sqrt() * z
+}
+
+/// One step's per-image flags.
+pub(super) struct Activity {
+    pub running: Vec<bool>,
+    /// `active[i][b]`: guidance i acts on image b.
+    pub active: Vec<Vec<bool>>,
+    /// `weight[i][b]`: w_i where active, else 0.
+    pub weight: Vec<Vec<f64>>,
+}
+
+/// One ChaCha8 stream per image, so an image's draws do not depend on the batch around it.
+pub(super) fn image_rngs(seed: u64, streams: &[u64]) -> Vec<ChaCha8Rng> {
+    streams
+        .iter()
+        .map(|&s| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            r.set_stream(s);
+            r
+        })
+        .collect()
+}
+
 /// [0, 1] → [−1, 1] in the backend's element type.
-fn to_model_range<E: Scalar>(t: &Tensor<f64>) -> Vec<E> {
+pub(super) fn to_model_range<E: Scalar>(t: &Tensor<f64>) -> Vec<E> {
     t.data.iter().map(|&v| E::of_f64(2.0 * v - 1.0)).collect()
 }
 

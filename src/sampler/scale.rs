@@ -16,6 +16,11 @@ pub struct ScaleContext<'a> {
 /// Gives S_t (`[B,C,H,W]`, values in [0, 1]); `Ok(None)` means S ≡ 1.
 pub trait ScaleMap {
     fn scale(&mut self, ctx: &ScaleContext) -> anyhow::Result<Option<Tensor<f64>>>;
+    /// True only for S ≡ 1 without looking at x̂₀: the device update (which never brings x̂₀
+    /// to the host) accepts only such maps; others need `UpdateOn::Host`.
+    fn is_unit(&self) -> bool {
+        false
+    }
 }
 
 /// S ≡ 1.
@@ -25,6 +30,9 @@ pub struct UnitScale;
 impl ScaleMap for UnitScale {
     fn scale(&mut self, _ctx: &ScaleContext) -> anyhow::Result<Option<Tensor<f64>>> {
         Ok(None)
+    }
+    fn is_unit(&self) -> bool {
+        true
     }
 }
 

@@ -69,6 +69,12 @@ impl<T: Scalar> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    fn copy(&self, arena: &mut Vec<T>, src: usize, dst: usize, len: usize) -> BResult<()> {
+        super::check_copy(arena.len(), src, dst, len)?;
+        arena.copy_within(src..src + len, dst);
+        Ok(())
+    }
+
     fn exec(
         &self,
         arena: &mut Vec<T>,

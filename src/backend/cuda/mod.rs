@@ -73,7 +73,9 @@ struct Workspace {
 
 struct CaptureState {
     active: bool,
-    graph: Option<CudaGraph>,
+    /// Recorded graphs by handle: several executors (the pipeline's samplers for different
+    /// batch sizes) share one backend, each replaying its own graph on its own arena.
+    graphs: Vec<Option<CudaGraph>>,
 }
 
 pub struct CudaBackend {
@@ -188,7 +190,7 @@ impl CudaBackend {
             }),
             capture: Mutex::new(CaptureState {
                 active: false,
-                graph: None,
+                graphs: vec![],
             }),
             profiler: Mutex::new(None),
             current_op: Mutex::new(""),
@@ -472,6 +474,11 @@ impl Backend for CudaBackend {
         ops::fill(self, arena.addr(offset), len, value)
     }
 
+    fn copy(&self, arena: &mut CudaArena, src: usize, dst: usize, len: usize) -> BResult<()> {
+        crate::backend::check_copy(arena.len, src, dst, len)?;
+        ops::copy(self, arena.addr(src), arena.addr(dst), len)
+    }
+
     fn exec(
         &self,
         arena: &mut CudaArena,
@@ -503,7 +510,7 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
-    fn end_capture(&self) -> BResult<()> {
+    fn end_capture(&self) -> BResult<usize> {
         let mut cap = self.capture.lock().unwrap();
         cap.active = false;
         let g = self
@@ -512,17 +519,37 @@ impl Backend for CudaBackend {
             .map_err(|e| dev_err("end graph capture", e))?
             .ok_or_else(|| BackendError::Device("graph capture recorded nothing".into()))?;
         g.upload().map_err(|e| dev_err("graph upload", e))?;
-        cap.graph = Some(g);
-        Ok(())
+        let id = match cap.graphs.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                cap.graphs.push(None);
+                cap.graphs.len() - 1
+            }
+        };
+        cap.graphs[id] = Some(g);
+        Ok(id)
     }
 
-    fn replay(&self) -> BResult<()> {
+    fn replay(&self, graph: usize) -> BResult<()> {
         let cap = self.capture.lock().unwrap();
         let g = cap
-            .graph
-            .as_ref()
-            .ok_or_else(|| BackendError::Device("no captured graph to replay".into()))?;
+            .graphs
+            .get(graph)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| BackendError::Device(format!("no captured graph {graph} to replay")))?;
         g.launch().map_err(|e| dev_err("graph launch", e))
+    }
+
+    fn release_capture(&self, graph: usize) {
+        // Let a launched replay finish before its executable graph is destroyed.
+        let _ = self.synchronize();
+        if let Some(slot) = self.capture.lock().unwrap().graphs.get_mut(graph) {
+            *slot = None;
+        }
+    }
+
+    fn can_capture(&self) -> bool {
+        true
     }
 }
 

@@ -151,6 +151,19 @@ pub(crate) fn fill(be: &dyn Launcher, addr: u64, len: usize, value: f32) -> BRes
     )
 }
 
+/// y[0..len] = x[0..len] between two disjoint device regions (the sampler's state feedback).
+pub(crate) fn copy(be: &dyn Launcher, src: u64, dst: u64, len: usize) -> BResult<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    be.launch(
+        "copy_values",
+        grid1(len),
+        THREADS,
+        vec![Arg::Ptr(src), Arg::Ptr(dst), i64a(len)],
+    )
+}
+
 /// y[offB(i)] = x[offA(i)] over `dims`.
 fn strided_copy(
     be: &dyn Launcher,

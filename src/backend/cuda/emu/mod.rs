@@ -233,6 +233,12 @@ impl Backend for EmuBackend {
         ops::fill(self, arena.base() + 4 * offset as u64, len, value)
     }
 
+    fn copy(&self, arena: &mut EmuArena, src: usize, dst: usize, len: usize) -> BResult<()> {
+        crate::backend::check_copy(arena.data.len(), src, dst, len)?;
+        let base = arena.base();
+        ops::copy(self, base + 4 * src as u64, base + 4 * dst as u64, len)
+    }
+
     fn exec(
         &self,
         arena: &mut EmuArena,
