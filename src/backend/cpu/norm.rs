@@ -141,6 +141,9 @@ pub fn group_norm_silu<T: Scalar>(
     let spatial: usize = s[2..].iter().product();
     let cg = c / groups;
     let glen = cg * spatial;
+    if glen == 0 {
+        return; // an empty tensor: nothing to normalise (and no chunk size)
+    }
     y.par_chunks_mut(glen)
         .zip(x.par_chunks(glen))
         .enumerate()
@@ -177,6 +180,9 @@ pub fn group_norm_silu_backward<T: Scalar>(
     let spatial: usize = s[2..].iter().product();
     let cg = c / groups;
     let glen = cg * spatial;
+    if glen == 0 {
+        return;
+    }
     dx.par_chunks_mut(glen)
         .zip(x.par_chunks(glen).zip(dy.par_chunks(glen)))
         .enumerate()
@@ -203,11 +209,9 @@ pub fn group_norm_silu_backward<T: Scalar>(
             }
             m1 /= glen as f64;
             m2 /= glen as f64;
-            for ci in 0..cg {
-                for k in ci * spatial..(ci + 1) * spatial {
-                    let (xh, dxh) = at(ci, k);
-                    dxg[k] = T::of_f64(inv * (dxh - m1 - xh * m2));
-                }
+            for (k, o) in dxg.iter_mut().enumerate() {
+                let (xh, dxh) = at(k / spatial, k);
+                *o = T::of_f64(inv * (dxh - m1 - xh * m2));
             }
         });
 }

@@ -75,7 +75,8 @@ pub struct Traffic {
 /// Traffic of `f(x)` and of its VJP with respect to x alone (cotangent an input).
 fn fwd_and_grad(g: &mut Graph, x: NodeId, y: NodeId) -> Result<Traffic> {
     let n_fwd = g.len();
-    let ct = g.input("cotangent", &g.shape(y).to_vec());
+    let shape = g.shape(y).to_vec();
+    let ct = g.input("cotangent", &shape);
     let dx = grad(g, &[(y, ct)], &[x])?[0];
     Ok(Traffic {
         forward: traffic_bytes(g, &[y], 0..n_fwd),
