@@ -994,6 +994,24 @@ fn shape_errors_name_node_op_and_shapes() {
         g.conv2d(x, w2, None, 1, 1, 2),
         &["op conv2d", "groups 2", "[1, 3, 8, 8]", "[4, 3, 3, 3]"],
     );
+    let ga = g.input("gn_gamma", &[3]);
+    let be = g.input("gn_beta", &[3]);
+    let sc = g.input("gn_scale", &[1, 4]);
+    let sh = g.input("gn_shift", &[1, 3]);
+    expect_err(
+        "group norm silu scale",
+        g.group_norm_silu(x, ga, be, Some((sc, sh)), 3, 1e-5),
+        &["op group_norm_silu", "scale [1, 4] must be [1, 3]"],
+    );
+    expect_err(
+        "group norm silu groups",
+        g.group_norm_silu(x, ga, be, None, 2, 1e-5),
+        &[
+            "op group_norm_silu",
+            "2 groups do not divide",
+            "[1, 3, 8, 8]",
+        ],
+    );
     let b = g.input("b", &[5]);
     expect_err(
         "conv bias",
