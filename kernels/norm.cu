@@ -182,3 +182,121 @@ extern "C" __global__ void layer_norm_bwd_gamma(const float* __restrict__ x,
         dgamma[k] = (float)acc;
     }
 }
+
+// ---- Fused group norm → optional FiLM scale-shift → SiLU (the ADM res block's norm and
+// activation), forward and input gradient. The backward recomputes x̂ from x, so the forward
+// stores only its output.
+
+// Mean and 1/sqrt(var+eps) of v[0..len) in ONE read: sums of d = v − k and d² about k = v[0],
+// a value of the row, so for a large common offset the sums do not cancel (var = E[d²] − E[d]²
+// loses only as much as |mean − k| exceeds the spread). fp32 per thread, double across the block.
+__device__ void block_stats_1pass(const float* __restrict__ v, i64 len, float eps, double* sh,
+                                  float& mean_out, float& inv_out) {
+    float k0 = v[0];
+    float s = 0.0f, q = 0.0f;
+    for (i64 k = threadIdx.x; k < len; k += blockDim.x) {
+        float d = v[k] - k0;
+        s += d;
+        q += d * d;
+    }
+    double m = block_sum_d((double)s, sh) / (double)len;
+    double m2 = block_sum_d((double)q, sh) / (double)len;
+    double var = fmax(m2 - m * m, 0.0);
+    mean_out = (float)((double)k0 + m);
+    inv_out = (float)(1.0 / sqrt(var + (double)eps));
+}
+
+__device__ __forceinline__ float gns_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+// Channel ci of the group: γ, β, 1 + scale, shift (scale-shift of image b only if has_ss).
+struct GnsChan {
+    float ga, be, sc1, sh;
+};
+
+__device__ __forceinline__ GnsChan gns_chan(const float* __restrict__ gamma,
+                                            const float* __restrict__ beta,
+                                            const float* __restrict__ scale,
+                                            const float* __restrict__ shift, i64 c, i64 bc,
+                                            int has_ss) {
+    GnsChan r;
+    r.ga = gamma[c];
+    r.be = beta[c];
+    r.sc1 = has_ss ? 1.0f + scale[bc] : 1.0f;
+    r.sh = has_ss ? shift[bc] : 0.0f;
+    return r;
+}
+
+// One block per (image, group), whose glen = cg·spatial values are contiguous; glen < 2³²
+// (checked by the launch code) so the channel index is a 32-bit division.
+extern "C" __global__ void group_norm_silu_fwd(const float* __restrict__ x,
+                                               const float* __restrict__ gamma,
+                                               const float* __restrict__ beta,
+                                               const float* __restrict__ scale,
+                                               const float* __restrict__ shift,
+                                               float* __restrict__ y, i64 groups, i64 cg,
+                                               i64 spatial, int has_ss, float eps) {
+    __shared__ double sh[32];
+    i64 gi = blockIdx.x;
+    unsigned glen = (unsigned)(cg * spatial), sp = (unsigned)spatial;
+    const float* xg = x + gi * (i64)glen;
+    float* yg = y + gi * (i64)glen;
+    float mean, inv;
+    block_stats_1pass(xg, glen, eps, sh, mean, inv);
+    i64 c0 = (gi % groups) * cg;
+    i64 bc0 = (gi / groups) * groups * cg + c0;
+    for (unsigned k = threadIdx.x; k < glen; k += blockDim.x) {
+        unsigned ci = k / sp;
+        GnsChan p = gns_chan(gamma, beta, scale, shift, c0 + ci, bc0 + ci, has_ss);
+        float v = ((xg[k] - mean) * inv * p.ga + p.be) * p.sc1 + p.sh;
+        yg[k] = v * gns_sigmoid(v);
+    }
+}
+
+// (x̂, dx̂) at one element: v = (x̂γ + β)(1 + scale) + shift, dx̂ = dy·silu'(v)·γ·(1 + scale).
+__device__ __forceinline__ void gns_grad(float xv, float dyv, float mean, float inv, GnsChan p,
+                                         float& xh, float& dxh) {
+    xh = (xv - mean) * inv;
+    float v = (xh * p.ga + p.be) * p.sc1 + p.sh;
+    float s = gns_sigmoid(v);
+    dxh = dyv * (s * (1.0f + v * (1.0f - s))) * p.ga * p.sc1;
+}
+
+// dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) over the group; x is read three times (statistics,
+// the two means, the output) and dy twice, nothing else.
+extern "C" __global__ void group_norm_silu_bwd(const float* __restrict__ x,
+                                               const float* __restrict__ gamma,
+                                               const float* __restrict__ beta,
+                                               const float* __restrict__ scale,
+                                               const float* __restrict__ shift,
+                                               const float* __restrict__ dy,
+                                               float* __restrict__ dx, i64 groups, i64 cg,
+                                               i64 spatial, int has_ss, float eps) {
+    __shared__ double sh[32];
+    i64 gi = blockIdx.x;
+    unsigned glen = (unsigned)(cg * spatial), sp = (unsigned)spatial;
+    const float* xg = x + gi * (i64)glen;
+    const float* dyg = dy + gi * (i64)glen;
+    float* dxg = dx + gi * (i64)glen;
+    float mean, inv;
+    block_stats_1pass(xg, glen, eps, sh, mean, inv);
+    i64 c0 = (gi % groups) * cg;
+    i64 bc0 = (gi / groups) * groups * cg + c0;
+    float s1 = 0.0f, s2 = 0.0f;
+    for (unsigned k = threadIdx.x; k < glen; k += blockDim.x) {
+        unsigned ci = k / sp;
+        GnsChan p = gns_chan(gamma, beta, scale, shift, c0 + ci, bc0 + ci, has_ss);
+        float xh, dxh;
+        gns_grad(xg[k], dyg[k], mean, inv, p, xh, dxh);
+        s1 += dxh;
+        s2 += dxh * xh;
+    }
+    float m1 = (float)(block_sum_d((double)s1, sh) / (double)glen);
+    float m2 = (float)(block_sum_d((double)s2, sh) / (double)glen);
+    for (unsigned k = threadIdx.x; k < glen; k += blockDim.x) {
+        unsigned ci = k / sp;
+        GnsChan p = gns_chan(gamma, beta, scale, shift, c0 + ci, bc0 + ci, has_ss);
+        float xh, dxh;
+        gns_grad(xg[k], dyg[k], mean, inv, p, xh, dxh);
+        dxg[k] = inv * (dxh - m1 - xh * m2);
+    }
+}

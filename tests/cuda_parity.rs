@@ -600,6 +600,59 @@ fn group_norm_layer_norm_softmax_body<B: KernelBackend>(be: B, _test: &str) {
 }
 
 #[test]
+fn group_norm_silu_fused() {
+    on_device!("group_norm_silu", group_norm_silu_body);
+}
+
+/// The fused group norm → scale-shift → SiLU and its input gradient: spatial sizes below
+/// and above the block size, one and several channels per group, with and without the
+/// scale-shift, and a large common offset (the one-pass statistics must not cancel).
+fn group_norm_silu_body<B: KernelBackend>(be: B, _test: &str) {
+    let mut c = Checker::new(be);
+    let mut r = rng(19);
+    for (shape, groups, ss) in [
+        (vec![2, 8, 5, 7], 4, true),
+        (vec![2, 8, 5, 7], 4, false),
+        (vec![1, 64, 32, 32], 32, true),
+        (vec![2, 6, 3, 3], 6, true),
+        (vec![3, 6, 11], 1, false),
+    ] {
+        let mut x = randn(&mut r, &shape);
+        x.data.iter_mut().for_each(|v| *v = 3.0 + 2.0 * *v);
+        let (b, ch) = (shape[0], shape[1]);
+        let mut ins = vec![x, randn(&mut r, &[ch]), randn(&mut r, &[ch])];
+        if ss {
+            ins.push(normal::<f32>(&mut r, &[b, ch], 0.5));
+            ins.push(randn(&mut r, &[b, ch]));
+        }
+        let (eps, scale_shift) = (1e-5, ss);
+        let tag = format!("{shape:?} g{groups}{}", if ss { " ss" } else { "" });
+        c.case(
+            &format!("group_norm_silu {tag}"),
+            Op::GroupNormSilu {
+                groups,
+                eps,
+                scale_shift,
+            },
+            &ins,
+            TOL_REDUCE,
+        );
+        ins.push(randn(&mut r, &shape));
+        c.case(
+            &format!("group_norm_silu_backward {tag}"),
+            Op::GroupNormSiluBackward {
+                groups,
+                eps,
+                scale_shift,
+            },
+            &ins,
+            TOL_REDUCE,
+        );
+    }
+    c.finish("group_norm_silu");
+}
+
+#[test]
 fn layout_ops() {
     on_device!("layout", layout_ops_body);
 }

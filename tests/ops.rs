@@ -139,6 +139,7 @@ vjp_tests! {
     vjp_matmul => "matmul",
     vjp_linear => "linear",
     vjp_group_norm => "group_norm",
+    vjp_group_norm_silu => "group_norm_silu",
     vjp_layer_norm => "layer_norm",
     vjp_batch_norm => "batch_norm",
     vjp_softmax => "softmax",
@@ -401,6 +402,20 @@ fn forward_norms() {
         let want = naive::group_norm(&xs[0], &xs[1], &xs[2], groups, eps as f64);
         assert_close(&c.name, &y, &want);
     }
+    for c in cases::family("group_norm_silu") {
+        let (y, xs, g) = run_case(&c);
+        let Op::GroupNormSilu {
+            groups,
+            eps,
+            scale_shift,
+        } = *find_op(&g, "group_norm_silu")
+        else {
+            unreachable!()
+        };
+        let film = scale_shift.then(|| (&xs[3], &xs[4]));
+        let want = naive::group_norm_silu(&xs[0], &xs[1], &xs[2], film, groups, eps as f64);
+        assert_close(&c.name, &y, &want);
+    }
     for c in cases::family("layer_norm") {
         let (y, xs, _) = run_case(&c);
         let want = naive::layer_norm(&xs[0], &xs[1], &xs[2], 1e-5f32 as f64);
@@ -426,6 +441,88 @@ fn forward_norms() {
         }
         assert_close(&c.name, &y, &want);
     }
+}
+
+/// The fused op's gradients (fused dx kernel, composed parameter gradients) equal reverse mode
+/// through the unfused ops (group norm, scale-shift, SiLU) to rounding, for every input.
+#[test]
+fn group_norm_silu_gradients_match_the_unfused_ops() {
+    for c in cases::family("group_norm_silu") {
+        let xs = c.draw_inputs(c.seed());
+        let ss = xs.len() == 5;
+        let (groups, eps) = match *find_op(&c.forward_graph().unwrap().graph, "group_norm_silu") {
+            Op::GroupNormSilu { groups, eps, .. } => (groups, eps),
+            _ => unreachable!(),
+        };
+        let ct = normal(c.seed() ^ 7, &xs[0].shape);
+        let grads = |fused: bool| -> Vec<Tensor<f64>> {
+            let mut g = Graph::new();
+            let ids: Vec<NodeId> = c
+                .inputs
+                .iter()
+                .map(|s| g.input(&s.name, &s.shape))
+                .collect();
+            let y = if fused {
+                let film = ss.then(|| (ids[3], ids[4]));
+                g.group_norm_silu(ids[0], ids[1], ids[2], film, groups, eps)
+            } else {
+                let h = g.group_norm(ids[0], ids[1], ids[2], groups, eps).unwrap();
+                let h = if ss {
+                    let xs0 = &xs[0].shape;
+                    let mut bc = xs0.clone();
+                    bc[2..].iter_mut().for_each(|d| *d = 1);
+                    let s = g.reshape(ids[3], &bc).unwrap();
+                    let t = g.reshape(ids[4], &bc).unwrap();
+                    let s = g.affine(s, 1.0, 1.0).unwrap();
+                    let m = g.mul(h, s).unwrap();
+                    g.add(m, t).unwrap()
+                } else {
+                    h
+                };
+                g.silu(h)
+            }
+            .unwrap();
+            let ctn = g.input(COTANGENT, &xs[0].shape);
+            let d = grad(&mut g, &[(y, ctn)], &ids).unwrap();
+            let fused_ops = g
+                .nodes
+                .iter()
+                .filter(|n| n.op.kind() == "group_norm_silu_backward")
+                .count();
+            assert_eq!(fused_ops, fused as usize, "{}: fused dx op", c.name);
+            let mut named: Vec<(&str, &Tensor<f64>)> = c
+                .inputs
+                .iter()
+                .zip(&xs)
+                .map(|(s, x)| (s.name.as_str(), x))
+                .collect();
+            named.push((COTANGENT, &ct));
+            eval(CpuBackend::<f64>::new(), &g, &d, &named, &HashMap::new()).unwrap()
+        };
+        let (f, u) = (grads(true), grads(false));
+        for (k, (a, b)) in f.iter().zip(&u).enumerate() {
+            assert!(b.norm() > 0.0, "{}: zero gradient wrt input {k}", c.name);
+            assert_close(&format!("{} d/d{}", c.name, c.inputs[k].name), a, b);
+        }
+    }
+}
+
+/// Sampling asks for dx only: then the backward of the fused op is the one fused kernel,
+/// with no group norm, SiLU derivative or scale-shift nodes recomputed beside it.
+#[test]
+fn group_norm_silu_input_gradient_is_one_op() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 8, 4, 4]);
+    let ga = g.input("gamma", &[8]);
+    let be = g.input("beta", &[8]);
+    let s = g.input("scale", &[2, 8]);
+    let t = g.input("shift", &[2, 8]);
+    let y = g.group_norm_silu(x, ga, be, Some((s, t)), 4, 1e-5).unwrap();
+    let ct = g.input(COTANGENT, &[2, 8, 4, 4]);
+    let n_fwd = g.len();
+    grad(&mut g, &[(y, ct)], &[x]).unwrap();
+    let kinds: Vec<&str> = g.nodes[n_fwd..].iter().map(|n| n.op.kind()).collect();
+    assert_eq!(kinds, ["group_norm_silu_backward"]);
 }
 
 #[test]
@@ -897,6 +994,24 @@ fn shape_errors_name_node_op_and_shapes() {
         g.conv2d(x, w2, None, 1, 1, 2),
         &["op conv2d", "groups 2", "[1, 3, 8, 8]", "[4, 3, 3, 3]"],
     );
+    let ga = g.input("gn_gamma", &[3]);
+    let be = g.input("gn_beta", &[3]);
+    let sc = g.input("gn_scale", &[1, 4]);
+    let sh = g.input("gn_shift", &[1, 3]);
+    expect_err(
+        "group norm silu scale",
+        g.group_norm_silu(x, ga, be, Some((sc, sh)), 3, 1e-5),
+        &["op group_norm_silu", "scale [1, 4] must be [1, 3]"],
+    );
+    expect_err(
+        "group norm silu groups",
+        g.group_norm_silu(x, ga, be, None, 2, 1e-5),
+        &[
+            "op group_norm_silu",
+            "2 groups do not divide",
+            "[1, 3, 8, 8]",
+        ],
+    );
     let b = g.input("b", &[5]);
     expect_err(
         "conv bias",
@@ -1061,6 +1176,10 @@ fn forward_large_tensors() {
             "permute" => naive::permute(&xs[0], &[0, 2, 3, 1]),
             "roll" => naive::roll(&xs[0], &[(2, 5), (3, -9)]),
             "group_norm" => naive::group_norm(&xs[0], &xs[1], &xs[2], 8, 1e-5f32 as f64),
+            "group_norm_silu" => {
+                let film = Some((&xs[3], &xs[4]));
+                naive::group_norm_silu(&xs[0], &xs[1], &xs[2], film, 8, 1e-5f32 as f64)
+            }
             "layer_norm" => naive::layer_norm(&xs[0], &xs[1], &xs[2], 1e-5f32 as f64),
             "matmul" => {
                 let Op::MatMul { trans_a, trans_b } = *find_op(&g, "matmul") else {

@@ -201,3 +201,64 @@ fn input_gradient_matches_finite_differences() {
         );
     }
 }
+
+/// The fused GroupNorm32 → (scale-shift) → SiLU build computes what the op-by-op build
+/// computes, output and input gradient, with scale-shift and with the additive embedding;
+/// and it really is fused: two fused ops per res block plus the output head, and the
+/// input gradient through each is the one fused backward op.
+#[test]
+fn fused_norm_silu_matches_the_op_by_op_build() {
+    for extra in [
+        json!({}),
+        json!({"use_scale_shift_norm": false, "resblock_updown": true}),
+    ] {
+        let fused = small(extra.clone());
+        assert!(fused.fused_norm_silu, "fused is the default");
+        let plain = UNetConfig {
+            fused_norm_silu: false,
+            ..fused.clone()
+        };
+        let w = random_weights(&fused, 31);
+        let mut rng = random::rng(32);
+        let x: Tensor<f64> = random::normal(&mut rng, &[2, 3, 8, 8], 1.0);
+        let t = Tensor::new(vec![2], vec![40.0, 911.0]);
+        let cot: Tensor<f64> = random::normal(&mut rng, &[2, 6, 8, 8], 1.0);
+        let run = |cfg: &UNetConfig| {
+            let ug = UNetGraph::new(cfg, 2, 8, 8, true).unwrap();
+            let count = |k: &str| ug.graph.nodes.iter().filter(|n| n.op.kind() == k).count();
+            let counts = (count("group_norm_silu"), count("group_norm_silu_backward"));
+            let out = eval(
+                CpuBackend::<f64>::new(),
+                &ug.graph,
+                &[ug.out, ug.grad_x.unwrap()],
+                &[("x", &x), ("t", &t), ("cotangent", &cot)],
+                &w,
+            )
+            .unwrap();
+            (out, counts)
+        };
+        let (a, (fwd_ops, bwd_ops)) = run(&fused);
+        let (b, plain_ops) = run(&plain);
+        // Σn down, two in the middle, Σ(n + 1) up, and the resampling blocks if res blocks.
+        let updown = if fused.resblock_updown {
+            2 * (fused.levels() - 1)
+        } else {
+            0
+        };
+        let blocks = 2 * fused.num_res_blocks.iter().sum::<usize>() + fused.levels() + 2 + updown;
+        assert_eq!(fwd_ops, 2 * blocks + 1, "{extra}: fused forward ops");
+        assert_eq!(bwd_ops, fwd_ops, "{extra}: fused backward ops");
+        assert_eq!(
+            plain_ops,
+            (0, 0),
+            "{extra}: the op-by-op build has no fused op"
+        );
+        for (what, p, q) in [("output", &a[0], &b[0]), ("grad x", &a[1], &b[1])] {
+            let e = p.rel_err(q);
+            assert!(
+                e <= 1e-12,
+                "{extra}: {what} fused vs op by op: rel err {e:.2e}"
+            );
+        }
+    }
+}

@@ -219,6 +219,7 @@ pub const FAMILIES: &[&str] = &[
     "matmul",
     "linear",
     "group_norm",
+    "group_norm_silu",
     "layer_norm",
     "batch_norm",
     "softmax",
@@ -537,6 +538,7 @@ fn norms() -> Vec<Case> {
             move |g, i| g.group_norm(i[0], i[1], i[2], groups, 1e-5),
         ));
     }
+    v.extend(group_norm_silu());
     for xs in [vec![3, 4, 6], vec![5, 8]] {
         let d = *xs.last().unwrap();
         v.push(case(
@@ -558,6 +560,35 @@ fn norms() -> Vec<Case> {
         ],
         |g, i| g.batch_norm(i[0], i[1], i[2], i[3], i[4], 1e-5),
     ));
+    v
+}
+
+/// The fused group norm → scale-shift → SiLU, with and without the scale-shift, on 4-D and
+/// 3-D inputs; its grad graph holds the fused dx op and the composed parameter gradients.
+fn group_norm_silu() -> Vec<Case> {
+    let mut v = vec![];
+    for (xs, groups, ss) in [
+        (vec![2, 4, 3, 3], 2, false),
+        (vec![2, 4, 3, 3], 2, true),
+        (vec![3, 8, 2, 5], 4, true),
+        (vec![2, 6, 5], 3, true),
+        (vec![2, 6, 5], 1, false),
+    ] {
+        let (b, c) = (xs[0], xs[1]);
+        let mut ins = vec![ns("x", &xs, 2.0), n("gamma", &[c]), n("beta", &[c])];
+        if ss {
+            ins.push(ns("scale", &[b, c], 0.5));
+            ins.push(n("shift", &[b, c]));
+        }
+        let name = format!(
+            "{xs:?} groups {groups}{}",
+            if ss { " scale-shift" } else { "" }
+        );
+        v.push(case("group_norm_silu", name, ins, move |g, i| {
+            let film = ss.then(|| (i[3], i[4]));
+            g.group_norm_silu(i[0], i[1], i[2], film, groups, 1e-5)
+        }));
+    }
     v
 }
 
@@ -974,6 +1005,18 @@ fn large() -> Vec<Case> {
         ),
         case(
             f,
+            "group_norm_silu [2,32,32,32] groups 8 scale-shift",
+            vec![
+                n("x", &[2, 32, 32, 32]),
+                n("gamma", &[32]),
+                n("beta", &[32]),
+                ns("scale", &[2, 32], 0.5),
+                n("shift", &[2, 32]),
+            ],
+            |g, i| g.group_norm_silu(i[0], i[1], i[2], Some((i[3], i[4])), 8, 1e-5),
+        ),
+        case(
+            f,
             "layer_norm [256,256]",
             vec![n("x", &[256, 256]), n("gamma", &[256]), n("beta", &[256])],
             |g, i| g.layer_norm(i[0], i[1], i[2], 1e-5),
@@ -1028,6 +1071,8 @@ pub const ALL_OP_KINDS: &[&str] = &[
     "group_norm",
     "group_norm_backward",
     "group_norm_backward_gamma",
+    "group_norm_silu",
+    "group_norm_silu_backward",
     "layer_norm",
     "layer_norm_backward",
     "layer_norm_backward_gamma",
@@ -1068,6 +1113,8 @@ pub fn covers_every_variant(op: &Op) -> bool {
         | Op::GroupNorm { .. }
         | Op::GroupNormBackward { .. }
         | Op::GroupNormBackwardGamma { .. }
+        | Op::GroupNormSilu { .. }
+        | Op::GroupNormSiluBackward { .. }
         | Op::LayerNorm { .. }
         | Op::LayerNormBackward { .. }
         | Op::LayerNormBackwardGamma { .. }

@@ -176,6 +176,37 @@ impl Graph {
     ) -> Result<NodeId> {
         self.push(Op::GroupNorm { groups, eps }, &[x, gamma, beta])
     }
+    /// `silu(group_norm(x)·(1 + scale) + shift)` as one op (`scale_shift` = Some((scale,
+    /// shift)), both `[B, C]`), or `silu(group_norm(x))` without: the UNet res block's norm
+    /// and activation in one memory pass.
+    pub fn group_norm_silu(
+        &mut self,
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        scale_shift: Option<(NodeId, NodeId)>,
+        groups: usize,
+        eps: f32,
+    ) -> Result<NodeId> {
+        match scale_shift {
+            Some((scale, shift)) => self.push(
+                Op::GroupNormSilu {
+                    groups,
+                    eps,
+                    scale_shift: true,
+                },
+                &[x, gamma, beta, scale, shift],
+            ),
+            None => self.push(
+                Op::GroupNormSilu {
+                    groups,
+                    eps,
+                    scale_shift: false,
+                },
+                &[x, gamma, beta],
+            ),
+        }
+    }
     pub fn layer_norm(
         &mut self,
         x: NodeId,

@@ -112,6 +112,21 @@ pub enum Op {
         groups: usize,
         eps: f32,
     },
+    /// Fused group norm → optional FiLM scale-shift → SiLU, one kernel and one write:
+    /// inputs (x [B,C,...], gamma [C], beta [C]) and, with `scale_shift`, (scale [B,C],
+    /// shift [B,C]); y = silu((x̂·γ + β)·(1 + scale) + shift).
+    GroupNormSilu {
+        groups: usize,
+        eps: f32,
+        scale_shift: bool,
+    },
+    /// inputs (x, gamma, beta, [scale, shift], dy) → dx of `GroupNormSilu`. Recomputes x̂
+    /// from x, so the forward keeps nothing but its output.
+    GroupNormSiluBackward {
+        groups: usize,
+        eps: f32,
+        scale_shift: bool,
+    },
     /// Normalises the last axis; inputs (x, gamma, beta).
     LayerNorm {
         eps: f32,
@@ -199,6 +214,8 @@ impl Op {
             Op::GroupNorm { .. } => "group_norm",
             Op::GroupNormBackward { .. } => "group_norm_backward",
             Op::GroupNormBackwardGamma { .. } => "group_norm_backward_gamma",
+            Op::GroupNormSilu { .. } => "group_norm_silu",
+            Op::GroupNormSiluBackward { .. } => "group_norm_silu_backward",
             Op::LayerNorm { .. } => "layer_norm",
             Op::LayerNormBackward { .. } => "layer_norm_backward",
             Op::LayerNormBackwardGamma { .. } => "layer_norm_backward_gamma",

@@ -268,6 +268,42 @@ pub fn infer(
             }
             Ok(vec![ins[0][1]])
         }
+        GroupNormSilu {
+            groups,
+            scale_shift,
+            ..
+        }
+        | GroupNormSiluBackward {
+            groups,
+            scale_shift,
+            ..
+        } => {
+            let params = if *scale_shift { 5 } else { 3 };
+            let backward = matches!(op, GroupNormSiluBackward { .. });
+            arity(op, ins, &[params + backward as usize])?;
+            let x = ins[0];
+            if x.len() < 2 || *groups == 0 || !x[1].is_multiple_of(*groups) {
+                return Err(format!(
+                    "group norm: {groups} groups do not divide channels of {x:?}"
+                ));
+            }
+            channel_param(ins[1], x[1])?;
+            channel_param(ins[2], x[1])?;
+            if *scale_shift {
+                for (name, s) in [("scale", ins[3]), ("shift", ins[4])] {
+                    if s != [x[0], x[1]] {
+                        return Err(format!(
+                            "{name} {s:?} must be [{}, {}] (batch, channels of {x:?})",
+                            x[0], x[1]
+                        ));
+                    }
+                }
+            }
+            if backward {
+                same(x, ins[params])?;
+            }
+            Ok(x.to_vec())
+        }
         LayerNorm { .. } => {
             arity(op, ins, &[3])?;
             let d = *ins[0].last().ok_or("layer norm of a scalar")?;

@@ -145,6 +145,36 @@ pub fn group_norm(
     y
 }
 
+/// ADM's `out_layers` with use_scale_shift_norm: SiLU(GroupNorm(x)·(1 + scale) + shift),
+/// scale and shift `[N, C]` per image and channel (absent: plain SiLU(GroupNorm(x))).
+pub fn group_norm_silu(
+    x: &Tensor<f64>,
+    gamma: &Tensor<f64>,
+    beta: &Tensor<f64>,
+    film: Option<(&Tensor<f64>, &Tensor<f64>)>,
+    groups: usize,
+    eps: f64,
+) -> Tensor<f64> {
+    let h = group_norm(x, gamma, beta, groups, eps);
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let sp: usize = x.shape[2..].iter().product();
+    let mut y = h.clone();
+    for ni in 0..n {
+        for ci in 0..c {
+            let (a, b) = match film {
+                Some((scale, shift)) => (1.0 + scale.data[ni * c + ci], shift.data[ni * c + ci]),
+                None => (1.0, 0.0),
+            };
+            for s in 0..sp {
+                let k = (ni * c + ci) * sp + s;
+                let v = h.data[k] * a + b;
+                y.data[k] = v / (1.0 + (-v).exp());
+            }
+        }
+    }
+    y
+}
+
 /// PyTorch LayerNorm over the last axis.
 pub fn layer_norm(
     x: &Tensor<f64>,

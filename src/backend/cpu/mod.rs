@@ -156,6 +156,23 @@ pub fn run_op<T: Scalar>(
         Op::GroupNormBackwardGamma { groups, eps } => {
             norm::group_norm_backward_gamma(x[0], s[0], x[1], *groups, *eps, y)
         }
+        Op::GroupNormSilu {
+            groups,
+            eps,
+            scale_shift,
+        } => {
+            let ss = scale_shift.then(|| (x[3], x[4]));
+            norm::group_norm_silu(x[0], s[0], x[1], x[2], ss, *groups, *eps, y)
+        }
+        Op::GroupNormSiluBackward {
+            groups,
+            eps,
+            scale_shift,
+        } => {
+            let ss = scale_shift.then(|| (x[3], x[4]));
+            let dy = x[if *scale_shift { 5 } else { 3 }];
+            norm::group_norm_silu_backward(x[0], s[0], x[1], x[2], ss, dy, *groups, *eps, y)
+        }
         Op::LayerNorm { eps } => norm::layer_norm(x[0], s[0], x[1], x[2], *eps, y),
         Op::LayerNormBackward { eps } => norm::layer_norm_backward(x[0], s[0], x[1], x[2], *eps, y),
         Op::LayerNormBackwardGamma { eps } => {

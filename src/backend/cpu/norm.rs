@@ -116,6 +116,106 @@ pub fn group_norm_backward_gamma<T: Scalar>(
     }
 }
 
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// Per-(image, channel) FiLM factors (1 + scale, shift) of the fused op, or (1, 0) without.
+fn film<T: Scalar>(ss: Option<(&[T], &[T])>, bc: usize) -> (f64, f64) {
+    ss.map_or((1.0, 0.0), |(a, t)| (1.0 + a[bc].as_f64(), t[bc].as_f64()))
+}
+
+/// y = silu((x̂·γ + β)·(1 + scale) + shift), scale and shift `[B, C]` when given.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_silu<T: Scalar>(
+    x: &[T],
+    s: &[usize],
+    gamma: &[T],
+    beta: &[T],
+    ss: Option<(&[T], &[T])>,
+    groups: usize,
+    eps: f32,
+    y: &mut [T],
+) {
+    let c = s[1];
+    let spatial: usize = s[2..].iter().product();
+    let cg = c / groups;
+    let glen = cg * spatial;
+    if glen == 0 {
+        return; // an empty tensor: nothing to normalise (and no chunk size)
+    }
+    y.par_chunks_mut(glen)
+        .zip(x.par_chunks(glen))
+        .enumerate()
+        .for_each(|(gi, (yg, xg))| {
+            let (mean, inv) = stats(xg, eps);
+            let (b, g0) = (gi / groups, (gi % groups) * cg);
+            for ci in 0..cg {
+                let (ga, be) = (gamma[g0 + ci].as_f64(), beta[g0 + ci].as_f64());
+                let (sc, sh) = film(ss, b * c + g0 + ci);
+                let range = ci * spatial..(ci + 1) * spatial;
+                for (o, &xv) in yg[range.clone()].iter_mut().zip(&xg[range]) {
+                    let v = ((xv.as_f64() - mean) * inv * ga + be) * sc + sh;
+                    *o = T::of_f64(v * sigmoid(v));
+                }
+            }
+        });
+}
+
+/// dx of [`group_norm_silu`], recomputing x̂ and the SiLU argument from x: with
+/// dx̂ = dy·silu'(v)·γ·(1 + scale), dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)).
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_silu_backward<T: Scalar>(
+    x: &[T],
+    s: &[usize],
+    gamma: &[T],
+    beta: &[T],
+    ss: Option<(&[T], &[T])>,
+    dy: &[T],
+    groups: usize,
+    eps: f32,
+    dx: &mut [T],
+) {
+    let c = s[1];
+    let spatial: usize = s[2..].iter().product();
+    let cg = c / groups;
+    let glen = cg * spatial;
+    if glen == 0 {
+        return;
+    }
+    dx.par_chunks_mut(glen)
+        .zip(x.par_chunks(glen).zip(dy.par_chunks(glen)))
+        .enumerate()
+        .for_each(|(gi, (dxg, (xg, dyg)))| {
+            let (mean, inv) = stats(xg, eps);
+            let (b, g0) = (gi / groups, (gi % groups) * cg);
+            // (x̂, dx̂) of element k of channel ci of the group.
+            let at = |ci: usize, k: usize| {
+                let (ga, be) = (gamma[g0 + ci].as_f64(), beta[g0 + ci].as_f64());
+                let (sc, sh) = film(ss, b * c + g0 + ci);
+                let xh = (xg[k].as_f64() - mean) * inv;
+                let v = (xh * ga + be) * sc + sh;
+                let sg = sigmoid(v);
+                let dv = dyg[k].as_f64() * sg * (1.0 + v * (1.0 - sg));
+                (xh, dv * ga * sc)
+            };
+            let (mut m1, mut m2) = (0.0, 0.0);
+            for ci in 0..cg {
+                for k in ci * spatial..(ci + 1) * spatial {
+                    let (xh, dxh) = at(ci, k);
+                    m1 += dxh;
+                    m2 += dxh * xh;
+                }
+            }
+            m1 /= glen as f64;
+            m2 /= glen as f64;
+            for (k, o) in dxg.iter_mut().enumerate() {
+                let (xh, dxh) = at(k / spatial, k);
+                *o = T::of_f64(inv * (dxh - m1 - xh * m2));
+            }
+        });
+}
+
 pub fn layer_norm<T: Scalar>(x: &[T], s: &[usize], gamma: &[T], beta: &[T], eps: f32, y: &mut [T]) {
     let d = *s.last().unwrap();
     y.par_chunks_mut(d)

@@ -879,6 +879,48 @@ pub(crate) fn exec(
                 ],
             )?;
         }
+        Op::GroupNormSilu {
+            groups,
+            eps,
+            scale_shift,
+        }
+        | Op::GroupNormSiluBackward {
+            groups,
+            eps,
+            scale_shift,
+        } => {
+            // group_norm_silu_{fwd,bwd} (norm.cu): one block per (image, group).
+            let sx = s(0);
+            let spatial: usize = sx[2..].iter().product();
+            let cg = sx[1] / groups;
+            if cg * spatial > u32::MAX as usize {
+                return Err(BackendError::Unsupported(format!(
+                    "group norm + SiLU: a group of {} values exceeds the kernel's 32-bit index",
+                    cg * spatial
+                )));
+            }
+            if n > 0 {
+                // Without scale-shift the kernel never reads these pointers.
+                let (scale, shift) = if *scale_shift { (p(3), p(4)) } else { (0, 0) };
+                let mut args = vec![Arg::Ptr(p(0)), Arg::Ptr(p(1)), Arg::Ptr(p(2))];
+                args.extend([Arg::Ptr(scale), Arg::Ptr(shift)]);
+                let name = if matches!(op, Op::GroupNormSilu { .. }) {
+                    "group_norm_silu_fwd"
+                } else {
+                    args.push(Arg::Ptr(p(if *scale_shift { 5 } else { 3 })));
+                    "group_norm_silu_bwd"
+                };
+                args.extend([
+                    Arg::Ptr(y),
+                    i64a(*groups),
+                    i64a(cg),
+                    i64a(spatial),
+                    Arg::I32(*scale_shift as i32),
+                    Arg::F32(*eps),
+                ]);
+                be.launch(name, ((sx[0] * groups) as u32, 1, 1), 512, args)?;
+            }
+        }
         Op::LayerNorm { eps } | Op::LayerNormBackward { eps } => {
             let d = *s(0).last().unwrap();
             let rows = numel(s(0)) / d.max(1);

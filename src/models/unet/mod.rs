@@ -8,6 +8,7 @@ pub mod layers;
 pub mod model;
 pub mod resample;
 pub mod resblock;
+pub mod traffic;
 pub mod weights;
 
 pub use config::UNetConfig;

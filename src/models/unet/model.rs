@@ -5,7 +5,7 @@
 
 use super::attention::attention_block;
 use super::config::UNetConfig;
-use super::layers::{conv, linear, norm};
+use super::layers::{conv, linear, norm_act};
 use super::resample::{resample_block, Resample};
 use super::resblock::resblock;
 use crate::graph::{Graph, GraphError, NodeId, Result};
@@ -109,8 +109,7 @@ pub fn build_unet(g: &mut Graph, cfg: &UNetConfig, x: NodeId, t: NodeId) -> Resu
     }
 
     g.scope("out", |g| {
-        let h = norm(g, "out.0", h)?;
-        let h = g.silu(h)?;
+        let h = norm_act(g, cfg, "out.0", h, None)?;
         conv(g, "out.2", h, cfg.out_channels, 3, 1)
     })
 }

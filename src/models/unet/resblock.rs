@@ -2,7 +2,7 @@
 //! additively or as a scale-shift of the second GroupNorm, GN → SiLU → conv, plus a skip.
 
 use super::config::UNetConfig;
-use super::layers::{conv, key, linear, norm};
+use super::layers::{conv, key, linear, norm_act};
 use super::resample::{resample_plain, Resample};
 use crate::graph::{Graph, NodeId, Result};
 
@@ -20,8 +20,8 @@ pub fn resblock(
     g.scope(prefix, |g| {
         let in_ch = g.shape(x)[1];
         let batch = g.shape(x)[0];
-        let h = norm(g, &key(prefix, "in_layers.0"), x)?;
-        let h = g.silu(h)?;
+        // GN → (scale-shift) → SiLU is one fused op (`norm_act`, unless the config asks op by op).
+        let h = norm_act(g, cfg, &key(prefix, "in_layers.0"), x, None)?;
         // Up/down blocks resample between the activation and the conv, and resample the
         // skip path the same way.
         let (h, x) = match updown {
@@ -37,16 +37,20 @@ pub fn resblock(
         };
         let emb_out = linear(g, &key(prefix, "emb_layers.1"), emb_act, emb_width)?;
         let h = if cfg.use_scale_shift_norm {
-            let n = norm(g, &key(prefix, "out_layers.0"), h)?;
             // torch.chunk(emb_out, 2, dim=1): scale first, then shift.
             let parts = g.split(emb_out, 1, &[out_ch, out_ch])?;
-            g.scale_shift(n, parts[0], parts[1])?
+            norm_act(
+                g,
+                cfg,
+                &key(prefix, "out_layers.0"),
+                h,
+                Some((parts[0], parts[1])),
+            )?
         } else {
             let e = g.reshape(emb_out, &[batch, out_ch, 1, 1])?;
             let h = g.add(h, e)?;
-            norm(g, &key(prefix, "out_layers.0"), h)?
+            norm_act(g, cfg, &key(prefix, "out_layers.0"), h, None)?
         };
-        let h = g.silu(h)?;
         // out_layers.2 is Dropout, the identity at inference (dropout is checked to be 0).
         let h = conv(g, &key(prefix, "out_layers.3"), h, out_ch, 3, 1)?;
 
