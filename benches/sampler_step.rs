@@ -3,7 +3,7 @@
 //! difference is the update's own cost: host-side f64 arithmetic, conversions and transfers
 //! against a few element-wise graph ops and one device-to-device copy.
 //!
-//! `cargo run --release --example sampler_step -- [SIZE] [BATCH] [STEPS] [cpu|cuda]`
+//! `cargo bench --bench sampler_step -- [SIZE] [BATCH] [STEPS] [cpu|cuda]`
 //! (defaults 64 1 25 cpu).
 
 use dynface::backend::cpu::CpuBackend;
@@ -59,7 +59,11 @@ fn compare<B: Backend>(
 }
 
 fn main() -> anyhow::Result<()> {
-    let a: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` adds `--bench`; only the positional arguments are ours.
+    let a: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|s| !s.starts_with("--"))
+        .collect();
     let arg = |i: usize, d: usize| a.get(i).map_or(Ok(d), |s| s.parse::<usize>());
     let (size, batch, steps) = (arg(0, 64)?, arg(1, 1)?, arg(2, 25)?);
     let reps = 7;
