@@ -85,6 +85,11 @@ if [ -x "$BUNDLE/bin/dynface" ] && "$BUNDLE/bin/dynface" --help 2>&1 | grep -qw 
         log "=== dynface bench --device cuda --precision bf16"
         run "$BUNDLE/bin/dynface" bench --device cuda --precision bf16 --profile --warmup 1 --reps 3 --json "$OUT/bench-cuda-bf16.json" || status=1
     fi
+    # The fused GroupNorm+SiLU against the op-by-op build, same card and call (batch 8).
+    if [ "${GPU_CHECK_UNFUSED:-1}" = 1 ] && "$BUNDLE/bin/dynface" bench --help 2>&1 | grep -q -- --unfused-norm; then
+        log "=== dynface bench --device cuda --unfused-norm (compare with the fp32 run above)"
+        run "$BUNDLE/bin/dynface" bench --device cuda --skip-conv --unfused-norm --unet-batches 1,8 --warmup 1 --reps 3 --json "$OUT/bench-cuda-unfused.json" || status=1
+    fi
 else
     log "=== dynface bench: not in this CLI build (conv numbers are in cuda_bench above)"
 fi

@@ -17,6 +17,8 @@ pub struct CudaBenchReport {
     pub device: String,
     /// Convolution operand precision of this run.
     pub precision: Precision,
+    /// Whether the UNet used the fused GroupNorm+SiLU op.
+    pub fused_norm_silu: bool,
     pub conv: Vec<String>,
     pub unet: Vec<UNetTiming>,
     /// (batch, ms per forward + gradient replayed from a CUDA graph)
@@ -48,14 +50,18 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
         println!("{table}");
         conv = table.lines().map(str::to_string).collect();
     }
-    let cfg = UNetConfig::ffhq512();
+    let mut cfg = UNetConfig::ffhq512();
+    cfg.fused_norm_silu = !args.unfused_norm;
     let weights = random_unet_weights(&cfg, 0)?;
     let mut unet = vec![];
     let mut replay = vec![];
     let mut prof = vec![];
     println!(
-        "FFHQ 512 UNet (random weights), convs and products {}, median of {} after {} warm-up:",
-        args.precision, args.reps, args.warmup
+        "FFHQ 512 UNet (random weights), convs and products {}, group norm + SiLU {}, median of {} after {} warm-up:",
+        args.precision,
+        if cfg.fused_norm_silu { "fused" } else { "op by op" },
+        args.reps,
+        args.warmup
     );
     for &b in &args.unet_batches {
         for with_grad in [false, true] {
@@ -114,6 +120,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     Ok(CudaBenchReport {
         device,
         precision: args.precision,
+        fused_norm_silu: cfg.fused_norm_silu,
         conv,
         unet,
         unet_graph_replay: replay,

@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// bench is fp32 only (bf16 there is an error).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: crate::backend::cuda::Precision,
+    /// cuda: build the UNet's GroupNorm → (scale-shift) → SiLU op by op instead of the fused
+    /// op, to time what the fusion saves in the same run.
+    #[arg(long)]
+    pub unfused_norm: bool,
 }
 
 /// Everything one CPU bench run measured.
@@ -138,6 +142,7 @@ mod tests {
             skip_conv: true,
             profile: false,
             precision: crate::backend::cuda::Precision::Fp32,
+            unfused_norm: false,
         }
     }
 
