@@ -37,12 +37,8 @@ fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn run_with_env(
-    inp: &Path,
-    out: &Path,
-    env: &[(&str, &str)],
-    extra: &[&str],
-) -> std::process::Output {
+/// `dynface restore INP -o OUT --weights W --device cpu --quiet EXTRA...`, not yet started.
+fn restore_command(inp: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("restore")
         .arg(inp)
@@ -56,6 +52,16 @@ fn run_with_env(
             "--quiet",
         ])
         .args(extra);
+    c
+}
+
+fn run_with_env(
+    inp: &Path,
+    out: &Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> std::process::Output {
+    let mut c = restore_command(inp, out, extra);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -94,18 +100,7 @@ fn a_killed_run_leaves_complete_outputs_and_the_rerun_finishes_the_same_set() {
     assert_eq!(want.len(), 6);
 
     let out = tmp("kill-out");
-    let mut child = Command::new(bin())
-        .arg("restore")
-        .arg(&inp)
-        .arg("-o")
-        .arg(&out)
-        .args([
-            "--weights",
-            weights().to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--quiet",
-        ])
+    let mut child = restore_command(&inp, &out, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

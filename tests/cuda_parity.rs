@@ -8,49 +8,22 @@
 //! compiler, the same checks run on the CPU emulator of the kernels (`cuda::emu`), which tests
 //! launch code and kernel arithmetic but not the GPU itself; set DYNFACE_NO_EMU=1 to skip.
 
+#[path = "support/kernel_device.rs"]
+mod kernel_device;
+
 use dynface::backend::cpu::run_op;
-use dynface::backend::cuda::emu::EmuBackend;
 use dynface::backend::cuda::{CudaBackend, KernelBackend};
-use dynface::backend::Operand;
 use dynface::exec::Executor;
 use dynface::graph::autodiff::grad;
 use dynface::graph::plan::PlanOptions;
 use dynface::graph::{BinaryOp, Conv2dParams, Graph, Op, ReduceOp, UnaryOp};
 use dynface::tensor::random::{normal, rng, uniform};
 use dynface::tensor::{numel, Tensor};
+use kernel_device::{run_op_on, Device};
 use rand_chacha::ChaCha8Rng;
 
-enum Device {
-    Cuda(Box<CudaBackend>),
-    Emu(EmuBackend),
-}
-
 fn device(test: &str) -> Option<Device> {
-    match CudaBackend::new() {
-        Ok(b) => {
-            println!("{test}: on {}", b.info());
-            Some(Device::Cuda(Box::new(b)))
-        }
-        Err(why) => {
-            if std::env::var_os("DYNFACE_NO_EMU").is_some() {
-                println!("skipped: {test}: {why}");
-                return None;
-            }
-            match EmuBackend::build() {
-                Ok(e) => {
-                    println!(
-                        "{test}: no GPU ({why}); checking the kernels on the CPU emulator \
-                         (not a GPU result)"
-                    );
-                    Some(Device::Emu(e))
-                }
-                Err(e2) => {
-                    println!("skipped: {test}: {why}; no emulator either: {e2}");
-                    None
-                }
-            }
-        }
-    }
+    kernel_device::device(test, dynface::backend::cuda::Precision::Fp32)
 }
 
 /// Runs a generic test body on the GPU, else on the emulator, else prints the skip.
@@ -84,57 +57,10 @@ impl<B: KernelBackend> Checker<B> {
         }
     }
 
-    /// Runs `op` on the GPU (arena poisoned with NaN) and returns its output.
+    /// Runs `op` on the device (arena poisoned with NaN, guard band after the output).
     fn gpu(&self, op: &Op, inputs: &[Tensor<f32>]) -> Result<Tensor<f32>, String> {
-        let mut g = Graph::new();
-        let ids: Vec<_> = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, t)| g.input(&format!("in{i}"), &t.shape))
-            .collect();
-        let id = g.push(op.clone(), &ids).map_err(|e| e.to_string())?;
-        let node = g.node(id).clone();
-        let mut offsets = vec![];
-        let mut at = 0;
-        for t in inputs {
-            offsets.push(at);
-            at += t.numel().max(1);
-        }
-        let out_off = at;
-        let total = at + numel(&node.shape).max(1) + 64;
-        let be = &self.be;
-        let mut arena = be.alloc(total).map_err(|e| e.to_string())?;
-        be.fill(&mut arena, 0, total, f32::NAN)
-            .map_err(|e| e.to_string())?;
-        for (t, &o) in inputs.iter().zip(&offsets) {
-            be.write(&mut arena, o, &t.data)
-                .map_err(|e| e.to_string())?;
-        }
-        let ops: Vec<Operand> = inputs
-            .iter()
-            .zip(&offsets)
-            .map(|(t, &o)| Operand {
-                offset: o,
-                shape: &t.shape,
-            })
-            .collect();
-        let out = Operand {
-            offset: out_off,
-            shape: &node.shape,
-        };
-        be.exec(&mut arena, &node, &ops, out)
-            .map_err(|e| e.to_string())?;
-        let data = be
-            .read(&arena, out_off, numel(&node.shape))
-            .map_err(|e| e.to_string())?;
-        // The guard band after the output must still be NaN (no out-of-bounds writes).
-        let guard = be
-            .read(&arena, out_off + numel(&node.shape), 64)
-            .map_err(|e| e.to_string())?;
-        if guard.iter().any(|v| !v.is_nan()) {
-            return Err("kernel wrote past the end of its output".into());
-        }
-        Ok(Tensor::new(node.shape.clone(), data))
+        let refs: Vec<&Tensor<f32>> = inputs.iter().collect();
+        run_op_on(&self.be, op, &refs)
     }
 
     fn compare(&mut self, name: &str, got: &Tensor<f32>, want: &Tensor<f64>, tol: f64) {

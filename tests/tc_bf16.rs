@@ -31,109 +31,35 @@
 //! H100) and to 1 (the largest tiles, no split), so all three tile shapes run.
 //! DYNFACE_NO_EMU=1 skips the emulator.
 
+#[path = "support/kernel_device.rs"]
+mod kernel_device;
+
 use dynface::backend::cpu::run_op;
-use dynface::backend::cuda::emu::EmuBackend;
-use dynface::backend::cuda::{CudaBackend, CudaOptions, KernelBackend, Precision};
+use dynface::backend::cuda::{KernelBackend, Precision};
 use dynface::backend::Operand;
 use dynface::graph::{Conv2dParams, Graph, Op};
 use dynface::tensor::random::{normal, rng};
 use dynface::tensor::{numel, Tensor};
 use half::bf16;
+use kernel_device::{run_op_on, Device};
 use rand::Rng;
 
-enum Device {
-    Cuda(Box<CudaBackend>),
-    Emu(EmuBackend),
-}
-
 fn device(test: &str) -> Option<Device> {
-    let opts = CudaOptions {
-        precision: Precision::Bf16,
-        ..Default::default()
-    };
-    match CudaBackend::with_options(opts) {
-        Ok(b) => {
-            println!("{test}: on {}", b.info());
-            Some(Device::Cuda(Box::new(b)))
-        }
-        Err(why) => {
-            if std::env::var_os("DYNFACE_NO_EMU").is_some() {
-                println!("skipped: {test}: {why}");
-                return None;
-            }
-            match EmuBackend::build() {
-                Ok(e) => {
-                    println!(
-                        "{test}: no GPU ({why}); checking the kernels on the CPU emulator \
-                         (not a GPU result)"
-                    );
-                    Some(Device::Emu(e.with_precision(Precision::Bf16)))
-                }
-                Err(e2) => {
-                    println!("skipped: {test}: {why}; no emulator either: {e2}");
-                    None
-                }
-            }
-        }
-    }
+    kernel_device::device(test, Precision::Bf16)
 }
 
-/// Runs one op on the device on an arena poisoned with NaN (so an unwritten output shows) with
-/// a NaN guard band after the output (so a write past its end shows).
+/// One op on the device (see `kernel_device::run_op_on`); an output element left NaN means
+/// the kernel never wrote it (no op under test here makes NaN from finite inputs).
 fn on_device<B: KernelBackend>(
     be: &B,
     op: &Op,
     inputs: &[&Tensor<f32>],
 ) -> Result<Tensor<f32>, String> {
-    let mut g = Graph::new();
-    let ids: Vec<_> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| g.input(&format!("in{i}"), &t.shape))
-        .collect();
-    let id = g.push(op.clone(), &ids).map_err(|e| e.to_string())?;
-    let node = g.node(id).clone();
-    let mut offsets = vec![];
-    let mut at = 0;
-    for t in inputs {
-        offsets.push(at);
-        at += t.numel().max(1);
-    }
-    let out_off = at;
-    let n_out = numel(&node.shape);
-    let total = at + n_out + 64;
-    let e = |e: dynface::backend::BackendError| e.to_string();
-    let mut arena = be.alloc(total).map_err(e)?;
-    be.fill(&mut arena, 0, total, f32::NAN).map_err(e)?;
-    for (t, &o) in inputs.iter().zip(&offsets) {
-        be.write(&mut arena, o, &t.data).map_err(e)?;
-    }
-    let ops: Vec<Operand> = inputs
-        .iter()
-        .zip(&offsets)
-        .map(|(t, &o)| Operand {
-            offset: o,
-            shape: &t.shape,
-        })
-        .collect();
-    let out = Operand {
-        offset: out_off,
-        shape: &node.shape,
-    };
-    be.exec(&mut arena, &node, &ops, out).map_err(e)?;
-    let data = be.read(&arena, out_off, n_out).map_err(e)?;
-    if be
-        .read(&arena, out_off + n_out, 64)
-        .map_err(e)?
-        .iter()
-        .any(|v| !v.is_nan())
-    {
-        return Err("kernel wrote past the end of its output".into());
-    }
-    if let Some(i) = data.iter().position(|v| v.is_nan()) {
+    let t = run_op_on(be, op, inputs)?;
+    if let Some(i) = t.data.iter().position(|v| v.is_nan()) {
         return Err(format!("NaN at output element {i} (unwritten?)"));
     }
-    Ok(Tensor::new(node.shape.clone(), data))
+    Ok(t)
 }
 
 /// `op` on the CPU in f64, after `f` is applied to every input element.
