@@ -9,4 +9,7 @@ fi
 # The per-kernel table of registers, shared memory and spills, in the log for everyone to see
 # (the same check also runs, silently, as part of the suite below).
 cargo test --test kernels_check -- --nocapture
+# The GPU-only model tests say "skipped: <why>" on a machine without a GPU; shown here so the
+# log never passes them off as GPU results.
+cargo test --test cuda_models -- --nocapture 2>&1 | grep -E "skipped:|^test |test result" || true
 cargo test --workspace -- --test-threads=2

@@ -6,7 +6,7 @@
 //! with its own small stack machine that only knows an allow-list of globals.
 //!
 //! CLI wiring (for `main.rs`):
-//! ```ignore
+//! ```text
 //! #[derive(clap::Subcommand)]
 //! enum WeightsCmd {
 //!     /// FILE.pth -o FILE.safetensors [--key KEY] [--dtype f32|f16|bf16]
