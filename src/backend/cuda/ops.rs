@@ -380,6 +380,55 @@ pub(super) fn conv_fwd(
     conv_fwd_tiled(be, g, x, w, bias, y, None)
 }
 
+/// One conv implicit-GEMM launch: an `m × n` output per group (`m` rows of `t.0`, `n`
+/// columns of `t.1`) reduced over `k`, split over K when the output has too few tiles, the
+/// partials summed by `splitk_reduce` (adding `bias` there, when the kernel could not).
+/// `args` gets the pointer the kernel writes to (the workspace when split) and the split
+/// count and chunk; the three conv directions differ only in their sizes and operands.
+#[allow(clippy::too_many_arguments)]
+fn launch_conv_gemm(
+    be: &dyn Launcher,
+    kernel: &'static str,
+    t: (usize, usize),
+    (m, n, k, groups): (usize, usize, usize, usize),
+    eager_split: bool,
+    dest: u64,
+    bias: Option<(u64, usize, usize)>,
+    args: impl FnOnce(u64, usize, usize) -> Vec<Arg>,
+) -> BResult<()> {
+    let tiles = m.div_ceil(t.0) * n.div_ceil(t.1) * groups;
+    let total = m * n * groups;
+    let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, eager_split);
+    let out = if splits > 1 {
+        be.workspace(splits * total * 4)?
+    } else {
+        dest
+    };
+    be.launch(
+        kernel,
+        (
+            n.div_ceil(t.1) as u32,
+            m.div_ceil(t.0) as u32,
+            (groups * splits) as u32,
+        ),
+        THREADS,
+        args(out, splits, chunk),
+    )?;
+    if splits > 1 {
+        splitk_reduce(be, out, dest, total, splits, bias)?;
+    }
+    Ok(())
+}
+
+/// The kernel family of a conv direction at the backend's precision (same grid, arguments
+/// and split-K contract for both).
+fn conv_family(be: &dyn Launcher, fp32: &'static str, bf16: &'static str) -> &'static str {
+    match be.precision() {
+        Precision::Fp32 => fp32,
+        Precision::Bf16 => bf16,
+    }
+}
+
 /// `conv_fwd` with the tile shape forced (for the benchmark's tile sweep).
 pub(super) fn conv_fwd_tiled(
     be: &dyn Launcher,
@@ -395,50 +444,30 @@ pub(super) fn conv_fwd_tiled(
     let np = (g.n * g.oh * g.ow) as usize;
     let k = (g.c / g.groups * g.kh * g.kw) as usize;
     let t = tile.unwrap_or_else(|| pick_tile(og, np, groups, be.sms()));
-    let tiles = og.div_ceil(t.0) * np.div_ceil(t.1) * groups;
-    let total = np * g.o as usize;
-    let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, false);
-    let out = if splits > 1 {
-        be.workspace(splits * total * 4)?
-    } else {
-        y
-    };
-    let kernel_bias = if splits > 1 { 0 } else { bias.unwrap_or(0) };
-    // Same grid, arguments and split-K contract for both precisions.
-    let family = match be.precision() {
-        Precision::Fp32 => "conv_fwd",
-        Precision::Bf16 => "conv_fwd_tc",
-    };
-    be.launch(
+    let plane = (g.oh * g.ow) as usize;
+    let family = conv_family(be, "conv_fwd", "conv_fwd_tc");
+    launch_conv_gemm(
+        be,
         tile_name(family, t),
-        (
-            np.div_ceil(t.1) as u32,
-            og.div_ceil(t.0) as u32,
-            (groups * splits) as u32,
-        ),
-        THREADS,
-        vec![
-            Arg::Ptr(x),
-            Arg::Ptr(w),
-            Arg::Ptr(kernel_bias),
-            Arg::Ptr(out),
-            Arg::Geo(g),
-            Arg::I32(splits as i32),
-            i64a(chunk),
-        ],
-    )?;
-    if splits > 1 {
-        let plane = (g.oh * g.ow) as usize;
-        splitk_reduce(
-            be,
-            out,
-            y,
-            total,
-            splits,
-            bias.map(|b| (b, g.o as usize, plane)),
-        )?;
-    }
-    Ok(())
+        t,
+        (og, np, k, groups),
+        false,
+        y,
+        bias.map(|b| (b, g.o as usize, plane)),
+        |out, splits, chunk| {
+            // Split partials get the bias once, in the reduction.
+            let kernel_bias = if splits > 1 { 0 } else { bias.unwrap_or(0) };
+            vec![
+                Arg::Ptr(x),
+                Arg::Ptr(w),
+                Arg::Ptr(kernel_bias),
+                Arg::Ptr(out),
+                Arg::Geo(g),
+                Arg::I32(splits as i32),
+                i64a(chunk),
+            ]
+        },
+    )
 }
 
 pub(super) fn conv_bwd_input(
@@ -465,39 +494,26 @@ pub(super) fn conv_bwd_input_tiled(
     let np = (g.n * g.h * g.w) as usize;
     let k = (g.o / g.groups * g.kh * g.kw) as usize;
     let t = tile.unwrap_or_else(|| pick_tile(cg, np, groups, be.sms()));
-    let tiles = cg.div_ceil(t.0) * np.div_ceil(t.1) * groups;
-    let total = np * g.c as usize;
-    let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, false);
-    let out = if splits > 1 {
-        be.workspace(splits * total * 4)?
-    } else {
-        dx
-    };
-    let family = match be.precision() {
-        Precision::Fp32 => "conv_bwd_input",
-        Precision::Bf16 => "conv_bwd_input_tc",
-    };
-    be.launch(
+    let family = conv_family(be, "conv_bwd_input", "conv_bwd_input_tc");
+    launch_conv_gemm(
+        be,
         tile_name(family, t),
-        (
-            np.div_ceil(t.1) as u32,
-            cg.div_ceil(t.0) as u32,
-            (groups * splits) as u32,
-        ),
-        THREADS,
-        vec![
-            Arg::Ptr(dy),
-            Arg::Ptr(w),
-            Arg::Ptr(out),
-            Arg::Geo(g),
-            Arg::I32(splits as i32),
-            i64a(chunk),
-        ],
-    )?;
-    if splits > 1 {
-        splitk_reduce(be, out, dx, total, splits, None)?;
-    }
-    Ok(())
+        t,
+        (cg, np, k, groups),
+        false,
+        dx,
+        None,
+        |out, splits, chunk| {
+            vec![
+                Arg::Ptr(dy),
+                Arg::Ptr(w),
+                Arg::Ptr(out),
+                Arg::Geo(g),
+                Arg::I32(splits as i32),
+                i64a(chunk),
+            ]
+        },
+    )
 }
 
 /// The weight gradient reduces over all N·OH·OW pixels while its output is small, so it is
@@ -514,35 +530,25 @@ pub(super) fn conv_bwd_weight(
     let groups = g.groups as usize;
     let k = (g.n * g.oh * g.ow) as usize;
     let t = pick_tile(og, kg, groups, be.sms());
-    let tiles = og.div_ceil(t.0) * kg.div_ceil(t.1) * groups;
-    let total = g.o as usize * kg;
-    let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, true);
-    let out = if splits > 1 {
-        be.workspace(splits * total * 4)?
-    } else {
-        dw
-    };
-    be.launch(
+    launch_conv_gemm(
+        be,
         tile_name("conv_bwd_weight", t),
-        (
-            kg.div_ceil(t.1) as u32,
-            og.div_ceil(t.0) as u32,
-            (groups * splits) as u32,
-        ),
-        THREADS,
-        vec![
-            Arg::Ptr(x),
-            Arg::Ptr(dy),
-            Arg::Ptr(out),
-            Arg::Geo(g),
-            Arg::I32(splits as i32),
-            i64a(chunk),
-        ],
-    )?;
-    if splits > 1 {
-        splitk_reduce(be, out, dw, total, splits, None)?;
-    }
-    Ok(())
+        t,
+        (og, kg, k, groups),
+        true,
+        dw,
+        None,
+        |out, splits, chunk| {
+            vec![
+                Arg::Ptr(x),
+                Arg::Ptr(dy),
+                Arg::Ptr(out),
+                Arg::Geo(g),
+                Arg::I32(splits as i32),
+                i64a(chunk),
+            ]
+        },
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
