@@ -18,6 +18,7 @@ pub mod exec;
 pub mod graph;
 pub mod metrics;
 pub mod models;
+pub mod report;
 pub mod restore;
 pub mod sampler;
 pub mod sigma_star;

@@ -81,6 +81,8 @@ pub struct RestoreArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub shard: super::shard::ShardArgs,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,6 +119,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
     pub seconds: f64,
+    /// The part of the input list this run restored (`--shard`, or the scheduler's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<super::shard::ShardInfo>,
 }
 
 impl RunReport {
@@ -223,8 +228,10 @@ fn output_bytes_bound(img: &InputImage) -> u64 {
 }
 
 /// Deletes the hidden temporaries (`.NAME.png.tmpPID`) that a killed run leaves beside its
-/// outputs; they are never valid outputs. Returns how many were removed.
-fn remove_stale_temporaries(dir: &Path) -> usize {
+/// outputs; they are never valid outputs. With `only` (a shard's output names), temporaries
+/// of other names are left alone: they may belong to another shard still writing them.
+/// Returns how many were removed.
+fn remove_stale_temporaries(dir: &Path, only: Option<&[String]>) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -233,7 +240,11 @@ fn remove_stale_temporaries(dir: &Path) -> usize {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            crate::atomic_file::is_temporary_name(&name) && !name.ends_with(&mine)
+            crate::atomic_file::is_temporary_name(&name)
+                && !name.ends_with(&mine)
+                && only.is_none_or(|names| {
+                    names.iter().any(|n| name.starts_with(&format!(".{n}.tmp")))
+                })
         })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
@@ -262,7 +273,12 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn image_seed(base: u64, stem: &str) -> u64 {
+/// The output file name of input `f`: its stem as a PNG.
+pub fn output_name(f: &Path) -> String {
+    format!("{}.png", stem_of(f))
+}
+
+pub(crate) fn image_seed(base: u64, stem: &str) -> u64 {
     mix64(base ^ mix64(crate::degrade::seed::fnv1a64(stem.as_bytes())))
 }
 
@@ -307,6 +323,10 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     if files.is_empty() {
         bail!("no input images found in {:?}", args.inputs);
     }
+    let (files, shard) = super::shard::apply(&args.shard, files)?;
+    if args.shard.dry_run {
+        return Ok(super::shard::dry_run(&files, args, shard));
+    }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create output folder {}", args.output.display()))?;
     let out_dir = args.output.canonicalize()?;
@@ -329,7 +349,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
             if args.precision == Precision::Bf16 {
                 bail!("--device {}: {}", args.device, super::device::BF16_ON_CPU);
             }
-            run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files)
+            run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files, shard)
         }
         super::device::Device::Cuda(name) => {
             let opts = CudaOptions {
@@ -342,7 +362,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
                 Precision::Fp32 => format!("cuda: {name}"),
                 Precision::Bf16 => format!("cuda: {name} (bf16 tensor-core convs and products)"),
             };
-            run_on(std::rc::Rc::new(be), label, args, &files)
+            run_on(std::rc::Rc::new(be), label, args, &files, shard)
         }
     }
 }
@@ -352,6 +372,7 @@ fn run_on<B: Backend + Clone>(
     device_name: String,
     args: &RestoreArgs,
     files: &[PathBuf],
+    shard: Option<super::shard::ShardInfo>,
 ) -> Result<RunReport> {
     let t_run = Instant::now();
     let models = load_models(&args.weights)?;
@@ -388,7 +409,12 @@ fn run_on<B: Backend + Clone>(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
-    let removed = remove_stale_temporaries(&args.output);
+    let own_names: Option<Vec<String>> = shard.as_ref().map(|sh| {
+        let mut v: Vec<String> = files.iter().map(|f| output_name(f)).collect();
+        v.push(sh.report_name());
+        v
+    });
+    let removed = remove_stale_temporaries(&args.output, own_names.as_deref());
     if removed > 0 {
         mp.suspend(|| {
             eprintln!(
@@ -402,7 +428,7 @@ fn run_on<B: Backend + Clone>(
     let mut queue: VecDeque<Job> = VecDeque::new();
     for f in files {
         let stem = stem_of(f);
-        let out = args.output.join(format!("{stem}.png"));
+        let out = args.output.join(output_name(f));
         let seed = image_seed(args.seed, &stem);
         if out.exists() && !args.overwrite {
             reports.push(
@@ -570,11 +596,12 @@ fn run_on<B: Backend + Clone>(
         stopped,
         images: reports,
         seconds: t_run.elapsed().as_secs_f64(),
+        shard,
     };
-    let rpath = args
-        .report
-        .clone()
-        .unwrap_or_else(|| args.output.join("report.json"));
+    let rpath = args.report.clone().unwrap_or_else(|| {
+        let name = report.shard.as_ref().map(|s| s.report_name());
+        args.output.join(name.as_deref().unwrap_or("report.json"))
+    });
     crate::atomic_file::write_atomic(&rpath, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("writing report {}", rpath.display()))?;
     eprintln!(

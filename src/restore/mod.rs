@@ -7,6 +7,7 @@ pub mod images;
 pub mod models;
 pub mod pipeline;
 pub mod random;
+pub mod shard;
 
 pub use cli::{run_restore, Preset, RestoreArgs, RunReport};
 pub use models::{load_models, LoadedModels, ModelSet};
