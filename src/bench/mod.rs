@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Device to benchmark: `cpu` (`cuda` is not built yet).
+    /// Device to benchmark: `cpu` (conv2d against the gemm crate's rate) or `cuda` (convs,
+    /// the UNet's forward and DPS step, graph replay, per-kernel profile; needs a GPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Untimed runs before timing each case.

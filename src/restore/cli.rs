@@ -28,7 +28,8 @@ pub enum Preset {
     /// One guidance image (N = 1).
     Single,
     /// Our fast guidance: gradient with respect to x̂₀ only (no backpropagation through
-    /// the UNet): about twice the speed, some fidelity lost.
+    /// the UNet, so each step skips the UNet's backward pass); some fidelity lost. Its speed
+    /// on a GPU is not measured yet.
     Fast,
 }
 
@@ -53,6 +54,10 @@ pub struct RestoreArgs {
     pub precision: Precision,
     #[arg(long, default_value = "full")]
     pub preset: Preset,
+    /// DDIM stochasticity η: a number ≥ 0, or sigma/10 (η = σ̂/10 per image, the authors'
+    /// choice). Default: the model set's (0.5 unless its models.json says otherwise).
+    #[arg(long, value_parser = super::preset::parse_eta)]
+    pub eta: Option<crate::sampler::Eta>,
     /// Images per batch.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -382,6 +387,12 @@ fn run_on<B: Backend + Clone>(
     }
     if let Some(u) = args.step_on {
         cfg.update_on = u;
+    }
+    if let Some(e) = args.eta {
+        cfg.eta = e;
+    }
+    for n in super::preset::missing_weight_notes(args.preset, &models.set, &args.weights) {
+        eprintln!("note: {n}");
     }
     match args.preset {
         Preset::Full | Preset::NoDgsa => {}

@@ -6,6 +6,7 @@ pub mod dump;
 pub mod images;
 pub mod models;
 pub mod pipeline;
+pub mod preset;
 pub mod random;
 pub mod shard;
 
