@@ -23,4 +23,5 @@ pub mod restore;
 pub mod sampler;
 pub mod sigma_star;
 pub mod tensor;
+pub mod trace;
 pub mod weights;

@@ -4,6 +4,7 @@
 pub mod cpu_conv;
 pub mod cuda;
 pub mod timing;
+pub mod trace_cpu;
 pub mod unet;
 
 use anyhow::{bail, Context};
@@ -29,9 +30,14 @@ pub struct BenchArgs {
     /// cuda: UNet batch sizes to time (forward and forward + input gradient).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
     pub unet_batches: Vec<usize>,
-    /// cuda: skip the convolution table.
+    /// Skip the convolution table.
     #[arg(long)]
     pub skip_conv: bool,
+    /// Write a Chrome trace-event JSON (Perfetto, chrome://tracing): cpu: one forward of the
+    /// tiny random UNet, a slice per op; cuda: the profiled forward + input gradient, a slice
+    /// per op (host, synchronised) and per kernel (CUDA events).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// cuda: print the per-kernel profile of one forward + input gradient.
     #[arg(long)]
     pub profile: bool,
@@ -71,7 +77,13 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         );
     }
     let report = match args.device.as_str() {
-        "cpu" => BenchReport::Cpu(run_cpu(args)),
+        "cpu" => {
+            let r = BenchReport::Cpu(run_cpu(args));
+            if let Some(p) = &args.trace {
+                trace_cpu::trace_cpu_unet(p)?;
+            }
+            r
+        }
         "cuda" => BenchReport::Cuda(cuda::run_cuda(args)?),
         other => bail!("unknown bench device '{other}' (expected cpu or cuda)"),
     };
@@ -91,21 +103,25 @@ fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
          im2col MxNxK); '% gemm cpu' compares FLOP per CPU-second instead of per second",
         args.reps, args.warmup
     );
-    println!(
-        "{:<12} {:<11} {:>8} {:>9} {:>14} {:>8} {:>10} {:>16}",
-        "shape",
-        "direction",
-        "ms",
-        "GFLOP/s",
-        "gemm1024 GF/s",
-        "% gemm",
-        "% gemm cpu",
-        "gemm MxNxK GF/s"
-    );
+    if args.skip_conv {
+        println!("convolution table skipped (--skip-conv)");
+    } else {
+        println!(
+            "{:<12} {:<11} {:>8} {:>9} {:>14} {:>8} {:>10} {:>16}",
+            "shape",
+            "direction",
+            "ms",
+            "GFLOP/s",
+            "gemm1024 GF/s",
+            "% gemm",
+            "% gemm cpu",
+            "gemm MxNxK GF/s"
+        );
+    }
     let mut conv = Vec::new();
-    for shape in UNET_SHAPES {
+    for shape in UNET_SHAPES.iter().filter(|_| !args.skip_conv) {
         for dir in [Direction::Forward, Direction::InputGrad] {
-            let r = bench_shape(shape, dir, args.warmup, args.reps);
+            let r = bench_shape(*shape, dir, args.warmup, args.reps);
             println!(
                 "{:<12} {:<11} {:>8.2} {:>9.1} {:>14.1} {:>7.0}% {:>10} {:>16.1}",
                 format!("{}ch {}²", shape.channels, shape.size),
@@ -141,6 +157,7 @@ mod tests {
             json: None,
             unet_batches: vec![1],
             skip_conv: true,
+            trace: None,
             profile: false,
             precision: crate::backend::cuda::Precision::Fp32,
             unfused_norm: false,

@@ -77,6 +77,10 @@ pub struct RestoreArgs {
     /// Write every stage's intermediates (RM output, guidance images, σ/t, step trace) here.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Write a Chrome trace-event JSON of the run (Perfetto, chrome://tracing): a slice per
+    /// op of every graph run (synchronised after each op, so slower), per batch.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Report file (default: OUTPUT/report.json).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -380,6 +384,9 @@ fn run_on<B: Backend + Clone>(
     shard: Option<super::shard::ShardInfo>,
 ) -> Result<RunReport> {
     let t_run = Instant::now();
+    if args.trace.is_some() {
+        crate::trace::start(crate::trace::DEFAULT_LIMIT);
+    }
     let models = load_models(&args.weights)?;
     let mut cfg = models.set.sampler.clone();
     if let Some(s) = &args.sampler {
@@ -503,6 +510,7 @@ fn run_on<B: Backend + Clone>(
         // base seed, not on the batch it is in (so an OOM back-off changes nothing either).
         let seeds: Vec<u64> = names.iter().map(|n| image_seed(args.seed, n)).collect();
         batches_run += 1;
+        let t_batch = Instant::now();
         let result = crate::backend::fault::check_batch(batches_run)
             .map_err(anyhow::Error::new)
             .and_then(|()| {
@@ -521,6 +529,8 @@ fn run_on<B: Backend + Clone>(
                 }
                 p.restore(&Tensor::new(vec![b, 3, s, s], data), &models, &seeds)
             });
+        let batch_args = serde_json::json!({ "images": names, "ok": result.is_ok() });
+        crate::trace::span("batch", "batch", t_batch, Instant::now(), batch_args);
         match result {
             Ok(res) => {
                 for (i, (job, img)) in chunk.iter().enumerate() {
@@ -615,6 +625,11 @@ fn run_on<B: Backend + Clone>(
     });
     crate::atomic_file::write_atomic(&rpath, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("writing report {}", rpath.display()))?;
+    if let Some(p) = &args.trace {
+        let meta = serde_json::json!({ "what": "dynface restore", "device": report.device });
+        let t = crate::trace::finish(p, meta)?;
+        eprintln!("trace: {} ({} slices)", p.display(), t.slices);
+    }
     eprintln!(
         "restored {}, skipped {}, failed {} in {:.1} s; report: {}",
         report.restored,
