@@ -38,7 +38,7 @@ enum Cmd {
     /// CUDA kernels: compile every one with NVRTC and report registers, shared memory, spills.
     #[command(subcommand)]
     Kernels(KernelsCmd),
-    /// Restore reports: merge the reports of a sharded run.
+    /// Restore reports: merge the reports of a sharded run, or show one as an HTML page.
     #[command(subcommand)]
     Report(ReportCmd),
     /// Throughput of the expensive ops against a reference rate measured in the same run.
@@ -57,6 +57,8 @@ enum KernelsCmd {
 enum ReportCmd {
     /// Join the shard reports of one run into one report; name missing shards and images.
     Merge(dynface::report::MergeArgs),
+    /// One self-contained HTML page of a report: pictures, σ and loss per step, seconds.
+    Html(dynface::report::HtmlArgs),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Cmd::Report(ReportCmd::Merge(a)) => {
             dynface::report::run_merge(&a).map(|s| code(s.exit_code()))
         }
+        Cmd::Report(ReportCmd::Html(a)) => dynface::report::run_html(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(a) => dynface::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => dynface::degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => {

@@ -77,6 +77,11 @@ pub struct RestoreArgs {
     /// Write every stage's intermediates (RM output, guidance images, σ/t, step trace) here.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page beside it (report.html):
+    /// pictures, σ and loss per step; the intermediates it shows are kept in OUTPUT/stages
+    /// unless --dump names another folder.
+    #[arg(long)]
+    pub html: bool,
     /// Write a Chrome trace-event JSON of the run (Perfetto, chrome://tracing): a slice per
     /// op of every graph run (synchronised after each op, so slower), per batch.
     #[arg(long, value_name = "FILE")]
@@ -441,6 +446,10 @@ fn run_on<B: Backend + Clone>(
             )
         });
     }
+    let dump = args
+        .dump
+        .clone()
+        .or_else(|| args.html.then(|| args.output.join("stages")));
     let mut reports: Vec<ImageReport> = vec![];
     // Images are decoded batch by batch (a folder of thousands never sits in memory at once).
     let mut queue: VecDeque<Job> = VecDeque::new();
@@ -540,7 +549,7 @@ fn run_on<B: Backend + Clone>(
                         res.restored.data[i * per..(i + 1) * per].to_vec(),
                     );
                     let saved = save_output(&plane, img, &job.out);
-                    if let Some(d) = &args.dump {
+                    if let Some(d) = &dump {
                         if let Err(e) = super::dump::dump_image(d, &names[i], i, &res, &models) {
                             mp.suspend(|| {
                                 eprintln!("warning: dump for {}: {e:#}", job.input.display())
@@ -625,6 +634,16 @@ fn run_on<B: Backend + Clone>(
     });
     crate::atomic_file::write_atomic(&rpath, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("writing report {}", rpath.display()))?;
+    if args.html {
+        let page = rpath.with_extension("html");
+        let h = crate::report::html::write_html(&rpath, dump.as_deref(), &page)?;
+        eprintln!(
+            "html report: {} ({} pictures, {} plots)",
+            page.display(),
+            h.pictures,
+            h.plots
+        );
+    }
     if let Some(p) = &args.trace {
         let meta = serde_json::json!({ "what": "dynface restore", "device": report.device });
         let t = crate::trace::finish(p, meta)?;
