@@ -33,7 +33,7 @@ fn schema_errors(trace: &Value) -> Vec<String> {
     }
     for (i, e) in events.iter().enumerate() {
         let mut bad = |what: &str| errs.push(format!("event {i}: {what}: {e}"));
-        if !e["name"].as_str().is_some_and(|n| !n.is_empty()) {
+        if e["name"].as_str().is_none_or(|n| n.is_empty()) {
             bad("name");
         }
         if !is_uint(&e["pid"]) || !is_uint(&e["tid"]) {

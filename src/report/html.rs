@@ -378,9 +378,9 @@ pub fn write_html(report_path: &Path, dump: Option<&Path>, out: &Path) -> Result
         for n in im["notes"].as_array().into_iter().flatten() {
             let _ = write!(info, "<br><small>{}</small>", esc(n.as_str().unwrap_or("")));
         }
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr data-name=\"{}\" data-sigma=\"{}\" data-seconds=\"{total}\"><td>{info}</td><td>{cells}</td><td>{curves}</td></tr>\n",
+            "<tr data-name=\"{}\" data-sigma=\"{}\" data-seconds=\"{total}\"><td>{info}</td><td>{cells}</td><td>{curves}</td></tr>",
             esc(&stem),
             sigma_hat.unwrap_or(-1.0)
         );
