@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 if [ -f .ci/install-nvrtc.sh ]; then
     eval "$(bash .ci/install-nvrtc.sh)"
 fi
+# The HTML report test opens the page in headless Chromium (tests/html_report.rs).
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update && apt-get install -y --no-install-recommends chromium
+fi
 # The per-kernel table of registers, shared memory and spills, in the log for everyone to see
 # (the same check also runs, silently, as part of the suite below).
 cargo test --test kernels_check -- --nocapture

@@ -219,9 +219,32 @@ impl<B: Backend> Executor<B> {
 
     pub fn run(&mut self) -> Result<()> {
         self.check_bound()?;
+        if crate::trace::active() {
+            return self.run_traced();
+        }
         for i in 0..self.plan.order.len() {
             self.exec_node(self.plan.order[i])?;
         }
+        Ok(())
+    }
+
+    /// [`Executor::run`] while a trace is recorded: one slice per node (synchronised after
+    /// each, so a device's time is in it) and one for the whole run.
+    fn run_traced(&mut self) -> Result<()> {
+        let t_run = Instant::now();
+        self.backend.synchronize()?;
+        for i in 0..self.plan.order.len() {
+            let id = self.plan.order[i];
+            let t0 = Instant::now();
+            self.exec_node(id)?;
+            self.backend.synchronize()?;
+            crate::trace::node(&self.graph, id, t0, Instant::now());
+        }
+        let args = serde_json::json!({
+            "nodes": self.plan.order.len(),
+            "arena_bytes": self.peak_bytes(),
+        });
+        crate::trace::span("graph run", "run", t_run, Instant::now(), args);
         Ok(())
     }
 
@@ -289,6 +312,11 @@ impl<B: Backend> Executor<B> {
         let graph = self.captured.ok_or_else(|| {
             ExecError::Binding("nothing recorded to replay: call capture or record first".into())
         })?;
+        if crate::trace::active() {
+            // A replay is opaque to the host; traced runs go node by node (same ops, same
+            // arena, so the same results).
+            return self.run_traced();
+        }
         self.backend.replay(graph)?;
         Ok(())
     }

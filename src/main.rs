@@ -38,6 +38,9 @@ enum Cmd {
     /// CUDA kernels: compile every one with NVRTC and report registers, shared memory, spills.
     #[command(subcommand)]
     Kernels(KernelsCmd),
+    /// Restore reports: merge the reports of a sharded run, or show one as an HTML page.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Throughput of the expensive ops against a reference rate measured in the same run.
     Bench(dynface::bench::BenchArgs),
     /// Print the engine's build facts: backends compiled in, threads, version.
@@ -48,6 +51,14 @@ enum Cmd {
 enum KernelsCmd {
     /// Compile every kernel for sm_90 (no GPU needed, only libnvrtc); fails on an error or a spill.
     Check(dynface::backend::cuda::check::KernelsCheckArgs),
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Join the shard reports of one run into one report; name missing shards and images.
+    Merge(dynface::report::MergeArgs),
+    /// One self-contained HTML page of a report: pictures, σ and loss per step, seconds.
+    Html(dynface::report::HtmlArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +103,10 @@ fn main() -> ExitCode {
         Cmd::Kernels(KernelsCmd::Check(a)) => {
             dynface::backend::cuda::check::run_kernels_check(&a).map(|_| ExitCode::SUCCESS)
         }
+        Cmd::Report(ReportCmd::Merge(a)) => {
+            dynface::report::run_merge(&a).map(|s| code(s.exit_code()))
+        }
+        Cmd::Report(ReportCmd::Html(a)) => dynface::report::run_html(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(a) => dynface::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => dynface::degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => {

@@ -105,13 +105,41 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
                     }
                     Err(e) => println!("  batch {b}: graph capture failed: {e}"),
                 }
-                if args.profile && b == args.unet_batches[0] {
+                let traced = args.trace.is_some() && b == args.unet_batches[0];
+                if (args.profile || traced) && b == args.unet_batches[0] {
+                    if traced {
+                        crate::trace::start(crate::trace::DEFAULT_LIMIT);
+                    }
                     be.start_profiling();
+                    let t_run = Instant::now();
                     ex.run()?;
                     ex.backend.synchronize()?;
-                    let stats = be.finish_profiling()?;
+                    let (stats, launches) = be.finish_profiling_with_timeline()?;
+                    if let Some(path) = args.trace.as_ref().filter(|_| traced) {
+                        // Device slices from the CUDA events, anchored at the host time the
+                        // run started (the first launch follows it by the launch latency).
+                        let t0 = crate::trace::micros_since_start(t_run);
+                        for l in &launches {
+                            crate::trace::track_span(
+                                "cuda stream 0 (CUDA events)",
+                                l.kernel,
+                                "kernel",
+                                t0 + l.start_ms * 1e3,
+                                l.ms * 1e3,
+                                serde_json::json!({ "op": l.op }),
+                            );
+                        }
+                        let meta = serde_json::json!({
+                            "what": format!("one FFHQ 512 UNet forward + input gradient at batch {b}"),
+                            "device": device,
+                        });
+                        let t = crate::trace::finish(path, meta)?;
+                        println!("trace: {} ({} slices)", path.display(), t.slices);
+                    }
                     let table = profile::format_table(&stats);
-                    println!("per-kernel profile, one forward + grad x at batch {b}:\n{table}");
+                    if args.profile {
+                        println!("per-kernel profile, one forward + grad x at batch {b}:\n{table}");
+                    }
                     prof = table.lines().map(str::to_string).collect();
                 }
             }

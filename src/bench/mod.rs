@@ -4,6 +4,7 @@
 pub mod cpu_conv;
 pub mod cuda;
 pub mod timing;
+pub mod trace_cpu;
 pub mod unet;
 
 use anyhow::{bail, Context};
@@ -13,7 +14,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Device to benchmark: `cpu` (`cuda` is not built yet).
+    /// Device to benchmark: `cpu` (conv2d against the gemm crate's rate) or `cuda` (convs,
+    /// the UNet's forward and DPS step, graph replay, per-kernel profile; needs a GPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Untimed runs before timing each case.
@@ -28,9 +30,14 @@ pub struct BenchArgs {
     /// cuda: UNet batch sizes to time (forward and forward + input gradient).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
     pub unet_batches: Vec<usize>,
-    /// cuda: skip the convolution table.
+    /// Skip the convolution table.
     #[arg(long)]
     pub skip_conv: bool,
+    /// Write a Chrome trace-event JSON (Perfetto, chrome://tracing): cpu: one forward of the
+    /// tiny random UNet, a slice per op; cuda: the profiled forward + input gradient, a slice
+    /// per op (host, synchronised) and per kernel (CUDA events).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// cuda: print the per-kernel profile of one forward + input gradient.
     #[arg(long)]
     pub profile: bool,
@@ -70,7 +77,13 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         );
     }
     let report = match args.device.as_str() {
-        "cpu" => BenchReport::Cpu(run_cpu(args)),
+        "cpu" => {
+            let r = BenchReport::Cpu(run_cpu(args));
+            if let Some(p) = &args.trace {
+                trace_cpu::trace_cpu_unet(p)?;
+            }
+            r
+        }
         "cuda" => BenchReport::Cuda(cuda::run_cuda(args)?),
         other => bail!("unknown bench device '{other}' (expected cpu or cuda)"),
     };
@@ -90,21 +103,25 @@ fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
          im2col MxNxK); '% gemm cpu' compares FLOP per CPU-second instead of per second",
         args.reps, args.warmup
     );
-    println!(
-        "{:<12} {:<11} {:>8} {:>9} {:>14} {:>8} {:>10} {:>16}",
-        "shape",
-        "direction",
-        "ms",
-        "GFLOP/s",
-        "gemm1024 GF/s",
-        "% gemm",
-        "% gemm cpu",
-        "gemm MxNxK GF/s"
-    );
+    if args.skip_conv {
+        println!("convolution table skipped (--skip-conv)");
+    } else {
+        println!(
+            "{:<12} {:<11} {:>8} {:>9} {:>14} {:>8} {:>10} {:>16}",
+            "shape",
+            "direction",
+            "ms",
+            "GFLOP/s",
+            "gemm1024 GF/s",
+            "% gemm",
+            "% gemm cpu",
+            "gemm MxNxK GF/s"
+        );
+    }
     let mut conv = Vec::new();
-    for shape in UNET_SHAPES {
+    for shape in UNET_SHAPES.iter().filter(|_| !args.skip_conv) {
         for dir in [Direction::Forward, Direction::InputGrad] {
-            let r = bench_shape(shape, dir, args.warmup, args.reps);
+            let r = bench_shape(*shape, dir, args.warmup, args.reps);
             println!(
                 "{:<12} {:<11} {:>8.2} {:>9.1} {:>14.1} {:>7.0}% {:>10} {:>16.1}",
                 format!("{}ch {}²", shape.channels, shape.size),
@@ -140,6 +157,7 @@ mod tests {
             json: None,
             unet_batches: vec![1],
             skip_conv: true,
+            trace: None,
             profile: false,
             precision: crate::backend::cuda::Precision::Fp32,
             unfused_norm: false,

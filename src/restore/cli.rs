@@ -28,7 +28,8 @@ pub enum Preset {
     /// One guidance image (N = 1).
     Single,
     /// Our fast guidance: gradient with respect to x̂₀ only (no backpropagation through
-    /// the UNet): about twice the speed, some fidelity lost.
+    /// the UNet, so each step skips the UNet's backward pass); some fidelity lost. Its speed
+    /// on a GPU is not measured yet.
     Fast,
 }
 
@@ -53,6 +54,10 @@ pub struct RestoreArgs {
     pub precision: Precision,
     #[arg(long, default_value = "full")]
     pub preset: Preset,
+    /// DDIM stochasticity η: a number ≥ 0, or sigma/10 (η = σ̂/10 per image, the authors'
+    /// choice). Default: the model set's (0.5 unless its models.json says otherwise).
+    #[arg(long, value_parser = super::preset::parse_eta)]
+    pub eta: Option<crate::sampler::Eta>,
     /// Images per batch.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -72,6 +77,15 @@ pub struct RestoreArgs {
     /// Write every stage's intermediates (RM output, guidance images, σ/t, step trace) here.
     #[arg(long)]
     pub dump: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page beside it (report.html):
+    /// pictures, σ and loss per step; the intermediates it shows are kept in OUTPUT/stages
+    /// unless --dump names another folder.
+    #[arg(long)]
+    pub html: bool,
+    /// Write a Chrome trace-event JSON of the run (Perfetto, chrome://tracing): a slice per
+    /// op of every graph run (synchronised after each op, so slower), per batch.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Report file (default: OUTPUT/report.json).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -81,6 +95,8 @@ pub struct RestoreArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub shard: super::shard::ShardArgs,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,6 +133,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
     pub seconds: f64,
+    /// The part of the input list this run restored (`--shard`, or the scheduler's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<super::shard::ShardInfo>,
 }
 
 impl RunReport {
@@ -223,8 +242,10 @@ fn output_bytes_bound(img: &InputImage) -> u64 {
 }
 
 /// Deletes the hidden temporaries (`.NAME.png.tmpPID`) that a killed run leaves beside its
-/// outputs; they are never valid outputs. Returns how many were removed.
-fn remove_stale_temporaries(dir: &Path) -> usize {
+/// outputs; they are never valid outputs. With `only` (a shard's output names), temporaries
+/// of other names are left alone: they may belong to another shard still writing them.
+/// Returns how many were removed.
+fn remove_stale_temporaries(dir: &Path, only: Option<&[String]>) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -233,7 +254,11 @@ fn remove_stale_temporaries(dir: &Path) -> usize {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            crate::atomic_file::is_temporary_name(&name) && !name.ends_with(&mine)
+            crate::atomic_file::is_temporary_name(&name)
+                && !name.ends_with(&mine)
+                && only.is_none_or(|names| {
+                    names.iter().any(|n| name.starts_with(&format!(".{n}.tmp")))
+                })
         })
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
@@ -262,7 +287,12 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn image_seed(base: u64, stem: &str) -> u64 {
+/// The output file name of input `f`: its stem as a PNG.
+pub fn output_name(f: &Path) -> String {
+    format!("{}.png", stem_of(f))
+}
+
+pub(crate) fn image_seed(base: u64, stem: &str) -> u64 {
     mix64(base ^ mix64(crate::degrade::seed::fnv1a64(stem.as_bytes())))
 }
 
@@ -307,6 +337,10 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     if files.is_empty() {
         bail!("no input images found in {:?}", args.inputs);
     }
+    let (files, shard) = super::shard::apply(&args.shard, files)?;
+    if args.shard.dry_run {
+        return Ok(super::shard::dry_run(&files, args, shard));
+    }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create output folder {}", args.output.display()))?;
     let out_dir = args.output.canonicalize()?;
@@ -329,7 +363,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
             if args.precision == Precision::Bf16 {
                 bail!("--device {}: {}", args.device, super::device::BF16_ON_CPU);
             }
-            run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files)
+            run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files, shard)
         }
         super::device::Device::Cuda(name) => {
             let opts = CudaOptions {
@@ -342,7 +376,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
                 Precision::Fp32 => format!("cuda: {name}"),
                 Precision::Bf16 => format!("cuda: {name} (bf16 tensor-core convs and products)"),
             };
-            run_on(std::rc::Rc::new(be), label, args, &files)
+            run_on(std::rc::Rc::new(be), label, args, &files, shard)
         }
     }
 }
@@ -352,8 +386,12 @@ fn run_on<B: Backend + Clone>(
     device_name: String,
     args: &RestoreArgs,
     files: &[PathBuf],
+    shard: Option<super::shard::ShardInfo>,
 ) -> Result<RunReport> {
     let t_run = Instant::now();
+    if args.trace.is_some() {
+        crate::trace::start(crate::trace::DEFAULT_LIMIT);
+    }
     let models = load_models(&args.weights)?;
     let mut cfg = models.set.sampler.clone();
     if let Some(s) = &args.sampler {
@@ -361,6 +399,12 @@ fn run_on<B: Backend + Clone>(
     }
     if let Some(u) = args.step_on {
         cfg.update_on = u;
+    }
+    if let Some(e) = args.eta {
+        cfg.eta = e;
+    }
+    for n in super::preset::missing_weight_notes(args.preset, &models.set, &args.weights) {
+        eprintln!("note: {n}");
     }
     match args.preset {
         Preset::Full | Preset::NoDgsa => {}
@@ -388,7 +432,12 @@ fn run_on<B: Backend + Clone>(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
-    let removed = remove_stale_temporaries(&args.output);
+    let own_names: Option<Vec<String>> = shard.as_ref().map(|sh| {
+        let mut v: Vec<String> = files.iter().map(|f| output_name(f)).collect();
+        v.push(sh.report_name());
+        v
+    });
+    let removed = remove_stale_temporaries(&args.output, own_names.as_deref());
     if removed > 0 {
         mp.suspend(|| {
             eprintln!(
@@ -397,12 +446,16 @@ fn run_on<B: Backend + Clone>(
             )
         });
     }
+    let dump = args
+        .dump
+        .clone()
+        .or_else(|| args.html.then(|| args.output.join("stages")));
     let mut reports: Vec<ImageReport> = vec![];
     // Images are decoded batch by batch (a folder of thousands never sits in memory at once).
     let mut queue: VecDeque<Job> = VecDeque::new();
     for f in files {
         let stem = stem_of(f);
-        let out = args.output.join(format!("{stem}.png"));
+        let out = args.output.join(output_name(f));
         let seed = image_seed(args.seed, &stem);
         if out.exists() && !args.overwrite {
             reports.push(
@@ -466,6 +519,7 @@ fn run_on<B: Backend + Clone>(
         // base seed, not on the batch it is in (so an OOM back-off changes nothing either).
         let seeds: Vec<u64> = names.iter().map(|n| image_seed(args.seed, n)).collect();
         batches_run += 1;
+        let t_batch = Instant::now();
         let result = crate::backend::fault::check_batch(batches_run)
             .map_err(anyhow::Error::new)
             .and_then(|()| {
@@ -484,6 +538,8 @@ fn run_on<B: Backend + Clone>(
                 }
                 p.restore(&Tensor::new(vec![b, 3, s, s], data), &models, &seeds)
             });
+        let batch_args = serde_json::json!({ "images": names, "ok": result.is_ok() });
+        crate::trace::span("batch", "batch", t_batch, Instant::now(), batch_args);
         match result {
             Ok(res) => {
                 for (i, (job, img)) in chunk.iter().enumerate() {
@@ -493,7 +549,7 @@ fn run_on<B: Backend + Clone>(
                         res.restored.data[i * per..(i + 1) * per].to_vec(),
                     );
                     let saved = save_output(&plane, img, &job.out);
-                    if let Some(d) = &args.dump {
+                    if let Some(d) = &dump {
                         if let Err(e) = super::dump::dump_image(d, &names[i], i, &res, &models) {
                             mp.suspend(|| {
                                 eprintln!("warning: dump for {}: {e:#}", job.input.display())
@@ -570,13 +626,29 @@ fn run_on<B: Backend + Clone>(
         stopped,
         images: reports,
         seconds: t_run.elapsed().as_secs_f64(),
+        shard,
     };
-    let rpath = args
-        .report
-        .clone()
-        .unwrap_or_else(|| args.output.join("report.json"));
+    let rpath = args.report.clone().unwrap_or_else(|| {
+        let name = report.shard.as_ref().map(|s| s.report_name());
+        args.output.join(name.as_deref().unwrap_or("report.json"))
+    });
     crate::atomic_file::write_atomic(&rpath, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("writing report {}", rpath.display()))?;
+    if args.html {
+        let page = rpath.with_extension("html");
+        let h = crate::report::html::write_html(&rpath, dump.as_deref(), &page)?;
+        eprintln!(
+            "html report: {} ({} pictures, {} plots)",
+            page.display(),
+            h.pictures,
+            h.plots
+        );
+    }
+    if let Some(p) = &args.trace {
+        let meta = serde_json::json!({ "what": "dynface restore", "device": report.device });
+        let t = crate::trace::finish(p, meta)?;
+        eprintln!("trace: {} ({} slices)", p.display(), t.slices);
+    }
     eprintln!(
         "restored {}, skipped {}, failed {} in {:.1} s; report: {}",
         report.restored,

@@ -22,9 +22,22 @@ impl Device {
     }
 }
 
+/// Why `--device cuda:all` / `cuda:0,1` is refused, and what to run instead.
+fn several_devices(spec: &str) -> String {
+    format!(
+        "--device {spec}: several devices in one process are not built yet; run one process \
+         per GPU, each on its own part of the inputs: \
+         CUDA_VISIBLE_DEVICES=I dynface restore ... --device cuda --shard I/N for I in 0..N, \
+         then dynface report merge OUTPUT (README, Cluster runs)"
+    )
+}
+
 /// `auto` picks a usable GPU, else the CPU, and says which; `cuda` without a usable GPU is an
 /// error that says why.
 pub fn resolve(spec: &str) -> Result<Device> {
+    if spec.contains(',') || spec.eq_ignore_ascii_case("cuda:all") {
+        bail!("{}", several_devices(spec));
+    }
     let base = match spec.split_once(':') {
         Some(("cuda", n)) => {
             if n != "0" {
@@ -42,5 +55,18 @@ pub fn resolve(spec: &str) -> Result<Device> {
             Ok(Device::Cpu)
         }
         DeviceChoice::Cuda(info) => Ok(Device::Cuda(info.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_devices_are_refused_with_the_per_gpu_shard_recipe() {
+        for spec in ["cuda:all", "cuda:0,1", "cpu,cpu"] {
+            let e = resolve(spec).err().expect(spec).to_string();
+            assert!(e.contains("--shard I/N") && e.contains(spec), "{e}");
+        }
     }
 }

@@ -6,7 +6,9 @@ pub mod dump;
 pub mod images;
 pub mod models;
 pub mod pipeline;
+pub mod preset;
 pub mod random;
+pub mod shard;
 
 pub use cli::{run_restore, Preset, RestoreArgs, RunReport};
 pub use models::{load_models, LoadedModels, ModelSet};

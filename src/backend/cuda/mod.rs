@@ -333,6 +333,17 @@ impl CudaBackend {
         *self.profiler.lock().unwrap() = Some(Profiler::default());
     }
 
+    /// Stops recording; the per-(op, kernel) table and every launch in order (for a trace).
+    pub fn finish_profiling_with_timeline(
+        &self,
+    ) -> BResult<(Vec<profile::KernelStat>, Vec<profile::Launch>)> {
+        let p = self.profiler.lock().unwrap().take();
+        match p {
+            Some(p) => p.report_with_timeline(),
+            None => Ok((vec![], vec![])),
+        }
+    }
+
     /// Stops recording and returns the per-(op, kernel) table of device times.
     pub fn finish_profiling(&self) -> BResult<Vec<profile::KernelStat>> {
         let p = self.profiler.lock().unwrap().take();

@@ -21,6 +21,15 @@ pub struct KernelStat {
     pub share: f64,
 }
 
+/// One kernel launch of a profiled run: start after the run's first launch, and duration.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub op: &'static str,
+    pub kernel: &'static str,
+    pub start_ms: f64,
+    pub ms: f64,
+}
+
 fn timed_event(ctx: &Arc<CudaContext>) -> BResult<CudaEvent> {
     ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
         .map_err(|e| dev_err("creating a timing event", e))
@@ -51,13 +60,30 @@ impl Profiler {
 
     /// Waits for the recorded work and sums times per (op, kernel), largest first.
     pub fn report(self) -> BResult<Vec<KernelStat>> {
+        Ok(self.report_with_timeline()?.0)
+    }
+
+    /// [`Profiler::report`] and every launch in order, timed from the first launch's start.
+    pub fn report_with_timeline(self) -> BResult<(Vec<KernelStat>, Vec<Launch>)> {
         let mut rows: Vec<KernelStat> = vec![];
+        let mut launches = vec![];
         for (op, kernel, s, e) in &self.records {
             e.synchronize()
                 .map_err(|err| dev_err("waiting for a timing event", err))?;
             let ms = s
                 .elapsed_ms(e)
                 .map_err(|err| dev_err("reading a timing event", err))? as f64;
+            let first = &self.records[0].2;
+            let start_ms = first
+                .elapsed_ms(s)
+                .map_err(|err| dev_err("reading a timing event", err))?
+                as f64;
+            launches.push(Launch {
+                op,
+                kernel,
+                start_ms,
+                ms,
+            });
             match rows.iter_mut().find(|r| r.op == *op && r.kernel == *kernel) {
                 Some(r) => {
                     r.launches += 1;
@@ -77,7 +103,7 @@ impl Profiler {
             r.share = if total > 0.0 { r.total_ms / total } else { 0.0 };
         }
         rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
-        Ok(rows)
+        Ok((rows, launches))
     }
 }
 

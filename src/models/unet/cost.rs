@@ -19,6 +19,38 @@ impl Macs {
     }
 }
 
+/// MACs of node `i` alone.
+pub fn node_macs(g: &Graph, i: usize) -> Macs {
+    let node = &g.nodes[i];
+    let shape_of = |k: usize| g.shape(node.inputs[k]);
+    let per_output = |w: &[usize]| (w[1] * w[2] * w[3]) as u64;
+    let mut m = Macs::default();
+    match &node.op {
+        // Every output (forward) or every dy element (backward) meets one filter.
+        Op::Conv2d(_) | Op::Conv2dBackwardInput { .. } => {
+            let (n, w) = match &node.op {
+                Op::Conv2d(_) => (numel(&node.shape), shape_of(1)),
+                _ => (numel(shape_of(0)), shape_of(1)),
+            };
+            m.conv += n as u64 * per_output(w);
+        }
+        Op::Conv2dBackwardWeight { w_shape, .. } => {
+            m.conv += numel(shape_of(1)) as u64 * per_output(w_shape);
+        }
+        Op::MatMul { trans_a, .. } => {
+            let a = shape_of(0);
+            let k = if *trans_a {
+                a[a.len() - 2]
+            } else {
+                a[a.len() - 1]
+            };
+            m.matmul += numel(&node.shape) as u64 * k as u64;
+        }
+        _ => {}
+    }
+    m
+}
+
 /// MACs of the nodes that `outputs` depend on.
 pub fn graph_macs(g: &Graph, outputs: &[NodeId]) -> Macs {
     let mut needed = vec![false; g.len()];
@@ -30,35 +62,12 @@ pub fn graph_macs(g: &Graph, outputs: &[NodeId]) -> Macs {
         if !needed[i] {
             continue;
         }
-        let node = &g.nodes[i];
-        for j in &node.inputs {
+        for j in &g.nodes[i].inputs {
             needed[j.0] = true;
         }
-        let shape_of = |k: usize| g.shape(node.inputs[k]);
-        let per_output = |w: &[usize]| (w[1] * w[2] * w[3]) as u64;
-        match &node.op {
-            // Every output (forward) or every dy element (backward) meets one filter.
-            Op::Conv2d(_) | Op::Conv2dBackwardInput { .. } => {
-                let (n, w) = match &node.op {
-                    Op::Conv2d(_) => (numel(&node.shape), shape_of(1)),
-                    _ => (numel(shape_of(0)), shape_of(1)),
-                };
-                m.conv += n as u64 * per_output(w);
-            }
-            Op::Conv2dBackwardWeight { w_shape, .. } => {
-                m.conv += numel(shape_of(1)) as u64 * per_output(w_shape);
-            }
-            Op::MatMul { trans_a, .. } => {
-                let a = shape_of(0);
-                let k = if *trans_a {
-                    a[a.len() - 2]
-                } else {
-                    a[a.len() - 1]
-                };
-                m.matmul += numel(&node.shape) as u64 * k as u64;
-            }
-            _ => {}
-        }
+        let n = node_macs(g, i);
+        m.conv += n.conv;
+        m.matmul += n.matmul;
     }
     m
 }
