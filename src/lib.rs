@@ -11,6 +11,7 @@ pub mod blur;
 pub mod check;
 pub mod dblm;
 pub mod degrade;
+pub mod demo;
 pub mod diffusion;
 pub mod disk_space;
 pub mod dsst;

@@ -20,6 +20,8 @@ struct Cli {
 enum Cmd {
     /// Restore degraded face photos: files, folders or globs (the main job).
     Restore(dynface::restore::RestoreArgs),
+    /// The main job on a face anyone can make: draw an aligned face, degrade it, restore it.
+    Demo(dynface::demo::DemoArgs),
     /// Degrade HQ images with the synthetic model of Eq. 16 (blur, resize, noise, JPEG).
     Degrade(dynface::degrade::DegradeArgs),
     /// PSNR and SSIM of restored images against references, paired by file stem.
@@ -97,6 +99,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r: anyhow::Result<ExitCode> = match cli.cmd {
         Cmd::Restore(a) => dynface::restore::run_restore(&a).map(|r| code(r.exit_code())),
+        Cmd::Demo(a) => {
+            dynface::demo::run_demo(&a).map(|d| code(d.restore.map_or(0, |r| r.exit_code())))
+        }
         Cmd::Weights(WeightsCmd::Random(a)) => {
             dynface::restore::run_random(&a).map(|_| ExitCode::SUCCESS)
         }

@@ -1,8 +1,6 @@
 //! A face-like 512×512 test picture anyone can make (no licence question): a drawn face whose
 //! eyes, nose and mouth corners sit on the FFHQ-512 alignment template, so it is "aligned" as
-//! dynface's restore expects. Its edges and fine stripes make blur visible.
-//!
-//!   cargo run --release --example synthetic_face -- face.png
+//! `restore` expects. Its edges and fine stripes make blur visible.
 
 use image::{Rgb, RgbImage};
 
@@ -14,7 +12,6 @@ const TEMPLATE: [(f32, f32); 5] = [
     (201.26, 371.41),
     (313.09, 371.15),
 ];
-
 /// Inside the ellipse centred at (cx, cy) with half-axes (rx, ry): a value ≤ 1.
 fn ell(x: f32, y: f32, cx: f32, cy: f32, rx: f32, ry: f32) -> f32 {
     ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2)
@@ -112,12 +109,9 @@ fn pixel(x: f32, y: f32) -> [f32; 3] {
     c
 }
 
-fn main() {
-    let out = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "synthetic_face.png".to_string());
-    let img = RgbImage::from_fn(512, 512, |x, y| {
-        // 2×2 supersampling.
+/// The drawn face, 2×2 supersampled so its edges are anti-aliased like a photo's.
+pub fn draw_face() -> RgbImage {
+    RgbImage::from_fn(512, 512, |x, y| {
         let mut acc = [0.0f32; 3];
         for (dx, dy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
             let p = pixel(x as f32 + dx, y as f32 + dy);
@@ -126,10 +120,5 @@ fn main() {
             }
         }
         Rgb(acc.map(|v| v.round().clamp(0.0, 255.0) as u8))
-    });
-    if let Err(e) = img.save(&out) {
-        eprintln!("error: writing {out}: {e}");
-        std::process::exit(1);
-    }
-    println!("wrote {out} (512×512, landmarks on the FFHQ-512 template)");
+    })
 }
