@@ -26,7 +26,11 @@ fn fixture_root() -> PathBuf {
 fn fixtures() -> Option<Vec<PathBuf>> {
     let root = fixture_root();
     let Ok(rd) = std::fs::read_dir(&root) else {
-        eprintln!("skipping: no UNet fixtures at {}", root.display());
+        dynface::check::skip::skip(
+            "unet_golden",
+            dynface::check::skip::SkipReason::NoFixture,
+            &format!("no UNet fixtures at {}", root.display()),
+        );
         return None;
     };
     let mut v: Vec<PathBuf> = rd
@@ -35,7 +39,11 @@ fn fixtures() -> Option<Vec<PathBuf>> {
         .collect();
     v.sort();
     if v.is_empty() {
-        eprintln!("skipping: {} holds no fixture folders", root.display());
+        dynface::check::skip::skip(
+            "unet_golden",
+            dynface::check::skip::SkipReason::NoFixture,
+            &format!("{} holds no fixture folders", root.display()),
+        );
         return None;
     }
     Some(v)
@@ -126,7 +134,11 @@ fn unet_matches_pytorch_f64() {
 fn ffhq512_key_list_matches_reference() {
     let path = fixture_root().join("ffhq512_keys.json");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipping: {} missing", path.display());
+        dynface::check::skip::skip(
+            "ffhq512_key_list_matches_reference",
+            dynface::check::skip::SkipReason::NoFixture,
+            &format!("{} missing", path.display()),
+        );
         return;
     };
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

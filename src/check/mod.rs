@@ -6,6 +6,7 @@
 pub mod cases;
 pub mod dot_test;
 pub mod parity;
+pub mod skip;
 pub mod vjp;
 
 use crate::backend::BackendError;
