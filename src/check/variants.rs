@@ -64,10 +64,13 @@ impl VariantRow {
     }
 }
 
-/// The conv shapes (x, w, stride, pad, groups, bias) and product shapes of the table.
+/// (name, x shape, w shape, stride, pad, groups)
+type ConvShape = (&'static str, [usize; 4], [usize; 4], usize, usize, usize);
+
+/// The conv shapes and product shapes of the table.
 pub fn variant_cases() -> Vec<VariantCase> {
     let mut v = vec![];
-    let convs: [(&str, [usize; 4], [usize; 4], usize, usize, usize); 3] = [
+    let convs: [ConvShape; 3] = [
         // fwd 130 rows × 132 pixels, weight gradient 130 × 216: both cross 128 in both axes.
         (
             "3×3 24→130 ch, 12×11",
