@@ -16,6 +16,7 @@ struct Tally {
     compared: usize,
     failures: Vec<String>,
     not_run: Vec<String>,
+    launched: std::collections::BTreeSet<&'static str>,
 }
 
 fn report_table(label: &str, run: &TableRun, t: &mut Tally) {
@@ -64,14 +65,7 @@ fn kernels<B: KernelBackend>(
         }
     }
     t.compared += rows.len();
-    let launched = be.launched();
-    let eps = variants::conv_gemm_entry_points();
-    let reached = eps.iter().filter(|k| launched.contains_key(*k)).count();
-    println!(
-        "[{label}] conv/gemm entry points launched: {reached} of {} (both precisions together \
-         reach all; see tests/cuda_parity.rs)",
-        eps.len()
-    );
+    t.launched.extend(be.launched().into_keys());
 }
 
 /// Runs the parity checks; Err when any value fails or nothing could be compared.
@@ -80,6 +74,7 @@ pub fn run_parity(filter: Option<&str>) -> Result<()> {
         compared: 0,
         failures: vec![],
         not_run: vec![],
+        launched: Default::default(),
     };
     let cpu = run_case_table(Rc::new(CpuBackend::<f32>::new()), Arith::Fp32, filter, true);
     report_table("cpu-f32", &cpu, &mut t);
@@ -119,6 +114,29 @@ pub fn run_parity(filter: Option<&str>) -> Result<()> {
                     .push(format!("kernels: no GPU, no emulator: {emu}"));
             }
         },
+    }
+    if !t.launched.is_empty() {
+        let eps = variants::conv_gemm_entry_points();
+        let missing: Vec<&str> = eps
+            .iter()
+            .copied()
+            .filter(|k| !t.launched.contains(k))
+            .collect();
+        println!(
+            "conv/gemm entry points of kernels/ launched: {} of {}",
+            eps.len() - missing.len(),
+            eps.len()
+        );
+        if !missing.is_empty() {
+            println!("  never launched: {}", missing.join(", "));
+            // Unfiltered, every variant must be reached (with a filter, only some are asked for).
+            if filter.is_none() {
+                t.failures.push(format!(
+                    "entry points never launched: {}",
+                    missing.join(", ")
+                ));
+            }
+        }
     }
     println!(
         "parity: {} values compared, {} failures, {} not run",
