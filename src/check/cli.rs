@@ -33,10 +33,19 @@ fn report_table(label: &str, run: &TableRun, t: &mut Tally) {
         t.not_run.push(format!("[{label}] {u}"));
     }
     let f = run.failures();
+    let (flops, bytes) = run
+        .rows
+        .iter()
+        .filter(|r| r.value == "output")
+        .fold((0u64, 0u64), |(a, b), r| {
+            (a + r.cost.flops, b + r.cost.bytes)
+        });
     println!(
-        "[{label}] case table: {} values compared, {} failures",
+        "[{label}] case table: {} values compared, {} failures ({:.3} MFLOP, {:.3} MB of op traffic)",
         run.rows.len(),
-        f.len()
+        f.len(),
+        flops as f64 / 1e6,
+        bytes as f64 / 1e6
     );
     t.compared += run.rows.len();
     t.failures

@@ -10,6 +10,7 @@
 pub mod cases;
 pub mod cli;
 pub mod compare;
+pub mod cost;
 pub mod dot_test;
 pub mod parity;
 pub mod skip;

@@ -2,12 +2,14 @@
 //! ggml's test-backend-ops does: each case's forward output and input gradients (VJPs of a
 //! random cotangent) on a candidate backend, against the f64 CPU backend on the same inputs,
 //! compared element by element ([`super::compare`]) under the tolerance of the candidate's
-//! precision and the case's family. The CPU f32 test (tests/ops.rs), the kernel tests on the
+//! precision and the case's family. Each row carries the FLOP and byte counts of its case's
+//! graph ([`super::cost`]). The CPU f32 test (tests/ops.rs), the kernel tests on the
 //! emulator or a GPU (tests/cuda_parity.rs, tests/tc_bf16.rs) and `dynface kernels check
 //! --parity` all call [`run_case_table`].
 
 use super::cases::{self, Case};
 use super::compare::{compare, Comparison, Tol};
+use super::cost::{graph_cost, Cost};
 use super::parity::eval_case;
 use super::CheckError;
 use crate::backend::cpu::CpuBackend;
@@ -97,6 +99,8 @@ pub struct TableRow {
     /// "output" or "d/d<input>".
     pub value: String,
     pub result: Result<Comparison, String>,
+    /// Work of the case's whole graph (forward and VJPs), the same on every row of a case.
+    pub cost: Cost,
 }
 
 impl TableRow {
@@ -156,6 +160,7 @@ pub fn run_case_table<B: Backend>(
                     case: c.name.clone(),
                     value: "output".into(),
                     result: Err(format!("CPU reference: {e}")),
+                    cost: Cost::default(),
                 });
                 continue;
             }
@@ -172,11 +177,18 @@ pub fn run_case_table<B: Backend>(
                     case: c.name.clone(),
                     value: "output".into(),
                     result: Err(e.to_string()),
+                    cost: Cost::default(),
                 });
                 continue;
             }
         };
         let tol = tolerance(&c, arith);
+        let graph = if c.differentiable {
+            c.grad_graph()
+        } else {
+            c.forward_graph()
+        };
+        let cost = graph.map(|cg| graph_cost(&cg.graph)).unwrap_or_default();
         for ((name, g), w) in got.names.iter().zip(&got.values).zip(&reference.values) {
             let result = if g.shape != w.shape {
                 Err(format!("shape {:?}, reference {:?}", g.shape, w.shape))
@@ -188,6 +200,7 @@ pub fn run_case_table<B: Backend>(
                 case: c.name.clone(),
                 value: name.clone(),
                 result,
+                cost,
             });
         }
     }
@@ -198,9 +211,14 @@ pub fn run_case_table<B: Backend>(
 pub fn format_row(r: &TableRow) -> String {
     let status = if r.passed() { "  ok" } else { "FAIL" };
     let what = format!("{}/{} {}", r.family, r.case, r.value);
+    let work = format!(
+        "{:.1} kFLOP {:.1} kB",
+        r.cost.flops as f64 / 1e3,
+        r.cost.bytes as f64 / 1e3
+    );
     match &r.result {
-        Ok(c) => format!("{status} {what:<64} {c}"),
-        Err(e) => format!("{status} {what:<64} {e}"),
+        Ok(c) => format!("{status} {what:<64} {work:<24} {c}"),
+        Err(e) => format!("{status} {what:<64} {work:<24} {e}"),
     }
 }
 
