@@ -38,7 +38,11 @@ for t in "${TESTS[@]}"; do
     test -x "$OUT/tests/$t" || { echo "gpu-bundle: test binary $t missing" >&2; exit 1; }
 done
 cp -r kernels "$OUT/kernels"
-git rev-parse HEAD >"$OUT/COMMIT" 2>/dev/null || echo unknown >"$OUT/COMMIT"
+# The commit, marked -dirty when the working tree differs from it (the bundle then holds
+# uncommitted code).
+{ git rev-parse HEAD 2>/dev/null || echo unknown; } | tr -d '\n' >"$OUT/COMMIT"
+git diff --quiet HEAD 2>/dev/null || echo -n "-dirty" >>"$OUT/COMMIT"
+echo >>"$OUT/COMMIT"
 
 cat >"$OUT/run-all.sh" <<'RUN'
 #!/usr/bin/env bash

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check, run ON the GPU machine from the repository root, with gpu-bundle/ built by
 # scripts/gpu-bundle.sh (no Rust needed here). Finds libcuda and libnvrtc (CUDA 13), runs
-# every CUDA test binary (parity of every op, the residual network with and without CUDA
-# graph replay, the profiling table, the conv benchmark), then `dynface bench --device cuda`
-# when the CLI has it. Everything goes to $OUT/gpu-report.txt (OUT defaults to ./gpu-out).
+# every CUDA test binary (parity of every op, every conv/gemm kernel variant, the residual
+# network with and without CUDA graph replay, the profiling table, the conv benchmark), then
+# `dynface bench --device cuda` when the CLI has it, then compute-sanitizer memcheck,
+# racecheck and synccheck on the parity table. The report starts with the commit the bundle
+# was built from. Everything goes to $OUT/gpu-report.txt (OUT defaults to ./gpu-out).
 # Exits non-zero when any test fails or is skipped (a skip here means the GPU was unusable).
 set -uo pipefail
 OUT="${OUT:-./gpu-out}"
@@ -18,6 +20,7 @@ run() {  # run CMD..., output to terminal and report; returns the command's stat
 }
 
 log "=== dynface GPU check $(date -u +%FT%TZ) bundle $(cat "$BUNDLE/COMMIT" 2>/dev/null || echo '?')"
+log "commit: $(cat "$BUNDLE/COMMIT" 2>/dev/null || echo 'unknown: gpu-bundle/COMMIT missing')"
 if [ ! -d "$BUNDLE/tests" ]; then
     log "no $BUNDLE/tests: build it on the development machine with scripts/gpu-bundle.sh"
     exit 2
@@ -93,24 +96,39 @@ if [ -x "$BUNDLE/bin/dynface" ] && "$BUNDLE/bin/dynface" --help 2>&1 | grep -qw 
 else
     log "=== dynface bench: not in this CLI build (conv numbers are in cuda_bench above)"
 fi
-# Out-of-bounds and misaligned accesses: the parity subset under compute-sanitizer memcheck
-# (bounded: it slows kernels a lot). A timeout is reported, not counted as a failure.
+# compute-sanitizer on the parity table at its small shapes (it slows kernels 10-100×):
+# memcheck (out-of-bounds, misaligned accesses) on the variant table (every conv / gemm entry
+# point, each tile, split-K), the conv, blur and layout parity and the bf16 kernels; racecheck
+# (shared-memory hazards) and synccheck (barriers under divergence) on the kernels that stage
+# through shared memory: the variant table, the norms/softmax, the blur. Each run writes
+# $OUT/<tool>-<filter>.log; a timeout is reported, not counted as a failure.
 san=""
 for c in compute-sanitizer /usr/local/cuda*/bin/compute-sanitizer; do
     command -v "$c" >/dev/null 2>&1 && { san="$c"; break; }
 done
 if [ -n "$san" ] && [ "${GPU_CHECK_SANITIZER:-1}" = 1 ]; then
-    for spec in cuda_parity:conv2d cuda_parity:gaussian_blur cuda_parity:layout tc_bf16:bf16_tensor_core; do
+    table=cuda_parity:every_conv_and_gemm_kernel_variant
+    for run_spec in \
+        "memcheck $table" "memcheck cuda_parity:conv2d" "memcheck cuda_parity:gaussian_blur" \
+        "memcheck cuda_parity:layout" "memcheck tc_bf16:bf16_tensor_core" \
+        "racecheck $table" "racecheck cuda_parity:group_norm" "racecheck cuda_parity:gaussian_blur" \
+        "synccheck $table" "synccheck cuda_parity:group_norm" "synccheck cuda_parity:gaussian_blur"; do
+        tool="${run_spec%% *}" spec="${run_spec#* }"
         bin="${spec%%:*}" filter="${spec#*:}"
-        log "=== compute-sanitizer memcheck: $bin $filter"
-        timeout "${SANITIZER_TIMEOUT:-45}" "$san" --tool memcheck --error-exitcode 9 \
-            "$BUNDLE/tests/$bin" --test-threads=1 "$filter" >"$OUT/memcheck-$filter.log" 2>&1
+        slog="$OUT/$tool-$bin-$filter.log"
+        log "=== compute-sanitizer $tool: $bin $filter"
+        timeout "${SANITIZER_TIMEOUT:-120}" "$san" --tool "$tool" --error-exitcode 9 \
+            "$BUNDLE/tests/$bin" --test-threads=1 "$filter" >"$slog" 2>&1
         rc=$?
-        grep -E "ERROR SUMMARY|Invalid|test result" "$OUT/memcheck-$filter.log" | tee -a "$REPORT"
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|hazard|Barrier|test result" "$slog" | tee -a "$REPORT"
+        # A run whose filter matched no test proves nothing.
+        if grep -q "running 0 tests" "$slog"; then
+            log "$tool $bin $filter: no test matched the filter"; status=1
+        fi
         case $rc in
             0) ;;
-            124) log "memcheck $filter: timed out (not counted)";;
-            *) log "memcheck $filter: FAILED (exit $rc), see $OUT/memcheck-$filter.log"; status=1;;
+            124) log "$tool $bin $filter: timed out after ${SANITIZER_TIMEOUT:-120} s (not counted)";;
+            *) log "$tool $bin $filter: FAILED (exit $rc), see $slog"; status=1;;
         esac
     done
 else

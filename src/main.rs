@@ -52,6 +52,7 @@ enum Cmd {
 #[derive(Subcommand)]
 enum KernelsCmd {
     /// Compile every kernel for sm_90 (no GPU needed, only libnvrtc); fails on an error or a spill.
+    /// With --parity: check every op and kernel variant against the f64 CPU backend instead.
     Check(dynface::backend::cuda::check::KernelsCheckArgs),
 }
 
@@ -104,6 +105,9 @@ fn main() -> ExitCode {
         }
         Cmd::Weights(WeightsCmd::Random(a)) => {
             dynface::restore::run_random(&a).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Kernels(KernelsCmd::Check(a)) if a.parity => {
+            dynface::check::cli::run_parity(a.filter.as_deref()).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Kernels(KernelsCmd::Check(a)) => {
             dynface::backend::cuda::check::run_kernels_check(&a).map(|_| ExitCode::SUCCESS)

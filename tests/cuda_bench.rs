@@ -10,7 +10,7 @@ fn conv_gflops_at_unet_shapes() {
     let be = match CudaBackend::new() {
         Ok(b) => b,
         Err(why) => {
-            println!("skipped: conv bench: {why}");
+            dynface::check::skip::skip("conv bench", dynface::check::skip::SkipReason::NoGpu, &why);
             return;
         }
     };

@@ -23,7 +23,7 @@ fn gpu(test: &str) -> Option<Rc<CudaBackend>> {
             Some(Rc::new(b))
         }
         Err(why) => {
-            println!("skipped: {test}: {why}");
+            dynface::check::skip::skip(test, dynface::check::skip::SkipReason::NoGpu, &why);
             None
         }
     }

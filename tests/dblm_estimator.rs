@@ -53,9 +53,13 @@ fn estimate_grows_with_the_blur_of_the_input() {
 fn estimate_tracks_the_degradation_sigma_on_faces() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/hq");
     if !dir.is_dir() {
-        println!(
-            "skipped: {} not found (the shared face set is outside the repository)",
-            dir.display()
+        dynface::check::skip::skip(
+            "estimate_tracks_the_degradation_sigma_on_faces",
+            dynface::check::skip::SkipReason::NoSharedData,
+            &format!(
+                "{} not found (the shared face set is outside the repository)",
+                dir.display()
+            ),
         );
         return;
     }

@@ -16,9 +16,10 @@ fn args(input: &Path, out: PathBuf) -> DegradeArgs {
 fn degraded_faces_score_like_the_reference_pipeline() {
     let hq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/hq");
     if !hq.is_dir() {
-        eprintln!(
-            "SKIP degraded_faces_score_like_the_reference_pipeline: {} not found",
-            hq.display()
+        dynface::check::skip::skip(
+            "degraded_faces_score_like_the_reference_pipeline",
+            dynface::check::skip::SkipReason::NoSharedData,
+            &format!("{} not found", hq.display()),
         );
         return;
     }

@@ -9,7 +9,11 @@ use dynface::backend::cuda::nvrtc;
 #[test]
 fn every_kernel_compiles_for_hopper_without_spills() {
     if let Some(why) = nvrtc::unavailable() {
-        println!("skipped: {why}");
+        dynface::check::skip::skip(
+            "every_kernel_compiles_for_hopper_without_spills",
+            dynface::check::skip::SkipReason::NoNvrtc,
+            &why,
+        );
         return;
     }
     let args = KernelsCheckArgs {
@@ -18,6 +22,7 @@ fn every_kernel_compiles_for_hopper_without_spills() {
         // The fast-math variant is optional (`dynface kernels check --fast-math`); each
         // extra variant costs a full compile of every file.
         fast_math: false,
+        ..Default::default()
     };
     let report = run_kernels_check(&args).unwrap_or_else(|e| panic!("{e:#}"));
     let n = all_kernels().count();

@@ -156,8 +156,11 @@ vjp_tests! {
 #[test]
 fn vjp_blur_or_skip() {
     if let Err(why) = cases::blur_supported() {
-        println!("SKIPPED gaussian blur VJP checks: the CPU backend does not run it ({why})");
-        eprintln!("SKIPPED gaussian blur VJP checks: {why}");
+        dynface::check::skip::skip(
+            "vjp_blur_or_skip",
+            dynface::check::skip::SkipReason::Unsupported,
+            &format!("the CPU backend does not run the Gaussian blur ({why})"),
+        );
         return;
     }
     vjp_family("blur", &VjpOptions::default());
@@ -281,8 +284,11 @@ fn dot_test_generic_helper_catches_a_wrong_adjoint() {
 #[test]
 fn dot_test_blur_or_skip() {
     if let Err(why) = cases::blur_supported() {
-        println!("SKIPPED gaussian blur dot test: the CPU backend does not run it ({why})");
-        eprintln!("SKIPPED gaussian blur dot test: {why}");
+        dynface::check::skip::skip(
+            "dot_test_blur_or_skip",
+            dynface::check::skip::SkipReason::Unsupported,
+            &format!("the CPU backend does not run the Gaussian blur ({why})"),
+        );
         return;
     }
     let cases: [([usize; 4], &[f64]); 2] = [([2, 2, 9, 8], &[0.7, 1.9]), ([1, 1, 5, 16], &[3.0])];
@@ -878,7 +884,11 @@ fn planner_reuse_is_bit_identical_on_every_case() {
         let with = match run(true) {
             Ok(v) => v,
             Err(CheckError::Unsupported(m)) => {
-                println!("SKIPPED {}/{}: {m}", c.family, c.name);
+                dynface::check::skip::skip(
+                    &format!("{}/{}", c.family, c.name),
+                    dynface::check::skip::SkipReason::Unsupported,
+                    &m,
+                );
                 continue;
             }
             Err(e) => panic!("{}: {e}", c.name),
@@ -1198,33 +1208,34 @@ fn forward_large_tensors() {
     }
 }
 
+/// The op case table on the CPU f32 backend against f64, element by element, under the
+/// fp32 tolerances of `check::table` (the large family included).
 #[test]
 fn f32_matches_f64_on_every_case() {
-    use dynface::check::parity::{compare, eval_case};
-    let mut failures = vec![];
-    let mut skipped = vec![];
-    for c in cases::all() {
-        let seed = c.seed();
-        let hi = match eval_case(CpuBackend::<f64>::new(), &c, seed) {
-            Ok(v) => v,
-            Err(CheckError::Unsupported(m)) => {
-                skipped.push(format!("{}/{}: {m}", c.family, c.name));
-                continue;
-            }
-            Err(e) => panic!("{}: {e}", c.name),
-        };
-        let lo = eval_case(CpuBackend::<f32>::new(), &c, seed).unwrap();
-        for (name, e) in compare(&lo, &hi) {
-            // f32 rounding (6·10⁻⁸) amplified by at most a few hundred in these small,
-            // well-conditioned cases.
-            if e.is_nan() || e >= 1e-5 {
-                failures.push(format!("{}/{} {name}: rel err {e:.2e}", c.family, c.name));
-            }
-        }
+    use dynface::check::table::{measured_by_family, run_case_table, Arith};
+    let run = run_case_table(
+        std::rc::Rc::new(CpuBackend::<f32>::new()),
+        Arith::Fp32,
+        None,
+        true,
+    );
+    for m in measured_by_family(&run) {
+        println!("cpu f32: {m}");
     }
-    for s in &skipped {
-        println!("SKIPPED {s}");
+    for u in &run.unsupported {
+        println!("NOT RUN (unsupported): {u}");
     }
+    let failures = run.failures();
+    println!(
+        "cpu f32: {} values compared, {} failures",
+        run.rows.len(),
+        failures.len()
+    );
+    assert!(
+        run.rows.len() > 100,
+        "only {} values compared",
+        run.rows.len()
+    );
     assert!(failures.is_empty(), "f32 vs f64:\n{}", failures.join("\n"));
 }
 

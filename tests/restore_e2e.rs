@@ -298,9 +298,13 @@ fn bf16_precision_on_the_cpu_is_a_clear_error_and_writes_nothing() {
 fn the_twelve_real_photos_go_through_the_whole_pipeline() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/real_lq");
     if !dir.is_dir() {
-        println!(
-            "skipped: {} not found (the shared face set is outside the repository)",
-            dir.display()
+        dynface::check::skip::skip(
+            "the_twelve_real_photos_go_through_the_whole_pipeline",
+            dynface::check::skip::SkipReason::NoSharedData,
+            &format!(
+                "{} not found (the shared face set is outside the repository)",
+                dir.display()
+            ),
         );
         return;
     }

@@ -360,13 +360,21 @@ fn device_step_rejects_a_host_scale_map_and_a_second_scale() {
 #[test]
 fn device_step_on_the_cuda_kernels_matches_the_f64_host_step() {
     if std::env::var_os("DYNFACE_NO_EMU").is_some() {
-        println!("skipped: DYNFACE_NO_EMU is set");
+        dynface::check::skip::skip(
+            "device_step_on_the_cuda_kernels",
+            dynface::check::skip::SkipReason::Disabled,
+            "DYNFACE_NO_EMU is set",
+        );
         return;
     }
     let emu = match EmuBackend::build() {
         Ok(e) => e,
         Err(why) => {
-            println!("skipped: no kernel emulator: {why}");
+            dynface::check::skip::skip(
+                "device_step_on_the_cuda_kernels",
+                dynface::check::skip::SkipReason::NoCompiler,
+                &format!("no kernel emulator: {why}"),
+            );
             return;
         }
     };

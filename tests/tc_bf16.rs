@@ -11,9 +11,11 @@
 //!     recursive fp32 sum of the K products, the split-K partial sums (≤ K/256 + 1 of them)
 //!     and the bias has |error| ≤ n·u·S with n = K + K/256 + 3 additions. u = 2⁻²³, not
 //!     2⁻²⁴: tensor cores align and truncate inside their block sums instead of rounding to
-//!     nearest, so each addition may lose a whole unit in the last place. The test computes
-//!     that bound for every element (S from the same reference on |a|, |b|, |bias|) and fails
-//!     if any error exceeds it; it prints the largest error / bound ratio.
+//!     nearest, so each addition may lose a whole unit in the last place. That worst case is
+//!     25–1000× above the errors measured (the roundings are independent, so they grow as √n,
+//!     not n): the test holds every element to ½·√n·u·S instead (S from the same reference on
+//!     |a|, |b|, |bias|), about 3× the largest error measured, and prints the largest
+//!     error / bound ratio.
 //! (b) against the exact result of the unrounded fp32 inputs: ‖Δ‖/‖ref‖ ≤ 1e-2 (bf16 keeps 8
 //!     significant bits: about 2⁻⁹ relative error per rounded operand), printed.
 //!
@@ -96,7 +98,14 @@ fn abs_exact(v: f32) -> f64 {
 
 /// Unit roundoff of an fp32 addition that may truncate (see the module comment).
 const U_TRUNC: f64 = 1.0 / (1u64 << 23) as f64;
-/// Bound (b): relative error of bf16 operands against the exact fp32-input result.
+/// Per-element bound |Δ| ≤ SQRT_N_FACTOR·√n·u·S. Measured on the emulator (2026-12-03): the
+/// largest |Δ| / (√n·u·S) over every conv and product case was 0.17 (1×1 stride-2 conv,
+/// K = 16), and 0.14 for the single mma; ½ is about 3× the former. (Before: the worst-case
+/// n·u·S, which the measured errors used at most 4 % of.)
+const SQRT_N_FACTOR: f64 = 0.5;
+/// Bound (b): norm-wise relative error of bf16 operands against the exact fp32-input result
+/// (measured 1.9e-3 to 2.5e-3 over the conv and product cases, 1.7e-3 / 2.3e-3 for the
+/// network's forward / input gradient: about 4×).
 const TOL_VS_FP32: f64 = 1e-2;
 
 struct Outcome {
@@ -132,11 +141,12 @@ fn check<B: KernelBackend>(
     let mut ratio: f64 = 0.0;
     for (i, ((&g, &w), &s)) in got.data.iter().zip(&want).zip(&mass).enumerate() {
         let err = (g as f64 - w).abs();
-        let bound = n_add * U_TRUNC * s;
+        let bound = SQRT_N_FACTOR * n_add.sqrt() * U_TRUNC * s;
         if err > bound {
             return Err(format!(
-                "element {i}: device {g:e}, bf16-operand reference {w:e}, |Δ| {err:.3e} > \
-                 fp32-accumulation bound {bound:.3e} ({n_add} additions, Σ|terms| {s:.3e})"
+                "element {:?}: device {g:e}, bf16-operand reference {w:e}, |Δ| {err:.3e} > \
+                 fp32-accumulation bound {bound:.3e} (½·√{n_add}·u·Σ|terms|, Σ|terms| {s:.3e})",
+                dynface::check::compare::multi_index(i, shape)
             ));
         }
         if bound > 0.0 {
@@ -286,7 +296,7 @@ fn run_cases<B: KernelBackend>(be: &B, label: &str) -> Vec<String> {
                 Ok(o) => {
                     let ok = o.rel_fp32 <= TOL_VS_FP32;
                     println!(
-                        "{} {tag:<76} |Δ|/bound {:.3}  rel err vs fp32 {:.2e} (tol {TOL_VS_FP32:.0e})",
+                        "{} {tag:<76} |Δ|/bound {:.4}  rel err vs fp32 {:.2e} (tol {TOL_VS_FP32:.0e})",
                         if ok { "  ok" } else { "FAIL" },
                         o.ratio,
                         o.rel_fp32
@@ -373,7 +383,7 @@ fn run_matmul_cases<B: KernelBackend>(be: &B, label: &str) -> Vec<String> {
             Ok(o) => {
                 let ok = o.rel_fp32 <= TOL_VS_FP32;
                 println!(
-                    "{} {tag:<76} |Δ|/bound {:.3}  rel err vs fp32 {:.2e} (tol {TOL_VS_FP32:.0e})",
+                    "{} {tag:<76} |Δ|/bound {:.4}  rel err vs fp32 {:.2e} (tol {TOL_VS_FP32:.0e})",
                     if ok { "  ok" } else { "FAIL" },
                     o.ratio,
                     o.rel_fp32
@@ -650,7 +660,7 @@ fn mma_probe_check<B: KernelBackend>(be: &B) -> Result<String, String> {
     );
     let mut ratio: f64 = 0.0;
     for (ij, ((g, w), s)) in got.iter().zip(&want).zip(&mass).enumerate() {
-        let bound = 18.0 * U_TRUNC * s;
+        let bound = SQRT_N_FACTOR * 18f64.sqrt() * U_TRUNC * s;
         let err = (*g as f64 - w).abs();
         if err > bound {
             return Err(format!(
@@ -662,7 +672,7 @@ fn mma_probe_check<B: KernelBackend>(be: &B) -> Result<String, String> {
         ratio = ratio.max(err / bound);
     }
     Ok(format!(
-        "integer operands exact; random operands |Δ|/bound {ratio:.3} (16 products + C: 18 additions)"
+        "integer operands exact; random operands |Δ|/bound {ratio:.3} (½·√18·u·S: 16 products + C, 18 additions)"
     ))
 }
 
@@ -826,5 +836,25 @@ fn tiny_unets_at_bf16_err_no_more_than_exact_accumulation_bf16() {
         None => {}
         Some(Device::Cuda(b)) => run(*b, test),
         Some(Device::Emu(e)) => run(e, test),
+    }
+}
+
+/// The op case table of `check::cases` with the convolutions and products on the bf16
+/// tensor-core kernels, against the f64 CPU backend, element by element (`check::table`).
+#[test]
+fn case_table_on_the_bf16_kernels() {
+    let test = "case table bf16";
+    match device(test) {
+        Some(Device::Cuda(b)) => kernel_device::case_table_on(
+            std::rc::Rc::new(*b),
+            dynface::check::table::Arith::Bf16,
+            test,
+        ),
+        Some(Device::Emu(e)) => kernel_device::case_table_on(
+            std::rc::Rc::new(e),
+            dynface::check::table::Arith::Bf16,
+            test,
+        ),
+        None => {}
     }
 }

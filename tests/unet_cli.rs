@@ -12,7 +12,11 @@ fn fixture() -> Option<PathBuf> {
     if d.join("io.safetensors").is_file() {
         Some(d)
     } else {
-        eprintln!("skipping: fixture {} missing", d.display());
+        dynface::check::skip::skip(
+            "unet_cli",
+            dynface::check::skip::SkipReason::NoFixture,
+            &format!("fixture {} missing", d.display()),
+        );
         None
     }
 }

@@ -1,10 +1,12 @@
 //! The UNet against PyTorch goldens from guided-diffusion-sdk (float64 reference), generated
 //! by tools/reference/gen_unet_golden.py into tests/fixtures/unet/<name>/. Forward output
-//! and input gradient must agree to 1e-4 relative error (‖a−b‖/‖b‖).
+//! and input gradient are compared element by element (`check::compare`), with a tolerance
+//! per engine precision (before: norm-wise 1e-4 for both f32 and f64).
 //!
 //! `DYNFACE_UNET_FIXTURES` overrides the fixture folder.
 
 use dynface::backend::cpu::CpuBackend;
+use dynface::check::compare::{compare, Comparison, Tol};
 use dynface::exec::Executor;
 use dynface::graph::plan::PlanOptions;
 use dynface::models::unet::model::UNetGraph;
@@ -14,7 +16,14 @@ use dynface::tensor::{Scalar, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-const TOL: f64 = 1e-4;
+/// The f32 engine: measured (largest |Δ| / (rms + |ref|) over every fixture, out and
+/// grad_x, 2026-12-03) 4.6e-6 on out, 1.1e-5 on grad_x; about 4×.
+const TOL_F32: Tol = Tol::both(4e-5);
+/// The f64 engine: measured 3.6e-6 on out, 7.0e-6 on grad_x; about 4×. Not the f32 storage
+/// rounding of the golden (that is what sdk_new_headch_updown shows: 4.5e-8 / 1.2e-7): on the
+/// other three fixtures something else differs by ~1e-6 of the scale. A candidate is the
+/// reference's fp32 timestep frequencies (tools/reference/README.md); not yet verified.
+const TOL_F64: Tol = Tol::both(3e-5);
 
 fn fixture_root() -> PathBuf {
     std::env::var_os("DYNFACE_UNET_FIXTURES")
@@ -26,7 +35,11 @@ fn fixture_root() -> PathBuf {
 fn fixtures() -> Option<Vec<PathBuf>> {
     let root = fixture_root();
     let Ok(rd) = std::fs::read_dir(&root) else {
-        eprintln!("skipping: no UNet fixtures at {}", root.display());
+        dynface::check::skip::skip(
+            "unet_golden",
+            dynface::check::skip::SkipReason::NoFixture,
+            &format!("no UNet fixtures at {}", root.display()),
+        );
         return None;
     };
     let mut v: Vec<PathBuf> = rd
@@ -35,7 +48,11 @@ fn fixtures() -> Option<Vec<PathBuf>> {
         .collect();
     v.sort();
     if v.is_empty() {
-        eprintln!("skipping: {} holds no fixture folders", root.display());
+        dynface::check::skip::skip(
+            "unet_golden",
+            dynface::check::skip::SkipReason::NoFixture,
+            &format!("{} holds no fixture folders", root.display()),
+        );
         return None;
     }
     Some(v)
@@ -67,7 +84,7 @@ fn load(dir: &Path) -> Fixture {
 }
 
 /// Runs forward + input gradient in `T` and returns (out, grad_x) relative errors.
-fn run<T: Scalar>(f: &Fixture) -> (f64, f64) {
+fn run<T: Scalar>(f: &Fixture, tol: Tol) -> (Comparison, Comparison) {
     let x = &f.io["x"];
     let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3]);
     let ug = UNetGraph::new(&f.cfg, b, h, w, true).unwrap();
@@ -90,23 +107,24 @@ fn run<T: Scalar>(f: &Fixture) -> (f64, f64) {
     let want_gx: Tensor<f64> = f.io["grad_x"].cast();
     assert_eq!(out.shape, want_out.shape, "{}: output shape", f.name);
     assert_eq!(gx.shape, want_gx.shape, "{}: grad shape", f.name);
-    (out.rel_err(&want_out), gx.rel_err(&want_gx))
+    (
+        compare(&out.data, &want_out.data, &out.shape, tol),
+        compare(&gx.data, &want_gx.data, &gx.shape, tol),
+    )
 }
 
-fn check_all<T: Scalar>(label: &str) {
+fn check_all<T: Scalar>(label: &str, tol: Tol) {
     let Some(dirs) = fixtures() else { return };
     for d in dirs {
         let f = load(&d);
         // Every weight of the file is used by the graph and vice versa.
         let spec = unet_spec(&f.cfg).unwrap();
         assert_eq!(spec.len(), f.weights.len(), "{}: tensor count", f.name);
-        let (eo, eg) = run::<T>(&f);
-        eprintln!(
-            "{label} {}: out rel err {eo:.3e}, grad_x rel err {eg:.3e}",
-            f.name
-        );
-        assert!(eo < TOL, "{}: output rel err {eo:e} ≥ {TOL:e}", f.name);
-        assert!(eg < TOL, "{}: grad_x rel err {eg:e} ≥ {TOL:e}", f.name);
+        let (eo, eg) = run::<T>(&f, tol);
+        println!("{label} {} out:    {eo}", f.name);
+        println!("{label} {} grad_x: {eg}", f.name);
+        assert!(eo.passed(), "{label} {}: output: {eo}", f.name);
+        assert!(eg.passed(), "{label} {}: grad_x: {eg}", f.name);
         // Non-trivial outputs: a zero-initialised output conv would pass trivially.
         assert!(f.io["out"].norm() > 1e-3 && f.io["grad_x"].norm() > 1e-3);
     }
@@ -114,19 +132,23 @@ fn check_all<T: Scalar>(label: &str) {
 
 #[test]
 fn unet_matches_pytorch_f32() {
-    check_all::<f32>("f32");
+    check_all::<f32>("f32", TOL_F32);
 }
 
 #[test]
 fn unet_matches_pytorch_f64() {
-    check_all::<f64>("f64");
+    check_all::<f64>("f64", TOL_F64);
 }
 
 #[test]
 fn ffhq512_key_list_matches_reference() {
     let path = fixture_root().join("ffhq512_keys.json");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipping: {} missing", path.display());
+        dynface::check::skip::skip(
+            "ffhq512_key_list_matches_reference",
+            dynface::check::skip::SkipReason::NoFixture,
+            &format!("{} missing", path.display()),
+        );
         return;
     };
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -201,9 +201,13 @@ fn nan_warning_survives_a_round_trip() {
 fn fixtures() -> Option<(PathBuf, Json)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth/reader");
     let Ok(text) = std::fs::read_to_string(dir.join("expected.json")) else {
-        println!(
-            "skipping: {} is missing (run tools/reference/gen_pth_reader_fixtures.py)",
-            dir.display()
+        dynface::check::skip::skip(
+            "weights_io pth reader fixtures",
+            dynface::check::skip::SkipReason::NoFixture,
+            &format!(
+                "{} is missing (run tools/reference/gen_pth_reader_fixtures.py)",
+                dir.display()
+            ),
         );
         return None;
     };

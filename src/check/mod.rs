@@ -1,11 +1,21 @@
 //! Correctness checking of the graph engine, in the spirit of ggml's test-backend-ops: one
 //! table of small op cases ([`cases`]) that every checker runs, a vector-Jacobian product
 //! checker against finite differences in f64 ([`vjp`]), and the dot-product test for linear
-//! operators ([`dot_test`]). The CUDA parity tests reuse the same case table.
+//! operators ([`dot_test`]). [`table`] runs the case table on any backend (CPU f32, the
+//! kernels on the emulator or a GPU, fp32 or bf16) against the f64 CPU, element by element
+//! ([`compare`]); [`variants`] runs every conv / gemm kernel variant; [`skip`] records a check
+//! that could not run so it is counted, and fails CI; [`cli`] is `dynface kernels check
+//! --parity`.
 
 pub mod cases;
+pub mod cli;
+pub mod compare;
+pub mod cost;
 pub mod dot_test;
 pub mod parity;
+pub mod skip;
+pub mod table;
+pub mod variants;
 pub mod vjp;
 
 use crate::backend::BackendError;

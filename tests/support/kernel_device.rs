@@ -6,9 +6,9 @@
 
 use dynface::backend::cuda::emu::EmuBackend;
 use dynface::backend::cuda::{CudaBackend, CudaOptions, KernelBackend, Precision};
-use dynface::backend::Operand;
-use dynface::graph::{Graph, Op};
-use dynface::tensor::{numel, Tensor};
+use dynface::check::skip::{skip, SkipReason};
+use dynface::graph::Op;
+use dynface::tensor::Tensor;
 
 pub enum Device {
     Cuda(Box<CudaBackend>),
@@ -28,7 +28,11 @@ pub fn device(test: &str, precision: Precision) -> Option<Device> {
         }
         Err(why) => {
             if std::env::var_os("DYNFACE_NO_EMU").is_some() {
-                println!("skipped: {test}: {why}");
+                skip(
+                    test,
+                    SkipReason::Disabled,
+                    &format!("{why}; DYNFACE_NO_EMU is set"),
+                );
                 return None;
             }
             match EmuBackend::build() {
@@ -40,7 +44,11 @@ pub fn device(test: &str, precision: Precision) -> Option<Device> {
                     Some(Device::Emu(e.with_precision(precision)))
                 }
                 Err(e2) => {
-                    println!("skipped: {test}: {why}; no emulator either: {e2}");
+                    skip(
+                        test,
+                        SkipReason::NoCompiler,
+                        &format!("{why}; no kernel emulator either: {e2}"),
+                    );
                     None
                 }
             }
@@ -49,56 +57,41 @@ pub fn device(test: &str, precision: Precision) -> Option<Device> {
 }
 
 /// Runs one op on `be` on an arena poisoned with NaN (so an unwritten output element shows)
-/// with a 64-value NaN guard band after the output (a write past its end is an error).
+/// with a NaN guard band after the output (see `check::variants::run_op_poisoned`).
 pub fn run_op_on<B: KernelBackend>(
     be: &B,
     op: &Op,
     inputs: &[&Tensor<f32>],
 ) -> Result<Tensor<f32>, String> {
-    let mut g = Graph::new();
-    let ids: Vec<_> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| g.input(&format!("in{i}"), &t.shape))
-        .collect();
-    let id = g.push(op.clone(), &ids).map_err(|e| e.to_string())?;
-    let node = g.node(id).clone();
-    let mut offsets = vec![];
-    let mut at = 0;
-    for t in inputs {
-        offsets.push(at);
-        at += t.numel().max(1);
+    dynface::check::variants::run_op_poisoned(be, op, inputs)
+}
+
+/// The op case table (`check::table`) on `be` against the f64 CPU backend: prints every row,
+/// the largest measured error per family and the cases `be` does not implement, and fails
+/// on any row over its tolerance (or when no row ran).
+pub fn case_table_on<B: dynface::backend::Backend>(
+    be: std::rc::Rc<B>,
+    arith: dynface::check::table::Arith,
+    test: &str,
+) {
+    use dynface::check::table::{format_row, measured_by_family, run_case_table};
+    let run = run_case_table(be, arith, None, false);
+    for r in &run.rows {
+        println!("{}", format_row(r));
     }
-    let out_off = at;
-    let n_out = numel(&node.shape);
-    let total = at + n_out.max(1) + 64;
-    let e = |e: dynface::backend::BackendError| e.to_string();
-    let mut arena = be.alloc(total).map_err(e)?;
-    be.fill(&mut arena, 0, total, f32::NAN).map_err(e)?;
-    for (t, &o) in inputs.iter().zip(&offsets) {
-        be.write(&mut arena, o, &t.data).map_err(e)?;
+    for m in measured_by_family(&run) {
+        println!("{test}: {m}");
     }
-    let ops: Vec<Operand> = inputs
-        .iter()
-        .zip(&offsets)
-        .map(|(t, &o)| Operand {
-            offset: o,
-            shape: &t.shape,
-        })
-        .collect();
-    let out = Operand {
-        offset: out_off,
-        shape: &node.shape,
-    };
-    be.exec(&mut arena, &node, &ops, out).map_err(e)?;
-    let data = be.read(&arena, out_off, n_out).map_err(e)?;
-    if be
-        .read(&arena, out_off + n_out, 64)
-        .map_err(e)?
-        .iter()
-        .any(|v| !v.is_nan())
-    {
-        return Err("kernel wrote past the end of its output".into());
+    for u in &run.unsupported {
+        println!("{test}: NOT RUN (unsupported here): {u}");
     }
-    Ok(Tensor::new(node.shape.clone(), data))
+    let failures = run.failures();
+    println!(
+        "{test}: {} values compared, {} failures, {} cases unsupported",
+        run.rows.len(),
+        failures.len(),
+        run.unsupported.len()
+    );
+    assert!(!run.rows.is_empty(), "{test}: no case ran");
+    assert!(failures.is_empty(), "{test}:\n{}", failures.join("\n"));
 }

@@ -18,6 +18,15 @@ pub struct KernelsCheckArgs {
     /// Compile with --use_fast_math as well.
     #[arg(long)]
     pub fast_math: bool,
+    /// Instead of compiling: run the op case table (forward and VJPs of every op) and every
+    /// conv / gemm kernel variant against the f64 CPU backend, element by element, on CPU f32
+    /// and on the kernels (the GPU if usable, else the CPU emulator of the kernel sources
+    /// when a C++ compiler is found), fp32 and bf16. Exits non-zero on any failure.
+    #[arg(long)]
+    pub parity: bool,
+    /// With --parity: only the cases whose "family/name" contains this (e.g. conv2d, matmul).
+    #[arg(long, requires = "parity")]
+    pub filter: Option<String>,
 }
 
 impl Default for KernelsCheckArgs {
@@ -26,6 +35,8 @@ impl Default for KernelsCheckArgs {
             arch: vec!["sm_90".into()],
             sm90a: false,
             fast_math: false,
+            parity: false,
+            filter: None,
         }
     }
 }

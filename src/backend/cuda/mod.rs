@@ -19,9 +19,11 @@ mod ops;
 pub mod precision;
 pub mod probe;
 pub mod profile;
+pub mod variant;
 
 pub use precision::Precision;
 pub use probe::{probe, DeviceInfo};
+pub use variant::{LaunchLog, Variant};
 
 use super::{BResult, Backend, BackendError, Operand};
 use crate::graph::Node;
@@ -91,6 +93,8 @@ pub struct CudaBackend {
     current_op: Mutex<&'static str>,
     notes: Mutex<Vec<String>>,
     precision: Precision,
+    variant: Mutex<Variant>,
+    launch_log: LaunchLog,
 }
 
 /// A kernel argument (kept alive until the launch call returns).
@@ -196,6 +200,8 @@ impl CudaBackend {
             current_op: Mutex::new(""),
             notes: Mutex::new(vec![]),
             precision: options.precision,
+            variant: Mutex::new(Variant::default()),
+            launch_log: LaunchLog::default(),
         })
     }
 
@@ -379,6 +385,13 @@ pub trait KernelBackend: Backend<Elem = f32> {
         dims: (usize, usize, usize),
         scale: f32,
     ) -> BResult<()>;
+
+    /// Forces the conv / matrix-product tile and split count of later launches (tests that
+    /// must reach every kernel variant); `Variant::default()` restores the heuristics.
+    fn force_variant(&self, v: Variant);
+
+    /// How often each kernel entry point was launched so far.
+    fn launched(&self) -> std::collections::BTreeMap<&'static str, u64>;
 }
 
 impl KernelBackend for CudaBackend {
@@ -402,6 +415,14 @@ impl KernelBackend for CudaBackend {
     ) -> BResult<()> {
         ops::fused_attention(self, arena.base, q, k, v, out, b, l, s, scale)
     }
+
+    fn force_variant(&self, v: Variant) {
+        *self.variant.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    fn launched(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.launch_log.snapshot()
+    }
 }
 
 impl ops::Launcher for CudaBackend {
@@ -412,6 +433,7 @@ impl ops::Launcher for CudaBackend {
         block: u32,
         args: Vec<Arg>,
     ) -> BResult<()> {
+        self.launch_log.record(name);
         self.launch_impl(name, grid, block, args)
     }
     fn workspace(&self, bytes: usize) -> BResult<u64> {
@@ -422,6 +444,9 @@ impl ops::Launcher for CudaBackend {
     }
     fn precision(&self) -> Precision {
         self.precision
+    }
+    fn variant(&self) -> Variant {
+        *self.variant.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

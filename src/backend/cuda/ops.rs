@@ -1,6 +1,7 @@
 //! Launch configuration of every graph op: which kernel(s), grid, block and arguments.
 //! The semantics are those of `backend::cpu::run_op`; each arm names the kernel family.
 
+use super::variant::{forced_split, Variant};
 use super::{Arg, Precision};
 use crate::backend::{BResult, BackendError, Operand};
 use crate::graph::{BinaryOp, Conv2dParams, Op, ReduceOp, UnaryOp};
@@ -95,6 +96,17 @@ pub(crate) trait Launcher {
     fn sms(&self) -> usize;
     /// Operand precision of the convolutions (forward and input gradient) and matrix products.
     fn precision(&self) -> Precision;
+    /// A forced tile shape / split count (tests); the default keeps the heuristics.
+    fn variant(&self) -> Variant {
+        Variant::default()
+    }
+}
+
+/// The tile of a product: the forced one, else [`pick_tile`]'s.
+fn tile_for(be: &dyn Launcher, m: usize, n: usize, batch: usize) -> (usize, usize) {
+    be.variant()
+        .tile
+        .unwrap_or_else(|| pick_tile(m, n, batch, be.sms()))
 }
 
 const THREADS: u32 = 256;
@@ -398,7 +410,10 @@ fn launch_conv_gemm(
 ) -> BResult<()> {
     let tiles = m.div_ceil(t.0) * n.div_ceil(t.1) * groups;
     let total = m * n * groups;
-    let (splits, chunk) = split_k(tiles, k, be.sms(), total, groups, eager_split);
+    let (splits, chunk) = match be.variant().splits {
+        Some(s) => forced_split(k, s, groups),
+        None => split_k(tiles, k, be.sms(), total, groups, eager_split),
+    };
     let out = if splits > 1 {
         be.workspace(splits * total * 4)?
     } else {
@@ -443,7 +458,7 @@ pub(super) fn conv_fwd_tiled(
     let og = (g.o / g.groups) as usize;
     let np = (g.n * g.oh * g.ow) as usize;
     let k = (g.c / g.groups * g.kh * g.kw) as usize;
-    let t = tile.unwrap_or_else(|| pick_tile(og, np, groups, be.sms()));
+    let t = tile.unwrap_or_else(|| tile_for(be, og, np, groups));
     let plane = (g.oh * g.ow) as usize;
     let family = conv_family(be, "conv_fwd", "conv_fwd_tc");
     launch_conv_gemm(
@@ -493,7 +508,7 @@ pub(super) fn conv_bwd_input_tiled(
     let cg = (g.c / g.groups) as usize;
     let np = (g.n * g.h * g.w) as usize;
     let k = (g.o / g.groups * g.kh * g.kw) as usize;
-    let t = tile.unwrap_or_else(|| pick_tile(cg, np, groups, be.sms()));
+    let t = tile.unwrap_or_else(|| tile_for(be, cg, np, groups));
     let family = conv_family(be, "conv_bwd_input", "conv_bwd_input_tc");
     launch_conv_gemm(
         be,
@@ -529,7 +544,7 @@ pub(super) fn conv_bwd_weight(
     let kg = (g.c / g.groups * g.kh * g.kw) as usize;
     let groups = g.groups as usize;
     let k = (g.n * g.oh * g.ow) as usize;
-    let t = pick_tile(og, kg, groups, be.sms());
+    let t = tile_for(be, og, kg, groups);
     launch_conv_gemm(
         be,
         tile_name("conv_bwd_weight", t),
@@ -586,7 +601,7 @@ fn matmul(
         .map(|v| v * b_mat)
         .collect();
     let batch = Strided::new(batch_shape, &sta, &stb)?;
-    let t = pick_tile(m, n, nb, be.sms());
+    let t = tile_for(be, m, n, nb);
     let name = gemm_name(t, a_cs == 1, b_cs == 1, be.precision());
     be.launch(
         name,

@@ -6,7 +6,7 @@
 
 use super::kernels::{FILES, PRELUDE};
 use super::ops::{self, Launcher};
-use super::{Arg, KernelBackend, Precision};
+use super::{Arg, KernelBackend, LaunchLog, Precision, Variant};
 use crate::backend::{BResult, Backend, BackendError, Operand};
 use crate::graph::Node;
 use std::ffi::{c_char, c_void, CString};
@@ -37,6 +37,8 @@ pub struct EmuBackend {
     /// Operand precision of the convolutions and products, as on the CUDA backend (default
     /// fp32).
     pub precision: Precision,
+    variant: Mutex<Variant>,
+    launch_log: LaunchLog,
 }
 
 pub struct EmuArena {
@@ -127,6 +129,8 @@ impl EmuBackend {
             workspace: Mutex::new(vec![]),
             sms: 132,
             precision: Precision::Fp32,
+            variant: Mutex::new(Variant::default()),
+            launch_log: LaunchLog::default(),
         })
     }
 
@@ -148,6 +152,7 @@ impl Launcher for EmuBackend {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
         }
+        self.launch_log.record(name);
         if grid.1 > 65535 || grid.2 > 65535 || block > 1024 {
             return Err(BackendError::Device(format!(
                 "{name}: invalid launch grid {grid:?} block {block}"
@@ -199,6 +204,10 @@ impl Launcher for EmuBackend {
 
     fn precision(&self) -> Precision {
         self.precision
+    }
+
+    fn variant(&self) -> Variant {
+        *self.variant.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -270,5 +279,13 @@ impl KernelBackend for EmuBackend {
         scale: f32,
     ) -> BResult<()> {
         ops::fused_attention(self, arena.base(), q, k, v, out, b, l, s, scale)
+    }
+
+    fn force_variant(&self, v: Variant) {
+        *self.variant.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    fn launched(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.launch_log.snapshot()
     }
 }
