@@ -7,6 +7,8 @@ pub mod cases;
 pub mod dot_test;
 pub mod parity;
 pub mod vjp;
+pub mod weight_cases;
+pub mod weight_vjp;
 
 use crate::backend::BackendError;
 use crate::exec::ExecError;
