@@ -22,4 +22,5 @@ pub mod restore;
 pub mod sampler;
 pub mod sigma_star;
 pub mod tensor;
+pub mod train;
 pub mod weights;

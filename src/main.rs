@@ -40,6 +40,9 @@ enum Cmd {
     Kernels(KernelsCmd),
     /// Throughput of the expensive ops against a reference rate measured in the same run.
     Bench(dynface::bench::BenchArgs),
+    /// Train the learned parts (SDE) with AdamW, checkpoints, resume and validation.
+    #[command(subcommand)]
+    Train(dynface::train::TrainCmd),
     /// Print the engine's build facts: backends compiled in, threads, version.
     Version,
 }
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }),
+        Cmd::Train(t) => dynface::train::cli::run(&t).map(|_| ExitCode::SUCCESS),
         Cmd::Version => {
             println!("dynface {}", env!("CARGO_PKG_VERSION"));
             println!("cpu threads: {}", rayon::current_num_threads());

@@ -58,6 +58,8 @@ pub struct BnBatchStats {
     pub var_key: String,
     pub mean: NodeId,
     pub var: NodeId,
+    /// Values per channel behind the statistics (N·H·W), for the unbiased running variance.
+    pub count: usize,
 }
 
 /// The SDE in training mode: batch norm normalises by each batch's statistics (returned
@@ -92,12 +94,15 @@ fn build_mode(
             k(format!("features.{i}.bn.running_var")),
         );
         h = if train {
+            let hs = g.shape(h);
+            let count = hs[0] * hs[2] * hs[3];
             let bn = g.batch_norm_train(h, gamma, beta, cfg.bn_eps)?;
             stats.push(BnBatchStats {
                 mean_key,
                 var_key,
                 mean: bn.mean,
                 var: bn.var,
+                count,
             });
             bn.y
         } else {

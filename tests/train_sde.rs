@@ -1,0 +1,178 @@
+//! `train sde` end to end on tiny synthetic faces: resume after a stop continues bit-exactly
+//! (same loss log, same final weights and optimiser state as an uninterrupted run), and the
+//! run refuses what would lose work or mix configs.
+
+use dynface::models::sde::SdeConfig;
+use dynface::train::checkpoint;
+use dynface::train::log;
+use dynface::train::sde::{self, RunOptions, SdeTrainConfig, CHECKPOINT, METRICS, WEIGHTS};
+use std::path::{Path, PathBuf};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dynface_train_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Six 40×40 "faces": smooth random colour fields with some sharp edges, so blur matters.
+fn faces(dir: &Path) {
+    use rand::Rng;
+    let mut rng = dynface::tensor::random::rng(42);
+    for k in 0..6 {
+        let (a, b): (f32, f32) = (rng.gen_range(0.0..6.0), rng.gen_range(0.0..6.0));
+        let img = image::RgbImage::from_fn(40, 40, |x, y| {
+            let v = |c: f32| {
+                let s = ((x as f32 * 0.3 + a + c).sin() * (y as f32 * 0.2 + b).cos()) * 0.5 + 0.5;
+                let edge = if (x / 5 + y / 7) % 2 == 0 { 0.3 } else { 0.0 };
+                ((s * 0.7 + edge) * 255.0).clamp(0.0, 255.0) as u8
+            };
+            image::Rgb([v(0.0), v(1.0), v(2.0)])
+        });
+        img.save(dir.join(format!("face{k}.png"))).unwrap();
+    }
+}
+
+fn config(faces: &Path) -> SdeTrainConfig {
+    SdeTrainConfig {
+        train_dir: faces.to_path_buf(),
+        holdout_every: 3,
+        crop: 16,
+        batch: 3,
+        steps: 6,
+        warmup: 2,
+        model: SdeConfig {
+            layers: vec![(4, 1), (6, 2), (8, 2)],
+            hidden: 8,
+            ..SdeConfig::default()
+        },
+        checkpoint_every: 2,
+        val_every: 3,
+        val_sigmas: vec![1.0, 4.0],
+        ..SdeTrainConfig::default()
+    }
+}
+
+fn quiet() -> RunOptions {
+    RunOptions {
+        quiet: true,
+        ..RunOptions::default()
+    }
+}
+
+/// The deterministic fields of each log record (timings differ run to run).
+fn losses(dir: &Path) -> Vec<String> {
+    log::read(&dir.join(METRICS))
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {}",
+                r["step"], r["loss"], r["lr"], r["grad_norm"], r["val_mae"], r["val_spearman"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn resume_after_a_stop_is_bit_exact_with_an_uninterrupted_run() {
+    let root = tmp("resume");
+    let fdir = root.join("faces");
+    std::fs::create_dir_all(&fdir).unwrap();
+    faces(&fdir);
+    let cfg = config(&fdir);
+
+    let full = root.join("full");
+    let s = sde::run(&cfg, &full, &quiet()).unwrap();
+    assert_eq!((s.steps_run, s.final_step), (6, 6));
+
+    // Stopped after 5 steps: the last checkpoint is at step 4, and the log has a line for
+    // step 4 that the resume must drop and redo.
+    let cut = root.join("cut");
+    let opts = RunOptions {
+        stop_after: Some(5),
+        ..quiet()
+    };
+    let s = sde::run(&cfg, &cut, &opts).unwrap();
+    assert_eq!(s.final_step, 5);
+    assert!(
+        !cut.join(WEIGHTS).exists(),
+        "no final weights before the end"
+    );
+    let resumed = RunOptions {
+        resume: true,
+        ..quiet()
+    };
+    let s = sde::run(&cfg, &cut, &resumed).unwrap();
+    assert_eq!(
+        (s.steps_run, s.final_step),
+        (2, 6),
+        "resumed from the step-4 checkpoint"
+    );
+
+    let (a, b) = (losses(&full), losses(&cut));
+    assert_eq!(
+        a.len(),
+        7,
+        "one validation line at step 0 and six steps: {a:?}"
+    );
+    assert_eq!(a, b);
+    let (sa, _) = checkpoint::load(&full.join(CHECKPOINT), cfg.adamw.clone()).unwrap();
+    let (sb, _) = checkpoint::load(&cut.join(CHECKPOINT), cfg.adamw.clone()).unwrap();
+    assert_eq!(sa, sb, "weights, EMA, AdamW moments and step are identical");
+    // The exported weights hold the same tensors (the header's metadata order may differ).
+    let (wa, wb) = (
+        dynface::weights::load_safetensors(&full.join(WEIGHTS)).unwrap(),
+        dynface::weights::load_safetensors(&cut.join(WEIGHTS)).unwrap(),
+    );
+    assert_eq!(wa.len(), wb.len());
+    for (name, t) in wa.iter() {
+        assert!(wb.get(name) == Some(t), "exported {name} differs");
+    }
+    // Training moved the weights and the running statistics.
+    let init = sde::init_weights(&cfg);
+    assert_ne!(
+        init["features.0.conv.weight"],
+        sa.model["features.0.conv.weight"]
+    );
+    assert_ne!(
+        init["features.0.bn.running_var"],
+        sa.model["features.0.bn.running_var"]
+    );
+    assert!(full.join("loss.svg").exists());
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn refuses_to_overwrite_a_run_or_resume_with_another_config() {
+    let root = tmp("refuse");
+    let fdir = root.join("faces");
+    std::fs::create_dir_all(&fdir).unwrap();
+    faces(&fdir);
+    let mut cfg = config(&fdir);
+    cfg.steps = 2;
+    let out = root.join("run");
+    sde::run(&cfg, &out, &quiet()).unwrap();
+    let e = sde::run(&cfg, &out, &quiet()).unwrap_err().to_string();
+    assert!(e.contains("--resume"), "{e}");
+    cfg.lr *= 2.0;
+    let resumed = RunOptions {
+        resume: true,
+        ..quiet()
+    };
+    let e = sde::run(&cfg, &out, &resumed).unwrap_err().to_string();
+    assert!(e.contains("different config"), "{e}");
+    // A config with a typo is refused by name.
+    let p = root.join("bad.json");
+    std::fs::write(&p, r#"{"stpes": 3}"#).unwrap();
+    let e = format!("{:#}", SdeTrainConfig::from_file(&p).unwrap_err());
+    assert!(e.contains("stpes"), "{e}");
+    // A crop larger than the faces.
+    let mut big = config(&fdir);
+    big.crop = 64;
+    let e = sde::run(&big, &root.join("big"), &quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("smaller than the crop"), "{e}");
+    std::fs::remove_dir_all(&root).ok();
+}
