@@ -371,6 +371,9 @@ fn run_on<B: Backend + Clone>(
         Preset::Fast => cfg.fast_guidance = true,
     }
     let use_dgsa = args.preset != Preset::NoDgsa;
+    if args.preset == Preset::Full && models.dgsa.is_none() && !args.quiet {
+        eprintln!("note: --preset full without DGSA weights in the model set: S ≡ 1 (same as --preset no-dgsa)");
+    }
     let s = models.set.image_size;
     let mp = if args.quiet {
         MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())

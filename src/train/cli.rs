@@ -69,6 +69,13 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
                 "trained {} step(s) to step {} in {:.1} s ({:.2} s/step, batch {} of {}²)",
                 s.steps_run, s.final_step, s.seconds, s.seconds_per_step, cfg.batch, cfg.crop
             );
+            let macs = sde::forward_macs(&cfg.model, cfg.crop) as f64;
+            println!(
+                "cost: {:.2} GMAC per {}² forward, ≈{:.1} GFLOP per training image (3 forwards' worth)",
+                macs / 1e9,
+                cfg.crop,
+                6.0 * macs / 1e9
+            );
             if let Some(v) = s.val {
                 println!(
                     "validation ({} blurs of held-out faces): MAE {:.3} px, Spearman ρ {:.3}",

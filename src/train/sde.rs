@@ -557,3 +557,32 @@ pub fn training_free_score(
     }
     Ok(score(&pred, &truth))
 }
+
+/// Multiply-adds of one SDE forward on a `side`² image (convolutions and linears; norms
+/// and activations are memory-bound and left out). A training step costs about three
+/// forwards per image (forward, input gradient, weight gradient).
+pub fn forward_macs(cfg: &SdeConfig, side: usize) -> u64 {
+    let (mut c, mut hw, mut macs) = (3u64, side as u64, 0u64);
+    for &(o, stride) in &cfg.layers {
+        // 3×3, pad 1: the output side is ceil(side / stride).
+        hw = hw.div_ceil(stride as u64);
+        macs += hw * hw * o as u64 * c * 9;
+        c = o as u64;
+    }
+    let h = cfg.hidden as u64;
+    macs + c * h + h * h + h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counted by hand for the paper's SDE at 256²: 256²·9·(64·3 + 64·64) + 128²·9·(128·64 +
+    /// 128·128) + 64²·9·(256·128 + 256·256) = 2 529 165 312 + 3 623 878 656 + 3 623 878 656,
+    /// plus the head 256·256·2 + 256 = 131 328.
+    #[test]
+    fn forward_macs_of_the_paper_sde() {
+        let want = 2_529_165_312u64 + 3_623_878_656 + 3_623_878_656 + 131_328;
+        assert_eq!(forward_macs(&SdeConfig::default(), 256), want);
+    }
+}
