@@ -203,7 +203,7 @@ impl Prefetch {
 
     /// The next batch; `None` once the range is done (or the worker died, which the join
     /// in `drop` reports).
-    pub fn next(&mut self) -> Option<Batch> {
+    pub fn next_batch(&mut self) -> Option<Batch> {
         self.rx.recv().ok()
     }
 }
@@ -293,9 +293,9 @@ mod tests {
         assert!(a.sigma.iter().all(|s| (0.1..=15.0).contains(s)));
         let mut p = Prefetch::spawn(src.clone(), 3, 7, 2);
         for step in 3..7 {
-            assert_eq!(p.next().unwrap(), src.make(step));
+            assert_eq!(p.next_batch().unwrap(), src.make(step));
         }
-        assert!(p.next().is_none());
+        assert!(p.next_batch().is_none());
         // Dropped while the worker is blocked on a full queue: must not hang.
         let p = Prefetch::spawn(src, 0, 1000, 1);
         drop(p);

@@ -41,8 +41,11 @@ pub fn truncate_after(path: &Path, step: u64) -> Result<()> {
     write_atomic(path, keep.concat().as_bytes())
 }
 
-/// A line plot of `series` (name, colour, points (x, y)) with axes labelled by their range.
-pub fn svg_plot(title: &str, xlabel: &str, series: &[(&str, &str, Vec<(f64, f64)>)]) -> String {
+/// One line of a plot: name, colour, points (x, y).
+pub type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+/// A line plot of `series` with axes labelled by their range.
+pub fn svg_plot(title: &str, xlabel: &str, series: &[Series]) -> String {
     let (w, h, m) = (640.0, 400.0, 56.0);
     let pts = series.iter().flat_map(|s| s.2.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);

@@ -69,6 +69,11 @@ pub struct SdeTrainConfig {
     pub val_sigmas: Vec<f32>,
     /// Batches made ahead on the worker thread.
     pub prefetch: usize,
+    /// Before validating and exporting, the batch-norm running statistics are recomputed for
+    /// the weights being evaluated as the average over this many fixed training batches
+    /// (0: use the running averages as trained). The EMA weights never produced running
+    /// statistics of their own, and a small batch's momentum averages lag the weights.
+    pub bn_recalibrate_batches: usize,
 }
 
 impl Default for SdeTrainConfig {
@@ -96,6 +101,7 @@ impl Default for SdeTrainConfig {
             val_every: 100,
             val_sigmas: vec![0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0],
             prefetch: 2,
+            bn_recalibrate_batches: 8,
         }
     }
 }
@@ -249,6 +255,85 @@ impl SdePredictor {
     }
 }
 
+/// Recomputes batch-norm running statistics for given weights: the train-mode forward on
+/// fixed batches, per layer the mean of the batch means and of the unbiased batch variances
+/// (PyTorch's cumulative average).
+pub struct BnCalibrator {
+    ex: Executor<CpuBackend<f32>>,
+    stats: Vec<BnBatchStats>,
+    batches: Vec<super::data::Batch>,
+    shape: Vec<usize>,
+}
+
+impl BnCalibrator {
+    pub fn new(cfg: &SdeTrainConfig, src: &BlurBatches) -> Result<Self> {
+        let (b, s) = (cfg.batch, cfg.crop);
+        let mut g = Graph::new();
+        let x = g.input("x", &[b, 3, s, s]);
+        let (_, stats) = sde::build_train(&mut g, &cfg.model, x, "")?;
+        let outs: Vec<NodeId> = stats.iter().flat_map(|st| [st.mean, st.var]).collect();
+        let ex = Executor::new(CpuBackend::<f32>::new(), &g, &outs, PlanOptions::default())?;
+        // Their own stream, disjoint from the training steps'.
+        let fixed = BlurBatches {
+            seed: src.seed ^ 0xb41c_a11b,
+            ..src.clone()
+        };
+        let batches = (0..cfg.bn_recalibrate_batches as u64)
+            .map(|k| fixed.make(k))
+            .collect();
+        Ok(BnCalibrator {
+            ex,
+            stats,
+            batches,
+            shape: vec![b, 3, s, s],
+        })
+    }
+
+    pub fn apply(&mut self, weights: &Params) -> Result<Params> {
+        let mut out = weights.clone();
+        if self.batches.is_empty() {
+            return Ok(out);
+        }
+        self.ex.bind_all(|n| weights.get(n).cloned())?;
+        let mut sums: Vec<(Vec<f64>, Vec<f64>)> = self
+            .stats
+            .iter()
+            .map(|st| {
+                let c = self.ex.graph().shape(st.mean)[0];
+                (vec![0.0; c], vec![0.0; c])
+            })
+            .collect();
+        for b in &self.batches {
+            self.ex
+                .set_input("x", &Tensor::new(self.shape.clone(), b.x.clone()))?;
+            self.ex.run()?;
+            for (st, (m, v)) in self.stats.iter().zip(sums.iter_mut()) {
+                let unbias = st.count as f64 / (st.count as f64 - 1.0).max(1.0);
+                let (bm, bv) = (self.ex.output(st.mean)?, self.ex.output(st.var)?);
+                m.iter_mut()
+                    .zip(&bm.data)
+                    .for_each(|(a, &x)| *a += x as f64);
+                v.iter_mut()
+                    .zip(&bv.data)
+                    .for_each(|(a, &x)| *a += x as f64 * unbias);
+            }
+        }
+        let k = self.batches.len() as f64;
+        for (st, (m, v)) in self.stats.iter().zip(sums) {
+            let n = m.len();
+            out.insert(
+                st.mean_key.clone(),
+                Tensor::new(vec![n], m.iter().map(|a| (a / k) as f32).collect()),
+            );
+            out.insert(
+                st.var_key.clone(),
+                Tensor::new(vec![n], v.iter().map(|a| (a / k) as f32).collect()),
+            );
+        }
+        Ok(out)
+    }
+}
+
 /// MAE and Spearman ρ of predictions against the true σ.
 #[derive(Clone, Debug, Serialize)]
 pub struct SigmaScore {
@@ -361,6 +446,14 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
         );
     }
     let val = validation_set(&val_faces, cfg.crop, &cfg.val_sigmas);
+    let src = BlurBatches {
+        faces: Arc::new(train_faces),
+        crop: cfg.crop,
+        batch: cfg.batch,
+        sigma: (cfg.sigma_min, cfg.sigma_max),
+        seed: cfg.seed,
+    };
+    let mut calib = BnCalibrator::new(cfg, &src)?;
     let mut predictor = SdePredictor::new(&cfg.model, cfg.batch, cfg.crop)?;
     let mut validate = |weights: &Params| -> Result<Option<SigmaScore>> {
         if val.is_empty() {
@@ -368,7 +461,8 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
         }
         let imgs: Vec<&[f32]> = val.iter().map(|v| v.2.as_slice()).collect();
         let truth: Vec<f32> = val.iter().map(|v| v.1).collect();
-        Ok(Some(score(&predictor.predict(weights, &imgs)?, &truth)))
+        let w = calib.apply(weights)?;
+        Ok(Some(score(&predictor.predict(&w, &imgs)?, &truth)))
     };
 
     let tg = train_graph(cfg)?;
@@ -388,13 +482,6 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
         total: cfg.steps,
     };
     let end = opts.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
-    let src = BlurBatches {
-        faces: Arc::new(train_faces),
-        crop: cfg.crop,
-        batch: cfg.batch,
-        sigma: (cfg.sigma_min, cfg.sigma_max),
-        seed: cfg.seed,
-    };
     let mut prefetch = Prefetch::spawn(src, state.step, end, cfg.prefetch);
     let bar = if opts.quiet {
         indicatif::ProgressBar::hidden()
@@ -423,7 +510,7 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
     while state.step < end {
         let t0 = Instant::now();
         let batch = prefetch
-            .next()
+            .next_batch()
             .context("the data worker stopped before the run ended")?;
         debug_assert_eq!(batch.step, state.step);
         let wait = t0.elapsed().as_secs_f64();
@@ -483,6 +570,14 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
                 rec["val_n"] = json!(v.n);
                 last_val = Some(v);
             }
+            // The raw (non-EMA) weights too: when the two disagree, the EMA horizon is
+            // too long for the run, or the batch-norm running statistics lag.
+            if cfg.ema_decay > 0.0 {
+                if let Some(v) = validate(&state.model)? {
+                    rec["val_raw_mae"] = json!(v.mae);
+                    rec["val_raw_spearman"] = json!(v.spearman);
+                }
+            }
         }
         log::append(&metrics, &rec)?;
         bar.set_message(format!(
@@ -501,7 +596,7 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
     let steps_run = state.step - first;
     if state.step == cfg.steps {
         save_safetensors(
-            &to_store(&state.ema)?,
+            &to_store(&calib.apply(&state.ema)?)?,
             &out.join(WEIGHTS),
             Some(
                 [
