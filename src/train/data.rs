@@ -1,6 +1,7 @@
 //! Training data: HQ faces from a folder, a reproducible train/validation split, and batches
 //! made on the fly — random crop, random horizontal flip, and the degradation of the stage
-//! (a true Gaussian blur k_σ ⊛ x for the SDE's stage 1) — on a worker thread that keeps the
+//! (a true Gaussian blur k_σ ⊛ x for the SDE's stage 1, or Eq. 16's blur, resize, noise and
+//! JPEG for the later stages) — on a worker thread that keeps the
 //! next batches ready while the backend runs the current step.
 //!
 //! Every sample is a pure function of (seed, step, index in the batch): its own ChaCha8
@@ -179,6 +180,61 @@ impl BlurBatches {
     }
 }
 
+/// Training pairs for the later stages (SE, DGSA): a random crop of an HQ face, randomly
+/// flipped, and its Eq. 16 degradation (blur, resize down and back, noise, JPEG) with every
+/// draw from the sample's own stream; the drawn parameters come with it (σ for the labels).
+#[derive(Clone, Debug)]
+pub struct DegradedPairs {
+    pub faces: Arc<Vec<Face>>,
+    pub crop: usize,
+    pub batch: usize,
+    pub degrade: crate::degrade::DegradeConfig,
+    pub seed: u64,
+}
+
+/// LQ and HQ `[B, 3, crop, crop]` on [0, 1] and each sample's degradation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairBatch {
+    pub step: u64,
+    pub lq: Vec<f32>,
+    pub hq: Vec<f32>,
+    pub params: Vec<crate::degrade::DegradeParams>,
+}
+
+impl DegradedPairs {
+    pub fn make(&self, step: u64) -> Result<PairBatch> {
+        let s = self.crop;
+        let mut out = PairBatch {
+            step,
+            lq: Vec::with_capacity(self.batch * 3 * s * s),
+            hq: Vec::with_capacity(self.batch * 3 * s * s),
+            params: vec![],
+        };
+        for i in 0..self.batch {
+            let mut rng = sample_rng(self.seed, step, i);
+            let f = &self.faces[rng.gen_range(0..self.faces.len())];
+            let top = rng.gen_range(0..=f.h - s);
+            let left = rng.gen_range(0..=f.w - s);
+            let flip = rng.gen_bool(0.5);
+            let hq = blurred_window(f, top, left, s, 0.0, flip);
+            let img = image::RgbImage::from_fn(s as u32, s as u32, |x, y| {
+                let at =
+                    |c: usize| (hq[(c * s + y as usize) * s + x as usize] * 255.0).round() as u8;
+                image::Rgb([at(0), at(1), at(2)])
+            });
+            let p = self.degrade.draw(&mut rng);
+            let (lq, _) = crate::degrade::degrade_image(&img, &p, &mut rng)
+                .with_context(|| format!("degrading a crop of {}", f.stem))?;
+            for c in 0..3 {
+                out.lq.extend(lq.pixels().map(|px| px.0[c] as f32 / 255.0));
+            }
+            out.hq.extend(hq);
+            out.params.push(p);
+        }
+        Ok(out)
+    }
+}
+
 /// Batches `start..end` made on a worker thread, at most `depth` ahead of the consumer.
 pub struct Prefetch {
     rx: Receiver<Batch>,
@@ -299,6 +355,36 @@ mod tests {
         // Dropped while the worker is blocked on a full queue: must not hang.
         let p = Prefetch::spawn(src, 0, 1000, 1);
         drop(p);
+    }
+
+    #[test]
+    fn degraded_pairs_follow_eq16_per_sample_and_reproduce() {
+        let src = DegradedPairs {
+            faces: Arc::new(vec![face(48, 48, 4), face(40, 52, 5)]),
+            crop: 32,
+            batch: 4,
+            degrade: crate::degrade::DegradeConfig::default(),
+            seed: 3,
+        };
+        let a = src.make(2).unwrap();
+        assert_eq!(a, src.make(2).unwrap());
+        assert_ne!(a.lq, src.make(3).unwrap().lq);
+        assert_eq!(
+            (a.lq.len(), a.hq.len(), a.params.len()),
+            (4 * 3 * 32 * 32, 4 * 3 * 32 * 32, 4)
+        );
+        for (k, p) in a.params.iter().enumerate() {
+            let s = p.sigma.expect("Eq. 16 always blurs");
+            assert!((0.1..=15.0).contains(&s), "σ {s}");
+            // The degradation changed the sample (blur + noise + JPEG on a random field).
+            let r = k * 3 * 32 * 32..(k + 1) * 3 * 32 * 32;
+            let d: f32 = a.lq[r.clone()]
+                .iter()
+                .zip(&a.hq[r])
+                .map(|(x, y)| (x - y).abs())
+                .sum();
+            assert!(d > 1.0, "sample {k} unchanged");
+        }
     }
 
     #[test]
