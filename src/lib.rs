@@ -25,4 +25,5 @@ pub mod sampler;
 pub mod sigma_star;
 pub mod tensor;
 pub mod trace;
+pub mod train;
 pub mod weights;

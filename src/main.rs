@@ -45,6 +45,9 @@ enum Cmd {
     Report(ReportCmd),
     /// Throughput of the expensive ops against a reference rate measured in the same run.
     Bench(dynface::bench::BenchArgs),
+    /// Train the learned parts (SDE) with AdamW, checkpoints, resume and validation.
+    #[command(subcommand)]
+    Train(dynface::train::TrainCmd),
     /// Print the engine's build facts: backends compiled in, threads, version.
     Version,
 }
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }),
+        Cmd::Train(t) => dynface::train::cli::run(&t).map(|_| ExitCode::SUCCESS),
         Cmd::Version => {
             println!("dynface {}", env!("CARGO_PKG_VERSION"));
             println!("cpu threads: {}", rayon::current_num_threads());

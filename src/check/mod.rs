@@ -17,6 +17,8 @@ pub mod skip;
 pub mod table;
 pub mod variants;
 pub mod vjp;
+pub mod weight_cases;
+pub mod weight_vjp;
 
 use crate::backend::BackendError;
 use crate::exec::ExecError;

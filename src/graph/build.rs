@@ -245,6 +245,41 @@ impl Graph {
         self.add(scaled, beta)
     }
 
+    /// Training-mode batch norm of NCHW: normalises by the statistics of this batch
+    /// (biased variance, as PyTorch does for the forward) and returns them so the caller can
+    /// update the running statistics, which the forward never reads. Built from element-wise
+    /// ops, so its VJP (through the batch mean and variance) comes from reverse mode.
+    pub fn batch_norm_train(
+        &mut self,
+        x: NodeId,
+        gamma: NodeId,
+        beta: NodeId,
+        eps: f32,
+    ) -> Result<BatchNormTrain> {
+        let xs = self.shape(x).to_vec();
+        if xs.len() != 4 || self.shape(gamma) != [xs[1]] || self.shape(beta) != [xs[1]] {
+            let msg = "x must be [N, C, H, W] and gamma, beta [C]".to_string();
+            return Err(self.composite_err("batch_norm_train", &[x, gamma, beta], msg));
+        }
+        let c = xs[1];
+        let mean = self.mean(x, &[0, 2, 3], true)?;
+        let centred = self.sub(x, mean)?;
+        let sq = self.square(centred)?;
+        let var = self.mean(sq, &[0, 2, 3], true)?;
+        let inv = {
+            let v = self.affine(var, 1.0, eps)?;
+            self.sqrt(v)?
+        };
+        let gamma4 = self.reshape(gamma, &[1, c, 1, 1])?;
+        let beta4 = self.reshape(beta, &[1, c, 1, 1])?;
+        let xhat = self.div(centred, inv)?;
+        let scaled = self.mul(xhat, gamma4)?;
+        let y = self.add(scaled, beta4)?;
+        let mean = self.reshape(mean, &[c])?;
+        let var = self.reshape(var, &[c])?;
+        Ok(BatchNormTrain { y, mean, var })
+    }
+
     pub fn softmax(&mut self, x: NodeId) -> Result<NodeId> {
         self.push(Op::Softmax, &[x])
     }
@@ -390,4 +425,13 @@ impl Graph {
         let x = self.permute(x, &[0, 1, 3, 2, 4, 5])?;
         self.reshape(x, &[b, h, wd, c])
     }
+}
+
+/// The nodes of [`Graph::batch_norm_train`]: the output and this batch's per-channel mean
+/// and biased variance `[C]`.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormTrain {
+    pub y: NodeId,
+    pub mean: NodeId,
+    pub var: NodeId,
 }

@@ -47,17 +47,69 @@ pub fn checkpoint_spec(cfg: &SdeConfig, in_ch: usize) -> Vec<(String, Vec<usize>
 
 /// Adds the SDE applied to `x` `[B, C, H, W]`; returns σ̂ `[B]`.
 pub fn build(g: &mut Graph, cfg: &SdeConfig, x: NodeId, prefix: &str) -> Result<NodeId> {
+    Ok(build_mode(g, cfg, x, prefix, false)?.0)
+}
+
+/// The running-statistics keys of batch-norm layer `i` and the nodes of this batch's
+/// mean and biased variance, for the trainer's running-statistics update.
+#[derive(Clone, Debug)]
+pub struct BnBatchStats {
+    pub mean_key: String,
+    pub var_key: String,
+    pub mean: NodeId,
+    pub var: NodeId,
+    /// Values per channel behind the statistics (N·H·W), for the unbiased running variance.
+    pub count: usize,
+}
+
+/// The SDE in training mode: batch norm normalises by each batch's statistics (returned
+/// per layer) and never reads the running ones.
+pub fn build_train(
+    g: &mut Graph,
+    cfg: &SdeConfig,
+    x: NodeId,
+    prefix: &str,
+) -> Result<(NodeId, Vec<BnBatchStats>)> {
+    build_mode(g, cfg, x, prefix, true)
+}
+
+fn build_mode(
+    g: &mut Graph,
+    cfg: &SdeConfig,
+    x: NodeId,
+    prefix: &str,
+    train: bool,
+) -> Result<(NodeId, Vec<BnBatchStats>)> {
     let k = |s: String| format!("{prefix}{s}");
     let mut h = x;
     let mut c = g.shape(x)[1];
+    let mut stats = vec![];
     for (i, &(o, stride)) in cfg.layers.iter().enumerate() {
         let w = g.constant(&k(format!("features.{i}.conv.weight")), &[o, c, 3, 3]);
         h = g.conv2d(h, w, None, stride, 1, 1)?;
-        let bn: Vec<NodeId> = ["weight", "bias", "running_mean", "running_var"]
-            .iter()
-            .map(|p| g.constant(&k(format!("features.{i}.bn.{p}")), &[o]))
-            .collect();
-        h = g.batch_norm(h, bn[0], bn[1], bn[2], bn[3], cfg.bn_eps)?;
+        let gamma = g.constant(&k(format!("features.{i}.bn.weight")), &[o]);
+        let beta = g.constant(&k(format!("features.{i}.bn.bias")), &[o]);
+        let (mean_key, var_key) = (
+            k(format!("features.{i}.bn.running_mean")),
+            k(format!("features.{i}.bn.running_var")),
+        );
+        h = if train {
+            let hs = g.shape(h);
+            let count = hs[0] * hs[2] * hs[3];
+            let bn = g.batch_norm_train(h, gamma, beta, cfg.bn_eps)?;
+            stats.push(BnBatchStats {
+                mean_key,
+                var_key,
+                mean: bn.mean,
+                var: bn.var,
+                count,
+            });
+            bn.y
+        } else {
+            let mean = g.constant(&mean_key, &[o]);
+            let var = g.constant(&var_key, &[o]);
+            g.batch_norm(h, gamma, beta, mean, var, cfg.bn_eps)?
+        };
         h = g.leaky_relu(h, cfg.leaky_slope)?;
         c = o;
     }
@@ -72,5 +124,5 @@ pub fn build(g: &mut Graph, cfg: &SdeConfig, x: NodeId, prefix: &str) -> Result<
         }
     }
     let b = g.shape(x)[0];
-    g.reshape(f, &[b])
+    Ok((g.reshape(f, &[b])?, stats))
 }
