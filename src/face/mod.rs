@@ -4,3 +4,5 @@
 pub mod align;
 pub mod detect;
 pub mod paste;
+pub mod photo;
+pub mod photo_run;

@@ -81,6 +81,8 @@ pub struct RestoreArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub photos: crate::face::photo_run::PhotoArgs,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -95,6 +97,9 @@ pub struct ImageReport {
     pub seconds: Option<StageTimes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whole photos: the detected faces and what became of each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo: Option<crate::face::photo_run::PhotoReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -126,7 +131,7 @@ impl RunReport {
 }
 
 impl ImageReport {
-    fn new(input: &Path, seed: u64, status: &str) -> Self {
+    pub(crate) fn new(input: &Path, seed: u64, status: &str) -> Self {
         ImageReport {
             input: input.to_path_buf(),
             output: None,
@@ -136,16 +141,17 @@ impl ImageReport {
             notes: vec![],
             seconds: None,
             error: None,
+            photo: None,
         }
     }
 
-    fn with_output(mut self, out: PathBuf) -> Self {
+    pub(crate) fn with_output(mut self, out: PathBuf) -> Self {
         self.output = Some(out);
         self
     }
 
     /// Marks the image failed (whatever the status was) with `error`.
-    fn with_error(mut self, error: String) -> Self {
+    pub(crate) fn with_error(mut self, error: String) -> Self {
         if self.status != "not run" {
             self.status = "failed".into();
         }
@@ -262,7 +268,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn image_seed(base: u64, stem: &str) -> u64 {
+pub(crate) fn image_seed(base: u64, stem: &str) -> u64 {
     mix64(base ^ mix64(crate::degrade::seed::fnv1a64(stem.as_bytes())))
 }
 
@@ -398,9 +404,14 @@ fn run_on<B: Backend + Clone>(
         });
     }
     let mut reports: Vec<ImageReport> = vec![];
+    // Whole photos (faces detected, aligned, pasted back) take their own path below.
+    let (photos, files): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .iter()
+        .cloned()
+        .partition(|f| crate::face::photo_run::is_whole_photo(f, &args.photos, s));
     // Images are decoded batch by batch (a folder of thousands never sits in memory at once).
     let mut queue: VecDeque<Job> = VecDeque::new();
-    for f in files {
+    for f in &files {
         let stem = stem_of(f);
         let out = args.output.join(format!("{stem}.png"));
         let seed = image_seed(args.seed, &stem);
@@ -421,6 +432,35 @@ fn run_on<B: Backend + Clone>(
     let mut batches_run = 0u64;
     let mut stopped: Option<String> = None;
     let mut pipelines: Vec<Pipeline<B>> = vec![];
+    if !photos.is_empty() {
+        let mut restore_faces = |x: &Tensor<f32>, seeds: &[u64]| {
+            let b = seeds.len();
+            let p = pipeline_for(&mut pipelines, b, || {
+                Pipeline::new(backend.clone(), &models, cfg.clone(), use_dgsa, b)
+            })?;
+            p.restore(x, &models, seeds)
+        };
+        let log = |l: &str| mp.suspend(|| eprintln!("{l}"));
+        let run = crate::face::photo_run::PhotoRun {
+            args: &args.photos,
+            out_dir: &args.output,
+            weights_dir: &args.weights,
+            dump: args.dump.as_deref(),
+            overwrite: args.overwrite,
+            size: s,
+            batch: args.batch,
+            seed_of: &|f: &Path| image_seed(args.seed, &stem_of(f)),
+            log: &log,
+        };
+        let done = crate::face::photo_run::restore_photos(
+            backend.clone(),
+            &run,
+            &photos,
+            &mut restore_faces,
+        )?;
+        images_bar.inc(done.len() as u64);
+        reports.extend(done);
+    }
     while !queue.is_empty() {
         let mut chunk: Vec<(Job, InputImage)> = vec![];
         while chunk.len() < batch {
