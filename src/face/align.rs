@@ -233,7 +233,7 @@ mod tests {
             for y in 0..3 {
                 for x in 0..6 {
                     let (sx, sy) = (x as i64 - 2, y as i64 + 1);
-                    let want = if sx >= 0 && sx < 5 && sy < 4 {
+                    let want = if (0..5).contains(&sx) && sy < 4 {
                         src.data[c * 20 + sy as usize * 5 + sx as usize]
                     } else {
                         [-1.0, -2.0][c]

@@ -579,3 +579,74 @@ fn finish(run: &PhotoRun, mut p: Pending) -> ImageReport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        p: PhotoArgs,
+    }
+
+    fn args(extra: &[&str]) -> PhotoArgs {
+        Cli::parse_from(std::iter::once("t").chain(extra.iter().copied())).p
+    }
+
+    fn face(x: f32, y: f32, side: f32) -> Face {
+        Face {
+            bbox: [x, y, x + side, y + side],
+            score: 0.99,
+            landmarks: [[x + side / 2.0, y + side / 2.0]; 5],
+        }
+    }
+
+    /// Size filter first, then the centre face or the largest N among what is left.
+    #[test]
+    fn selection_by_size_centre_and_count() {
+        let faces = [
+            face(10.0, 10.0, 40.0),
+            face(180.0, 80.0, 30.0),
+            face(300.0, 20.0, 60.0),
+            face(5.0, 150.0, 12.0),
+        ];
+        let kept =
+            |w: &[Option<String>]| (0..w.len()).filter(|&i| w[i].is_none()).collect::<Vec<_>>();
+        let all = select_faces(&faces, &args(&[]), 400, 200);
+        assert_eq!(kept(&all), vec![0, 1, 2]);
+        assert!(
+            all[3].as_ref().unwrap().contains("--min-face-size"),
+            "{all:?}"
+        );
+        assert_eq!(
+            kept(&select_faces(
+                &faces,
+                &args(&["--only-center-face"]),
+                400,
+                200
+            )),
+            vec![1]
+        );
+        assert_eq!(
+            kept(&select_faces(
+                &faces,
+                &args(&["--max-faces", "2"]),
+                400,
+                200
+            )),
+            vec![0, 2]
+        );
+        assert_eq!(
+            kept(&select_faces(
+                &faces,
+                &args(&["--min-face-size", "35"]),
+                400,
+                200
+            )),
+            vec![0, 2]
+        );
+        assert!(select_faces(&[], &args(&["--only-center-face"]), 10, 10).is_empty());
+    }
+}

@@ -1,0 +1,282 @@
+//! `dynface restore` on whole photos, end to end with the tiny random-weight set and
+//! MTCNN's real weights: every shared photo restored at its own size and in its own
+//! format, its faces (as many as a person counts) pasted back, the rest of the photo
+//! untouched, alpha kept, the report listing the faces; and the bad inputs (no face, 1×1,
+//! a header claiming 50000², an RGBA PNG) each handled without stopping the others.
+
+#[path = "support/photos.rs"]
+mod photos_support;
+#[path = "support/restore_cli.rs"]
+mod restore_cli;
+use photos_support::{mtcnn_wheel, photos_dir, PHOTO_FACES};
+use restore_cli::{restore_cpu, tmp, weights};
+use std::path::Path;
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+fn entry<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["input"].as_str().unwrap().ends_with(name))
+        .unwrap_or_else(|| panic!("{name} not in the report"))
+}
+
+#[test]
+fn every_shared_photo_is_restored_at_its_size_with_its_faces_pasted_back() {
+    let (Some(wheel), Some(dir)) = (mtcnn_wheel(), photos_dir()) else {
+        return;
+    };
+    let o = tmp("photos");
+    let dump = o.join("dump");
+    let out = restore_cpu(
+        dir.to_str().unwrap(),
+        o.to_str().unwrap(),
+        weights().to_str().unwrap(),
+        &[
+            "--sampler",
+            "ddim2",
+            "--batch",
+            "8",
+            "--detector-weights",
+            wheel.to_str().unwrap(),
+            "--dump",
+            dump.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r = report(&o);
+    assert_eq!(r["restored"], PHOTO_FACES.len(), "{stderr}");
+    for (name, want) in PHOTO_FACES {
+        let e = entry(&r, name);
+        assert_eq!(e["status"], "restored", "{name}: {e}");
+        let faces = e["photo"]["faces"].as_array().unwrap();
+        assert_eq!(faces.len(), *want, "{name}");
+        let input = dynface::face::photo::load_photo(&dir.join(name)).unwrap();
+        let output_path = Path::new(e["output"].as_str().unwrap());
+        // Same format (by extension and by content), same size.
+        let ext = Path::new(name).extension().unwrap();
+        assert_eq!(output_path.extension().unwrap(), ext, "{name}");
+        let output = dynface::face::photo::load_photo(output_path).unwrap();
+        assert_eq!(output.format, input.format, "{name}");
+        assert_eq!(output.rgb.dimensions(), input.rgb.dimensions(), "{name}");
+        // RGBA inputs keep their alpha exactly.
+        match (&input.alpha, &output.alpha) {
+            (None, None) => {}
+            (Some(a), Some(b)) => assert_eq!(a, b, "{name}: alpha changed"),
+            _ => panic!("{name}: alpha presence changed"),
+        }
+        let mut masks = vec![];
+        for f in faces {
+            assert_eq!(f["status"], "restored", "{name}: {f}");
+            assert!(f["trace"]["sigma_hat"].as_f64().unwrap() > 0.0);
+            assert_eq!(f["trace"]["start_steps"].as_array().unwrap().len(), 3);
+            assert!(f["seconds"].as_f64().unwrap() > 0.0);
+            for k in ["crop", "restored", "mask"] {
+                assert!(
+                    Path::new(f[k].as_str().unwrap()).exists(),
+                    "{name}: {k} of {f}"
+                );
+            }
+            masks.push(image::open(f["mask"].as_str().unwrap()).unwrap().to_luma8());
+        }
+        // Outside every face's mask: bit-identical for PNG; JPEG is re-encoded (quality
+        // 95), measured 46.6–50.7 dB against the input there, bound 30 dB.
+        let (mut n_out, mut n_in_changed, mut se) = (0usize, 0usize, 0f64);
+        for (x, y, p) in output.rgb.enumerate_pixels() {
+            let q = input.rgb.get_pixel(x, y);
+            if masks.iter().all(|m| m.get_pixel(x, y)[0] == 0) {
+                n_out += 1;
+                if input.format == dynface::face::photo::PhotoFormat::Png {
+                    assert_eq!(p, q, "{name}: ({x},{y}) outside the masks changed");
+                }
+                se += (0..3)
+                    .map(|c| (p[c] as f64 - q[c] as f64).powi(2))
+                    .sum::<f64>()
+                    / 3.0;
+            } else if masks.iter().any(|m| m.get_pixel(x, y)[0] == 255) && p != q {
+                n_in_changed += 1;
+            }
+        }
+        let total = (output.rgb.width() * output.rgb.height()) as usize;
+        assert!(
+            n_out > total / 10 && n_out < total,
+            "{name}: {n_out} of {total} outside"
+        );
+        assert!(n_in_changed > 0, "{name}: no face pixel changed");
+        let psnr = 10.0 * (255.0f64.powi(2) / (se / n_out as f64).max(1e-12)).log10();
+        println!(
+            "{name}: {} faces, outside the masks {psnr:.1} dB",
+            faces.len()
+        );
+        assert!(psnr > 30.0, "{name}: {psnr:.1} dB outside the masks");
+    }
+    // A rerun skips every finished photo.
+    let again = restore_cpu(
+        dir.to_str().unwrap(),
+        o.to_str().unwrap(),
+        weights().to_str().unwrap(),
+        &[
+            "--sampler",
+            "ddim2",
+            "--detector-weights",
+            wheel.to_str().unwrap(),
+        ],
+    );
+    assert!(again.status.success());
+    assert_eq!(report(&o)["skipped"], PHOTO_FACES.len());
+    std::fs::remove_dir_all(&o).ok();
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A PNG header claiming `side`² RGB pixels with one empty IDAT chunk.
+fn lying_png(side: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32(&png[start..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+    };
+    let mut ihdr = side.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(b"IEND", &[]);
+    png
+}
+
+#[test]
+fn photos_without_faces_are_copied_through_and_bad_ones_reported() {
+    let Some(wheel) = mtcnn_wheel() else { return };
+    let inp = tmp("photo-bad-in");
+    let o = tmp("photo-bad-out");
+    // A smooth sky-and-field picture, a 1×1 pixel, an RGBA gradient with varying alpha,
+    // and a header claiming 50000² pixels.
+    image::RgbImage::from_fn(240, 160, |x, y| {
+        if y < 90 {
+            image::Rgb([120, 170, 235 - (y / 3) as u8])
+        } else {
+            image::Rgb([60 + (x % 7) as u8 * 3, 140, 50])
+        }
+    })
+    .save(inp.join("landscape.png"))
+    .unwrap();
+    image::RgbImage::from_pixel(1, 1, image::Rgb([9, 99, 199]))
+        .save(inp.join("dot.png"))
+        .unwrap();
+    image::RgbaImage::from_fn(90, 70, |x, y| {
+        image::Rgba([(x * 2) as u8, (y * 3) as u8, 77, (x + y) as u8])
+    })
+    .save(inp.join("clear.png"))
+    .unwrap();
+    std::fs::write(inp.join("bomb.png"), lying_png(50_000)).unwrap();
+    let out = restore_cpu(
+        inp.to_str().unwrap(),
+        o.to_str().unwrap(),
+        weights().to_str().unwrap(),
+        &[
+            "--sampler",
+            "ddim2",
+            "--detector-weights",
+            wheel.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the bomb fails the run: {stderr}"
+    );
+    assert!(
+        stderr.contains("no face found; copied through unchanged"),
+        "{stderr}"
+    );
+    let r = report(&o);
+    for name in ["landscape.png", "dot.png", "clear.png"] {
+        let e = entry(&r, name);
+        assert_eq!(e["status"], "copied (no face)", "{name}: {e}");
+        assert!(e["notes"].to_string().contains("copied through"), "{e}");
+        assert_eq!(e["photo"]["faces"].as_array().unwrap().len(), 0);
+        // Byte for byte: nothing was decoded and re-encoded.
+        assert_eq!(
+            std::fs::read(o.join(name)).unwrap(),
+            std::fs::read(inp.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let bomb = entry(&r, "bomb.png");
+    assert_eq!(bomb["status"], "failed");
+    assert!(
+        bomb["error"].as_str().unwrap().contains("50000x50000"),
+        "{bomb}"
+    );
+    assert_eq!(r["failed"], 1);
+    std::fs::remove_dir_all(&inp).ok();
+    std::fs::remove_dir_all(&o).ok();
+}
+
+/// Without the detector's weights a whole photo fails with where to get them, while
+/// `--aligned` still restores it the old way (resized to the network size and back).
+#[test]
+fn missing_detector_weights_say_where_to_get_them_and_aligned_needs_none() {
+    let inp = tmp("photo-nodet-in");
+    let o = tmp("photo-nodet-out");
+    restore_cli::synthetic_png(&inp.join("wide.png"), 90, 60, 1);
+    let missing = inp.join("none.safetensors");
+    let out = restore_cpu(
+        inp.to_str().unwrap(),
+        o.to_str().unwrap(),
+        weights().to_str().unwrap(),
+        &[
+            "--sampler",
+            "ddim2",
+            "--detector-weights",
+            missing.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("pip download --no-deps facenet-pytorch==2.6.0"),
+        "{stderr}"
+    );
+    let out = restore_cpu(
+        inp.to_str().unwrap(),
+        o.to_str().unwrap(),
+        weights().to_str().unwrap(),
+        &[
+            "--sampler",
+            "ddim2",
+            "--aligned",
+            "--detector-weights",
+            missing.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resized from 90×60"), "{stderr}");
+    std::fs::remove_dir_all(&inp).ok();
+    std::fs::remove_dir_all(&o).ok();
+}
