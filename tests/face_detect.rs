@@ -247,3 +247,48 @@ fn no_detections_on_face_free_images() {
         assert!(faces.is_empty(), "{what}: {faces:?}");
     }
 }
+
+/// `dynface weights mtcnn` from the wheel and from a folder of its three files give the
+/// same tensors as reading the wheel directly; a changed file is refused by its SHA-256.
+#[test]
+fn weights_from_wheel_folder_and_safetensors_agree_and_a_changed_file_is_refused() {
+    use dynface::face::detect::mtcnn_weights::{run_mtcnn_weights, MtcnnWeightsArgs, NETS};
+    use std::io::Read;
+    let Some(wheel) = mtcnn_wheel() else { return };
+    let dir = std::env::temp_dir().join(format!("dynface-mtcnn-w-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("pt")).unwrap();
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
+    for net in NETS {
+        let mut bytes = vec![];
+        zip.by_name(&format!("facenet_pytorch/data/{net}.pt"))
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        std::fs::write(dir.join("pt").join(format!("{net}.pt")), bytes).unwrap();
+    }
+    let direct = load_mtcnn(&wheel).unwrap();
+    for src in [wheel.clone(), dir.join("pt")] {
+        let out = dir.join("mtcnn.safetensors");
+        let n = run_mtcnn_weights(&MtcnnWeightsArgs {
+            source: src.clone(),
+            output: out.clone(),
+        })
+        .unwrap();
+        assert_eq!(n, 50);
+        let back = load_mtcnn(&out).unwrap();
+        assert_eq!(back.len(), direct.len());
+        for (k, t) in &direct {
+            assert_eq!(back[k].shape, t.shape, "{k}");
+            assert_eq!(back[k].data, t.data, "{k} from {}", src.display());
+        }
+    }
+    let onet = dir.join("pt/onet.pt");
+    let mut bytes = std::fs::read(&onet).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&onet, bytes).unwrap();
+    let err = format!("{:#}", load_mtcnn(&dir.join("pt")).unwrap_err());
+    assert!(err.contains("onet.pt") && err.contains("SHA-256"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

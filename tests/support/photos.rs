@@ -35,18 +35,25 @@ pub fn mtcnn_wheel() -> Option<PathBuf> {
         if p.exists() {
             return Ok(p);
         }
-        let _ = std::fs::create_dir_all(&dir);
+        // Test binaries run at the same time: each downloads into its own folder and
+        // renames the finished wheel into place, so none reads a half-written one.
+        let own = dir.join(format!("part-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&own);
         for pip in [&["-m", "pip"][..], &[][..]] {
             let (prog, pre) = if pip.is_empty() { ("pip", pip) } else { ("python3", pip) };
             let out = Command::new(prog)
                 .args(pre)
                 .args(["download", "--no-deps", "facenet-pytorch==2.6.0", "-d"])
-                .arg(&dir)
+                .arg(&own)
                 .output();
-            if matches!(&out, Ok(o) if o.status.success()) && p.exists() {
+            if matches!(&out, Ok(o) if o.status.success())
+                && std::fs::rename(own.join(WHEEL), &p).is_ok()
+            {
+                let _ = std::fs::remove_dir_all(&own);
                 return Ok(p);
             }
         }
+        let _ = std::fs::remove_dir_all(&own);
         Err(format!(
             "facenet-pytorch's wheel (MTCNN weights) not found and `pip download` failed; set DYNFACE_MTCNN_WHEEL or put {WHEEL} in {}",
             dir.display()

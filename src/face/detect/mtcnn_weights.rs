@@ -18,6 +18,13 @@ pub const MTCNN_FILE: &str = "mtcnn.safetensors";
 pub const WHEEL_NAME: &str = "facenet_pytorch-2.6.0-py3-none-any.whl";
 /// The three networks, in cascade order.
 pub const NETS: [&str; 3] = ["pnet", "rnet", "onet"];
+/// SHA-256 of facenet-pytorch 2.6.0's `data/{pnet,rnet,onet}.pt`: a file that differs is
+/// refused before it is parsed.
+pub const SHA256: [&str; 3] = [
+    "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+    "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+    "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+];
 
 /// How to get the weights, for error messages.
 pub fn how_to_get() -> String {
@@ -28,6 +35,15 @@ pub fn how_to_get() -> String {
 }
 
 fn read_pt(bytes: Vec<u8>, origin: &str, net: &str, into: &mut WeightStore) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let want = SHA256[NETS.iter().position(|n| *n == net).expect("a known net")];
+    let got: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if got != want {
+        bail!("{origin}: SHA-256 {got}, expected {want} (facenet-pytorch 2.6.0's {net}.pt)");
+    }
     let len = bytes.len() as u64;
     let load = read_pth(Cursor::new(bytes), len, origin, &PthOptions::default())
         .with_context(|| format!("{origin}: reading {net}'s state dict"))?;
