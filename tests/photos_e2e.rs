@@ -280,3 +280,96 @@ fn missing_detector_weights_say_where_to_get_them_and_aligned_needs_none() {
     std::fs::remove_dir_all(&inp).ok();
     std::fs::remove_dir_all(&o).ok();
 }
+
+fn restore_env(
+    inputs: &[&Path],
+    out: &Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> std::process::Output {
+    let mut c = std::process::Command::new(restore_cli::bin());
+    c.arg("restore").args(inputs).arg("-o").arg(out);
+    c.args([
+        "--weights",
+        weights().to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--sampler",
+        "ddim2",
+    ]);
+    c.args(extra);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Faces share the batch faults of aligned crops: out of memory halves the batch of faces
+/// and retries them; a lost device stops the run (the photo in the batch failed, the next
+/// one not run) and a rerun resumes.
+#[test]
+fn face_batches_back_off_on_out_of_memory_and_stop_on_a_lost_device() {
+    use dynface::backend::cpu::CpuBackend;
+    use dynface::restore::{load_models, Pipeline};
+    let (Some(wheel), Some(dir)) = (mtcnn_wheel(), photos_dir()) else {
+        return;
+    };
+    let models = load_models(weights()).unwrap();
+    let arena = |b: usize| {
+        Pipeline::new(
+            CpuBackend::<f32>::new(),
+            &models,
+            models.set.sampler.clone(),
+            true,
+            b,
+        )
+        .unwrap()
+        .largest_arena_bytes()
+    };
+    let limit = arena(2).to_string();
+    let four = dir.join("codeformer_01.jpg");
+    let one = dir.join("codeformer_03.jpg");
+    let det = [
+        "--detector-weights",
+        wheel.to_str().unwrap(),
+        "--batch",
+        "4",
+    ];
+
+    let o = tmp("photo-oom");
+    let r = restore_env(&[&four], &o, &[("DYNFACE_FAULT_ALLOC_LIMIT", &limit)], &det);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(
+        err.contains("out of memory at a batch of 4 faces")
+            && err.contains("retrying with batch 2"),
+        "{err}"
+    );
+    let rep = report(&o);
+    let faces = entry(&rep, "codeformer_01.jpg")["photo"]["faces"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(faces.len(), 4);
+    assert!(faces.iter().all(|f| f["status"] == "restored"), "{faces:?}");
+
+    let o = tmp("photo-lost");
+    let r = restore_env(
+        &[&four, &one],
+        &o,
+        &[("DYNFACE_FAULT_BATCH", "1:lost")],
+        &det,
+    );
+    assert_eq!(r.status.code(), Some(1));
+    let rep = report(&o);
+    assert!(
+        rep["stopped"].as_str().unwrap().contains("device was lost"),
+        "{rep}"
+    );
+    assert_eq!(entry(&rep, "codeformer_01.jpg")["status"], "failed");
+    assert_eq!(entry(&rep, "codeformer_03.jpg")["status"], "not run");
+    let r = restore_env(&[&four, &one], &o, &[], &det);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(report(&o)["restored"], 2);
+}

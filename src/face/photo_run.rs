@@ -216,13 +216,14 @@ fn write_png(path: &Path, planes_unit: &Tensor<f32>) -> Result<()> {
     crate::atomic_file::write_atomic(path, &png_bytes(&to_rgb8(planes_unit))?)
 }
 
-/// Restores every whole photo in `files` and returns their report entries.
+/// Restores every whole photo in `files` and returns their report entries and, when the
+/// device was lost, why the run stopped (the photos not finished are then `not run`).
 pub fn restore_photos<B: Backend + Clone>(
     backend: B,
     run: &PhotoRun,
     files: &[PathBuf],
     restore: &mut RestoreFaces,
-) -> Result<Vec<ImageReport>> {
+) -> Result<(Vec<ImageReport>, Option<String>)> {
     let wpath = run
         .args
         .detector_weights
@@ -242,9 +243,11 @@ pub fn restore_photos<B: Backend + Clone>(
     let mut pending: Vec<Option<Pending>> = vec![];
     let mut queue: VecDeque<QueuedFace> = VecDeque::new();
     let mut files = files.iter().peekable();
+    // Halved for the rest of the run after an out-of-memory error.
+    let mut batch = run.batch;
     loop {
         // Fill the queue until a batch is full or the photos run out.
-        while queue.len() < run.batch {
+        while queue.len() < batch {
             let Some(input) = files.next() else { break };
             let out = output_path(run.out_dir, input);
             let stem = stem_of(input);
@@ -290,8 +293,25 @@ pub fn restore_photos<B: Backend + Clone>(
         if queue.is_empty() {
             break;
         }
-        let chunk: Vec<QueuedFace> = queue.drain(..queue.len().min(run.batch)).collect();
-        run_batch(run, &chunk, &mut pending, restore, s);
+        let chunk: Vec<QueuedFace> = queue.drain(..queue.len().min(batch)).collect();
+        if let Some(why) = run_batch(run, &chunk, &mut pending, restore, s, &mut batch) {
+            let why = format!("the device was lost ({why}); rerun to resume");
+            for p in pending.iter_mut().filter_map(Option::take) {
+                let status = if p.failed.is_some() {
+                    "failed"
+                } else {
+                    "not run"
+                };
+                let mut r = ImageReport::new(&p.input, p.seed, status);
+                r.photo = Some(p.report);
+                reports.push(r.with_error(p.failed.unwrap_or_else(|| why.clone())));
+            }
+            for input in files {
+                let r = ImageReport::new(input, (run.seed_of)(input), "not run");
+                reports.push(r.with_error(why.clone()));
+            }
+            return Ok((reports, Some(why)));
+        }
         // Photos whose last face is done are pasted, written and dropped from memory.
         for slot in pending.iter_mut() {
             if slot.as_ref().is_some_and(|p| p.remaining == 0) {
@@ -300,7 +320,7 @@ pub fn restore_photos<B: Backend + Clone>(
             }
         }
     }
-    Ok(reports)
+    Ok((reports, None))
 }
 
 enum Prepared {
@@ -428,13 +448,17 @@ fn prepare(
     ))
 }
 
+/// Restores `chunk`; out of memory halves it (and `batch` for the rest of the run) and
+/// retries. Returns the error when the device was lost.
 fn run_batch(
     run: &PhotoRun,
     chunk: &[QueuedFace],
     pending: &mut [Option<Pending>],
     restore: &mut RestoreFaces,
     s: usize,
-) {
+    batch: &mut usize,
+) -> Option<String> {
+    use crate::restore::cli::{fault_kind, Fault};
     let b = chunk.len();
     let mut data = Vec::with_capacity(b * 3 * s * s);
     for q in chunk {
@@ -443,6 +467,22 @@ fn run_batch(
     let seeds: Vec<u64> = chunk.iter().map(|q| q.seed).collect();
     let t = Instant::now();
     let result = restore(&Tensor::new(vec![b, 3, s, s], data), &seeds);
+    let mut lost = None;
+    if let Err(e) = &result {
+        match fault_kind(e) {
+            Fault::OutOfMemory if b > 1 => {
+                *batch = (b / 2).min(*batch);
+                (run.log)(&format!(
+                    "warning: out of memory at a batch of {b} faces ({e:#}); retrying with batch {}",
+                    b / 2
+                ));
+                return run_batch(run, &chunk[..b / 2], pending, restore, s, batch)
+                    .or_else(|| run_batch(run, &chunk[b / 2..], pending, restore, s, batch));
+            }
+            Fault::DeviceLost => lost = Some(format!("{e:#}")),
+            _ => {}
+        }
+    }
     let per_face = t.elapsed().as_secs_f64() / b as f64;
     let per = 3 * s * s;
     for (k, q) in chunk.iter().enumerate() {
@@ -498,6 +538,7 @@ fn run_batch(
     if let Err(e) = &result {
         (run.log)(&format!("error: a batch of {b} faces failed: {e:#}"));
     }
+    lost
 }
 
 /// The restorer's intermediates of one face (the `--dump` layout of aligned inputs has no

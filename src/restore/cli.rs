@@ -168,7 +168,7 @@ struct Job {
 
 /// How a failed batch affects the rest of the run.
 #[derive(Debug, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     /// Retry with a smaller batch.
     OutOfMemory,
     /// Nothing more can run on this device: stop, keeping what is done.
@@ -177,7 +177,7 @@ enum Fault {
     Other,
 }
 
-fn fault_kind(e: &anyhow::Error) -> Fault {
+pub(crate) fn fault_kind(e: &anyhow::Error) -> Fault {
     use crate::backend::BackendError;
     use crate::exec::ExecError;
     let backend = e.chain().find_map(|c| {
@@ -434,6 +434,8 @@ fn run_on<B: Backend + Clone>(
     let mut pipelines: Vec<Pipeline<B>> = vec![];
     if !photos.is_empty() {
         let mut restore_faces = |x: &Tensor<f32>, seeds: &[u64]| {
+            batches_run += 1;
+            crate::backend::fault::check_batch(batches_run)?;
             let b = seeds.len();
             let p = pipeline_for(&mut pipelines, b, || {
                 Pipeline::new(backend.clone(), &models, cfg.clone(), use_dgsa, b)
@@ -452,7 +454,7 @@ fn run_on<B: Backend + Clone>(
             seed_of: &|f: &Path| image_seed(args.seed, &stem_of(f)),
             log: &log,
         };
-        let done = crate::face::photo_run::restore_photos(
+        let (done, why) = crate::face::photo_run::restore_photos(
             backend.clone(),
             &run,
             &photos,
@@ -460,8 +462,9 @@ fn run_on<B: Backend + Clone>(
         )?;
         images_bar.inc(done.len() as u64);
         reports.extend(done);
+        stopped = why;
     }
-    while !queue.is_empty() {
+    while stopped.is_none() && !queue.is_empty() {
         let mut chunk: Vec<(Job, InputImage)> = vec![];
         while chunk.len() < batch {
             let Some(job) = queue.pop_front() else { break };
