@@ -237,46 +237,49 @@ fn photos_without_faces_are_copied_through_and_bad_ones_reported() {
     std::fs::remove_dir_all(&o).ok();
 }
 
-/// Without the detector's weights a whole photo fails with where to get them, while
-/// `--aligned` still restores it the old way (resized to the network size and back).
+/// Without the detector's weights, `--detect` fails saying where to get them; without
+/// `--detect` a photo falls back to the aligned path (resized to the network size and back)
+/// with a warning saying the same, and `--aligned` takes that path without the warning.
 #[test]
 fn missing_detector_weights_say_where_to_get_them_and_aligned_needs_none() {
     let inp = tmp("photo-nodet-in");
     let o = tmp("photo-nodet-out");
     restore_cli::synthetic_png(&inp.join("wide.png"), 90, 60, 1);
     let missing = inp.join("none.safetensors");
-    let out = restore_cpu(
-        inp.to_str().unwrap(),
-        o.to_str().unwrap(),
-        weights().to_str().unwrap(),
-        &[
-            "--sampler",
-            "ddim2",
-            "--detector-weights",
-            missing.to_str().unwrap(),
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let run = |extra: &[&str]| {
+        let mut a = vec!["--sampler", "ddim2", "--overwrite", "--detector-weights"];
+        a.push(missing.to_str().unwrap());
+        a.extend_from_slice(extra);
+        let out = restore_cpu(
+            inp.to_str().unwrap(),
+            o.to_str().unwrap(),
+            weights().to_str().unwrap(),
+            &a,
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = run(&["--detect"]);
+    assert!(!ok);
     assert!(
         stderr.contains("pip download --no-deps facenet-pytorch==2.6.0"),
         "{stderr}"
     );
-    let out = restore_cpu(
-        inp.to_str().unwrap(),
-        o.to_str().unwrap(),
-        weights().to_str().unwrap(),
-        &[
-            "--sampler",
-            "ddim2",
-            "--aligned",
-            "--detector-weights",
-            missing.to_str().unwrap(),
-        ],
+    let (ok, stderr) = run(&[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("treated as aligned crops") && stderr.contains("pip download"),
+        "{stderr}"
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("resized from 90×60"), "{stderr}");
+    let (ok, stderr) = run(&["--aligned"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("resized from 90×60") && !stderr.contains("treated as aligned"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&inp).ok();
     std::fs::remove_dir_all(&o).ok();
 }

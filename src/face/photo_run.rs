@@ -77,6 +77,43 @@ pub fn is_whole_photo(path: &Path, args: &PhotoArgs, size: usize) -> bool {
     matches!(dims, Some((w, h)) if (w as usize, h as usize) != (size, size))
 }
 
+/// Where the detector's weights are looked for.
+pub fn detector_weights_path(args: &PhotoArgs, weights_dir: &Path) -> PathBuf {
+    args.detector_weights
+        .clone()
+        .unwrap_or_else(|| weights_dir.join(MTCNN_FILE))
+}
+
+/// Splits the inputs into whole photos and aligned crops ([`is_whole_photo`]). Without the
+/// detector's weights and without `--detect`, photos fall back to the aligned path (as
+/// before whole photos existed) with one warning saying how to get the weights.
+pub fn split_inputs(
+    files: &[PathBuf],
+    args: &PhotoArgs,
+    size: usize,
+    weights_dir: &Path,
+    log: &dyn Fn(&str),
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (photos, aligned): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .iter()
+        .cloned()
+        .partition(|f| is_whole_photo(f, args, size));
+    let w = detector_weights_path(args, weights_dir);
+    if photos.is_empty() || args.detect || w.exists() {
+        return (photos, aligned);
+    }
+    log(&format!(
+        "warning: {} input(s) are not {size}² aligned crops, but there are no face-detector weights at {}: \
+         they are treated as aligned crops (resized); to restore them as whole photos, {}",
+        photos.len(),
+        w.display(),
+        how_to_get()
+    ));
+    let mut all = files.to_vec();
+    all.sort();
+    (vec![], all)
+}
+
 /// One face of a photo in the report.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct FaceReport {
@@ -224,11 +261,7 @@ pub fn restore_photos<B: Backend + Clone>(
     files: &[PathBuf],
     restore: &mut RestoreFaces,
 ) -> Result<(Vec<ImageReport>, Option<String>)> {
-    let wpath = run
-        .args
-        .detector_weights
-        .clone()
-        .unwrap_or_else(|| run.weights_dir.join(MTCNN_FILE));
+    let wpath = detector_weights_path(run.args, run.weights_dir);
     if !wpath.exists() {
         bail!("face detector weights {} not found (needed for whole photos; --aligned skips detection): {}", wpath.display(), how_to_get());
     }

@@ -405,10 +405,10 @@ fn run_on<B: Backend + Clone>(
     }
     let mut reports: Vec<ImageReport> = vec![];
     // Whole photos (faces detected, aligned, pasted back) take their own path below.
-    let (photos, files): (Vec<PathBuf>, Vec<PathBuf>) = files
-        .iter()
-        .cloned()
-        .partition(|f| crate::face::photo_run::is_whole_photo(f, &args.photos, s));
+    let (photos, files) =
+        crate::face::photo_run::split_inputs(files, &args.photos, s, &args.weights, &|l: &str| {
+            mp.suspend(|| eprintln!("{l}"))
+        });
     // Images are decoded batch by batch (a folder of thousands never sits in memory at once).
     let mut queue: VecDeque<Job> = VecDeque::new();
     for f in &files {
