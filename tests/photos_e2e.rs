@@ -376,3 +376,47 @@ fn face_batches_back_off_on_out_of_memory_and_stop_on_a_lost_device() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(report(&o)["restored"], 2);
 }
+
+/// A black-and-white photo gets black-and-white faces: the restored faces are turned grey
+/// before the paste, so an exactly grey input gives an exactly grey output.
+#[test]
+fn a_grey_photo_stays_grey() {
+    let (Some(wheel), Some(dir)) = (mtcnn_wheel(), photos_dir()) else {
+        return;
+    };
+    let inp = tmp("photo-grey-in");
+    let o = tmp("photo-grey-out");
+    let src = dynface::degrade::load::load_rgb8(&dir.join("codeformer_01.jpg"))
+        .unwrap()
+        .rgb;
+    let grey = image::RgbImage::from_fn(src.width(), src.height(), |x, y| {
+        let p = src.get_pixel(x, y);
+        let l = (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() as u8;
+        image::Rgb([l, l, l])
+    });
+    grey.save(inp.join("grey.png")).unwrap();
+    let r = restore_env(
+        &[&inp.join("grey.png")],
+        &o,
+        &[],
+        &[
+            "--detector-weights",
+            wheel.to_str().unwrap(),
+            "--batch",
+            "4",
+        ],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rep = report(&o);
+    let e = entry(&rep, "grey.png");
+    assert_eq!(e["photo"]["faces"].as_array().unwrap().len(), 4);
+    assert!(e["notes"].to_string().contains("grey photo"), "{e}");
+    let out = image::open(o.join("grey.png")).unwrap().to_rgb8();
+    assert!(
+        out.pixels().all(|p| p[0] == p[1] && p[1] == p[2]),
+        "colour in the output"
+    );
+    assert_ne!(out, grey, "the faces were pasted");
+    std::fs::remove_dir_all(&inp).ok();
+    std::fs::remove_dir_all(&o).ok();
+}

@@ -38,7 +38,8 @@ pub struct PhotoArgs {
     pub aligned: bool,
     /// Detect and align faces in every input, even one at the network size. By default an
     /// input at the network size (512² for the official set) is taken as an aligned crop and
-    /// any other as a whole photo.
+    /// any other as a whole photo: its faces are restored and pasted back, the rest (the
+    /// background) is kept as it is (there is no background upscaler).
     #[arg(long)]
     pub detect: bool,
     #[arg(long, value_enum, default_value = "mtcnn")]
@@ -593,6 +594,32 @@ fn dump_face(dir: &Path, name: &str, k: usize, res: &BatchResult) -> Result<()> 
     )
 }
 
+/// True for a photo whose colour channels barely differ (a black-and-white scan): the
+/// diffusion prior would otherwise paint colour faces into it. Mean channel spread under
+/// 2 of 255 levels (the spread of JPEG chroma noise on a grey picture is below 1).
+pub fn is_grey(img: &image::RgbImage) -> bool {
+    let n = (img.width() as u64 * img.height() as u64).max(1);
+    let spread: u64 = img
+        .pixels()
+        .map(|p| {
+            let [r, g, b] = p.0.map(|v| v as i32);
+            ((r - g).abs() + (g - b).abs() + (r - b).abs()) as u64
+        })
+        .sum();
+    (spread as f64 / n as f64 / 3.0) < 2.0
+}
+
+/// Replaces each pixel of a `[3, S, S]` crop by its luma (ITU-R BT.601 weights).
+fn to_grey(crop: &mut Planes) {
+    let n = crop.width * crop.height;
+    for i in 0..n {
+        let y = 0.299 * crop.data[i] + 0.587 * crop.data[n + i] + 0.114 * crop.data[2 * n + i];
+        for c in 0..3 {
+            crop.data[c * n + i] = y;
+        }
+    }
+}
+
 /// Pastes a photo's restored faces back (in detection order, each over the previous ones
 /// where they overlap) and writes it in its own format.
 fn finish(run: &PhotoRun, mut p: Pending) -> ImageReport {
@@ -604,8 +631,16 @@ fn finish(run: &PhotoRun, mut p: Pending) -> ImageReport {
     }
     let t = Instant::now();
     let mut img = p.photo.rgb.clone();
-    for (i, f) in p.faces.iter().enumerate() {
+    let grey = is_grey(&img);
+    if grey {
+        r.notes
+            .push("grey photo: the restored faces are turned grey too".into());
+    }
+    for (i, f) in p.faces.iter_mut().enumerate() {
         let Some((m, Some(crop))) = f else { continue };
+        if grey {
+            to_grey(crop);
+        }
         match paste_face(&mut img, crop, m) {
             Some(mask) => {
                 if let Some(d) = run.dump {
