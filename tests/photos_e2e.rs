@@ -502,3 +502,30 @@ fn an_exif_rotated_jpeg_is_restored_upright() {
     std::fs::remove_dir_all(&inp).ok();
     std::fs::remove_dir_all(&o).ok();
 }
+
+/// Too little free space fails the photo before anything is written, saying how much is needed.
+#[test]
+fn a_full_disk_fails_the_photo_before_writing() {
+    let (Some(wheel), Some(dir)) = (mtcnn_wheel(), photos_dir()) else {
+        return;
+    };
+    let o = tmp("photo-full");
+    let r = restore_env(
+        &[&dir.join("codeformer_03.jpg")],
+        &o,
+        &[("DYNFACE_FAULT_FREE_BYTES", "1000")],
+        &["--detector-weights", wheel.to_str().unwrap()],
+    );
+    assert_eq!(r.status.code(), Some(1));
+    let rep = report(&o);
+    let e = entry(&rep, "codeformer_03.jpg");
+    assert_eq!(e["status"], "failed");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("not enough free disk space"),
+        "{e}"
+    );
+    assert!(!o.join("codeformer_03.jpg").exists() && !o.join("faces").exists());
+}

@@ -376,6 +376,13 @@ fn prepare(
         (run.log)(&format!("warning: {}: {n}", input.display()));
     }
     let (w, h) = photo.rgb.dimensions();
+    // Raw RGBA plus slack bounds the photo and its per-face crops; checked before any work.
+    let need = w as u64 * h as u64 * 4 + (16 << 20);
+    crate::disk_space::ensure_free(
+        run.out_dir,
+        need,
+        &format!("the outputs of {}", input.display()),
+    )?;
     let planes = Planes::from_rgb8(&photo.rgb);
     let t = Instant::now();
     // Faces smaller than MTCNN's 12 px cell cannot be found; a smaller photo has none.
