@@ -37,7 +37,8 @@ pub struct RestoreArgs {
     /// Images, folders of images, or glob patterns.
     #[arg(required = true)]
     pub inputs: Vec<String>,
-    /// Output folder (created); outputs are PNGs named after the inputs.
+    /// Output folder (created); outputs are named after the inputs: PNG for aligned crops,
+    /// the input's own format for whole photos (with their faces in OUTPUT/faces/).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Weights folder: `models.json` and the files it names, or the official checkpoints.
