@@ -16,6 +16,7 @@ pub mod diffusion;
 pub mod disk_space;
 pub mod dsst;
 pub mod exec;
+pub mod face;
 pub mod graph;
 pub mod metrics;
 pub mod models;

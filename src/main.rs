@@ -81,6 +81,8 @@ enum WeightsCmd {
     Download(dynface::weights::DownloadArgs),
     /// Write a complete random-weight model set (UNet, SwinIR, SE, DGSA, DSST) for tests and demos.
     Random(dynface::restore::RandomArgs),
+    /// MTCNN's face-detector weights from facenet-pytorch 2.6.0's wheel (or its three .pt files) to one safetensors file.
+    Mtcnn(dynface::face::detect::mtcnn_weights::MtcnnWeightsArgs),
 }
 
 #[derive(Subcommand)]
@@ -126,6 +128,9 @@ fn main() -> ExitCode {
         }
         Cmd::Weights(WeightsCmd::Convert(a)) => {
             dynface::weights::run_convert(&a).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Weights(WeightsCmd::Mtcnn(a)) => {
+            dynface::face::detect::mtcnn_weights::run_mtcnn_weights(&a).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Weights(WeightsCmd::Download(a)) => {
             dynface::weights::run_download(&a).map(|_| ExitCode::SUCCESS)

@@ -280,6 +280,93 @@ impl Graph {
         Ok(BatchNormTrain { y, mean, var })
     }
 
+    /// PReLU with one slope per channel (axis 1): `relu(x) + a·(x − relu(x))`, from
+    /// element-wise ops so reverse mode needs nothing new. `a` is `[C]`.
+    pub fn prelu(&mut self, x: NodeId, a: NodeId) -> Result<NodeId> {
+        let xs = self.shape(x).to_vec();
+        let c = self.shape(a).first().copied().unwrap_or(0);
+        if self.shape(a).len() != 1 || xs.len() < 2 || xs[1] != c {
+            let msg = "slopes must be a vector [C] matching axis 1".to_string();
+            return Err(self.composite_err("prelu", &[x, a], msg));
+        }
+        let mut bshape = vec![1; xs.len()];
+        bshape[1] = c;
+        let a = self.reshape(a, &bshape)?;
+        let pos = self.leaky_relu(x, 0.0)?;
+        let neg = self.sub(x, pos)?;
+        let scaled = self.mul(neg, a)?;
+        self.add(pos, scaled)
+    }
+
+    /// max(a, b) = a + relu(b − a), exact up to one rounding of the sum; its VJP sends dy
+    /// to the larger operand (to `a` on a tie).
+    pub fn maximum(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let d = self.sub(b, a)?;
+        let r = self.leaky_relu(d, 0.0)?;
+        self.add(a, r)
+    }
+
+    /// Max pooling of NCHW with a `k`×`k` window (k = 2 or 3), stride 2 and PyTorch's
+    /// `ceil_mode=True` (a last, partial window is kept when it starts inside the input).
+    /// Separable (rows, then columns) and built from slices, reshapes and [`Self::maximum`];
+    /// partial windows are completed by repeating the edge sample, which never changes a max.
+    pub fn max_pool2d_ceil(&mut self, x: NodeId, k: usize) -> Result<NodeId> {
+        if self.shape(x).len() != 4
+            || !(k == 2 || k == 3)
+            || self.shape(x)[2] < k
+            || self.shape(x)[3] < k
+        {
+            let msg = format!("needs NCHW with H, W >= k and k = 2 or 3 (k = {k})");
+            return Err(self.composite_err("max_pool2d_ceil", &[x], msg));
+        }
+        let h = self.max_pool1d_ceil(x, 2, k)?;
+        self.max_pool1d_ceil(h, 3, k)
+    }
+
+    /// Output length of a stride-2 ceil-mode pool of `len` samples with window `k`.
+    pub fn pool_ceil_len(len: usize, k: usize) -> usize {
+        let mut out = (len - k).div_ceil(2) + 1;
+        if (out - 1) * 2 >= len {
+            out -= 1;
+        }
+        out
+    }
+
+    fn max_pool1d_ceil(&mut self, x: NodeId, axis: usize, k: usize) -> Result<NodeId> {
+        let len = self.shape(x)[axis];
+        let out = Self::pool_ceil_len(len, k);
+        // Even and odd samples of a length 2·(out + k − 2) padded copy: window i is
+        // e[i], o[i] (and e[i + 1] for k = 3).
+        let pairs = out + k - 2;
+        let padded = 2 * pairs;
+        let x = if padded > len {
+            let last = self.slice(x, axis, len - 1, 1)?;
+            let mut parts = vec![x];
+            parts.extend(std::iter::repeat_n(last, padded - len));
+            self.concat(&parts, axis)?
+        } else {
+            self.slice(x, axis, 0, padded)?
+        };
+        let mut s = self.shape(x).to_vec();
+        s[axis] = pairs;
+        s.insert(axis + 1, 2);
+        let x = self.reshape(x, &s)?;
+        let mut flat = s.clone();
+        flat.remove(axis + 1);
+        let e = self.slice(x, axis + 1, 0, 1)?;
+        let e = self.reshape(e, &flat)?;
+        let o = self.slice(x, axis + 1, 1, 1)?;
+        let o = self.reshape(o, &flat)?;
+        let e0 = self.slice(e, axis, 0, out)?;
+        let o0 = self.slice(o, axis, 0, out)?;
+        let m = self.maximum(e0, o0)?;
+        if k == 2 {
+            return Ok(m);
+        }
+        let e1 = self.slice(e, axis, 1, out)?;
+        self.maximum(m, e1)
+    }
+
     pub fn softmax(&mut self, x: NodeId) -> Result<NodeId> {
         self.push(Op::Softmax, &[x])
     }

@@ -38,7 +38,8 @@ pub struct RestoreArgs {
     /// Images, folders of images, or glob patterns.
     #[arg(required = true)]
     pub inputs: Vec<String>,
-    /// Output folder (created); outputs are PNGs named after the inputs.
+    /// Output folder (created); outputs are named after the inputs: PNG for aligned crops,
+    /// the input's own format for whole photos (with their faces in OUTPUT/faces/).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Weights folder: `models.json` and the files it names, or the official checkpoints.
@@ -97,6 +98,8 @@ pub struct RestoreArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub shard: super::shard::ShardArgs,
+    #[command(flatten)]
+    pub photos: crate::face::photo_run::PhotoArgs,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -111,6 +114,9 @@ pub struct ImageReport {
     pub seconds: Option<StageTimes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whole photos: the detected faces and what became of each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo: Option<crate::face::photo_run::PhotoReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -145,7 +151,7 @@ impl RunReport {
 }
 
 impl ImageReport {
-    fn new(input: &Path, seed: u64, status: &str) -> Self {
+    pub(crate) fn new(input: &Path, seed: u64, status: &str) -> Self {
         ImageReport {
             input: input.to_path_buf(),
             output: None,
@@ -155,16 +161,17 @@ impl ImageReport {
             notes: vec![],
             seconds: None,
             error: None,
+            photo: None,
         }
     }
 
-    fn with_output(mut self, out: PathBuf) -> Self {
+    pub(crate) fn with_output(mut self, out: PathBuf) -> Self {
         self.output = Some(out);
         self
     }
 
     /// Marks the image failed (whatever the status was) with `error`.
-    fn with_error(mut self, error: String) -> Self {
+    pub(crate) fn with_error(mut self, error: String) -> Self {
         if self.status != "not run" {
             self.status = "failed".into();
         }
@@ -181,7 +188,7 @@ struct Job {
 
 /// How a failed batch affects the rest of the run.
 #[derive(Debug, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     /// Retry with a smaller batch.
     OutOfMemory,
     /// Nothing more can run on this device: stop, keeping what is done.
@@ -190,7 +197,7 @@ enum Fault {
     Other,
 }
 
-fn fault_kind(e: &anyhow::Error) -> Fault {
+pub(crate) fn fault_kind(e: &anyhow::Error) -> Fault {
     use crate::backend::BackendError;
     use crate::exec::ExecError;
     let backend = e.chain().find_map(|c| {
@@ -451,9 +458,14 @@ fn run_on<B: Backend + Clone>(
         .clone()
         .or_else(|| args.html.then(|| args.output.join("stages")));
     let mut reports: Vec<ImageReport> = vec![];
+    // Whole photos (faces detected, aligned, pasted back) take their own path below.
+    let (photos, files) =
+        crate::face::photo_run::split_inputs(files, &args.photos, s, &args.weights, &|l: &str| {
+            mp.suspend(|| eprintln!("{l}"))
+        });
     // Images are decoded batch by batch (a folder of thousands never sits in memory at once).
     let mut queue: VecDeque<Job> = VecDeque::new();
-    for f in files {
+    for f in &files {
         let stem = stem_of(f);
         let out = args.output.join(output_name(f));
         let seed = image_seed(args.seed, &stem);
@@ -474,7 +486,39 @@ fn run_on<B: Backend + Clone>(
     let mut batches_run = 0u64;
     let mut stopped: Option<String> = None;
     let mut pipelines: Vec<Pipeline<B>> = vec![];
-    while !queue.is_empty() {
+    if !photos.is_empty() {
+        let mut restore_faces = |x: &Tensor<f32>, seeds: &[u64]| {
+            batches_run += 1;
+            crate::backend::fault::check_batch(batches_run)?;
+            let b = seeds.len();
+            let p = pipeline_for(&mut pipelines, b, || {
+                Pipeline::new(backend.clone(), &models, cfg.clone(), use_dgsa, b)
+            })?;
+            p.restore(x, &models, seeds)
+        };
+        let log = |l: &str| mp.suspend(|| eprintln!("{l}"));
+        let run = crate::face::photo_run::PhotoRun {
+            args: &args.photos,
+            out_dir: &args.output,
+            weights_dir: &args.weights,
+            dump: args.dump.as_deref(),
+            overwrite: args.overwrite,
+            size: s,
+            batch: args.batch,
+            seed_of: &|f: &Path| image_seed(args.seed, &stem_of(f)),
+            log: &log,
+        };
+        let (done, why) = crate::face::photo_run::restore_photos(
+            backend.clone(),
+            &run,
+            &photos,
+            &mut restore_faces,
+        )?;
+        images_bar.inc(done.len() as u64);
+        reports.extend(done);
+        stopped = why;
+    }
+    while stopped.is_none() && !queue.is_empty() {
         let mut chunk: Vec<(Job, InputImage)> = vec![];
         while chunk.len() < batch {
             let Some(job) = queue.pop_front() else { break };

@@ -238,21 +238,12 @@ pub fn dry_run(files: &[PathBuf], args: &RestoreArgs, shard: Option<ShardInfo>) 
         } else {
             println!("restore\t{}\t{}", f.display(), out.display());
         }
-        images.push(ImageReport {
-            input: f.clone(),
-            output: Some(out),
-            status: if skip {
-                "skipped (output exists; --overwrite to redo)"
-            } else {
-                "to restore"
-            }
-            .into(),
-            seed,
-            trace: None,
-            notes: vec![],
-            seconds: None,
-            error: None,
-        });
+        let status = if skip {
+            "skipped (output exists; --overwrite to redo)"
+        } else {
+            "to restore"
+        };
+        images.push(ImageReport::new(f, seed, status).with_output(out));
     }
     let skipped = images
         .iter()
