@@ -206,19 +206,68 @@ pub fn check_case(case: &Case, opts: &VjpOptions) -> Result<VjpReport, CheckErro
     let seed = opts.seed.unwrap_or_else(|| case.seed());
     let xs = case.draw_inputs(seed);
     let mut rng = random::rng(seed ^ 0x5eed);
-    let out_shape = cg.graph.shape(cg.output).to_vec();
-    let r: Tensor<f64> = random::normal(&mut rng, &out_shape, 1.0);
     let names: Vec<String> = case.inputs.iter().map(|s| s.name.clone()).collect();
+    let fd = compare_with_fd(
+        &FdProblem {
+            graph: &cg.graph,
+            output: cg.output,
+            grads: &cg.grads,
+            names: &names,
+            values: &xs,
+            checked: &cg.wrt,
+        },
+        &mut rng,
+        opts,
+    )?;
+    Ok(VjpReport {
+        case: format!("{}/{}", case.family, case.name),
+        inputs: fd.inputs,
+        joint_rel: fd.joint_rel,
+        evals: fd.evals,
+    })
+}
+
+/// A graph with its reverse-mode gradients, ready for [`compare_with_fd`]: `grads[i]` is the
+/// gradient of ⟨output, r⟩ (r fed to the [`COTANGENT`] input) with respect to the input
+/// `names[checked[i]]`; `values` are the values of every input in `names`.
+pub(crate) struct FdProblem<'a> {
+    pub graph: &'a crate::graph::Graph,
+    pub output: NodeId,
+    pub grads: &'a [NodeId],
+    pub names: &'a [String],
+    pub values: &'a [Tensor<f64>],
+    pub checked: &'a [usize],
+}
+
+/// The comparison of each checked input's gradient with finite differences, and the joint one.
+pub(crate) struct FdResult {
+    pub inputs: Vec<InputReport>,
+    pub joint_rel: f64,
+    pub evals: usize,
+}
+
+/// The one finite-difference check shared by the op checker and the weight checker
+/// (`weight_vjp`): reverse mode's gradients against the 5-point stencil along random
+/// directions of each checked input alone, element by element for small ones, and along
+/// random directions of all of them at once (when more than one).
+pub(crate) fn compare_with_fd(
+    p: &FdProblem,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    opts: &VjpOptions,
+) -> Result<FdResult, CheckError> {
+    let xs = p.values;
+    let out_shape = p.graph.shape(p.output).to_vec();
+    let r: Tensor<f64> = random::normal(rng, &out_shape, 1.0);
 
     // Analytic gradients.
     let no_reuse = PlanOptions { reuse: false };
-    let mut gex = Executor::new(CpuBackend::<f64>::new(), &cg.graph, &cg.grads, no_reuse)?;
-    for (name, x) in names.iter().zip(&xs) {
+    let mut gex = Executor::new(CpuBackend::<f64>::new(), p.graph, p.grads, no_reuse)?;
+    for (name, x) in p.names.iter().zip(xs) {
         gex.set_input(name, x)?;
     }
     gex.set_input(COTANGENT, &r)?;
     gex.run()?;
-    let grads: Vec<Tensor<f64>> = cg
+    let grads: Vec<Tensor<f64>> = p
         .grads
         .iter()
         .map(|&g| gex.output(g))
@@ -226,14 +275,14 @@ pub fn check_case(case: &Case, opts: &VjpOptions) -> Result<VjpReport, CheckErro
 
     let fex = Executor::new(
         CpuBackend::<f64>::new(),
-        &cg.graph,
-        &[cg.output],
+        p.graph,
+        &[p.output],
         PlanOptions::default(),
     )?;
     let mut loss = Loss {
         ex: fex,
-        names,
-        output: cg.output,
+        names: p.names.to_vec(),
+        output: p.output,
         r,
         evals: 0,
     };
@@ -245,28 +294,28 @@ pub fn check_case(case: &Case, opts: &VjpOptions) -> Result<VjpReport, CheckErro
         .map(|x| (x.dot(x) / x.numel().max(1) as f64).sqrt().max(1e-3))
         .collect();
     let mut reports = vec![];
-    for (gi, &k) in cg.wrt.iter().enumerate() {
-        let spec = &case.inputs[k];
+    for (gi, &k) in p.checked.iter().enumerate() {
+        let shape = &xs[k].shape;
         let g = &grads[gi];
         let mut dir_rel: f64 = 0.0;
         for _ in 0..opts.directions {
-            let d: Tensor<f64> = random::normal(&mut rng, &spec.shape, scales[k]);
+            let d: Tensor<f64> = random::normal(rng, shape, scales[k]);
             let an = g.dot(&d);
             let mut dirs: Vec<Option<Tensor<f64>>> = vec![None; xs.len()];
             let typical = g.norm() * d.norm() / (d.numel() as f64).sqrt();
             dirs[k] = Some(d);
-            let (fd, noise) = loss.derivative(&xs, &dirs, opts.h)?;
+            let (fd, noise) = loss.derivative(xs, &dirs, opts.h)?;
             dir_rel = worst(dir_rel, rel(fd, an, typical, noise));
         }
         let elem_rel = if g.numel() <= opts.full_fd_max {
             let gmax = g.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let mut elem: f64 = 0.0;
             for j in 0..g.numel() {
-                let mut e = Tensor::zeros(&spec.shape);
+                let mut e = Tensor::zeros(shape);
                 e.data[j] = scales[k];
                 let mut dirs: Vec<Option<Tensor<f64>>> = vec![None; xs.len()];
                 dirs[k] = Some(e);
-                let (fd, noise) = loss.derivative(&xs, &dirs, opts.h)?;
+                let (fd, noise) = loss.derivative(xs, &dirs, opts.h)?;
                 let denom = gmax.max(100.0 * noise / scales[k]).max(f64::MIN_POSITIVE);
                 elem = worst(elem, (fd / scales[k] - g.data[j]).abs() / denom);
             }
@@ -275,31 +324,31 @@ pub fn check_case(case: &Case, opts: &VjpOptions) -> Result<VjpReport, CheckErro
             None
         };
         reports.push(InputReport {
-            name: spec.name.clone(),
-            shape: spec.shape.clone(),
+            name: p.names[k].clone(),
+            shape: shape.clone(),
             dir_rel,
             elem_rel,
             grad_norm: g.norm(),
         });
     }
 
+    // All inputs at once: catches gradients that are right alone but accumulate wrongly.
     let mut joint_rel: f64 = 0.0;
-    if cg.wrt.len() > 1 {
+    if p.checked.len() > 1 {
         for _ in 0..opts.directions {
             let mut dirs: Vec<Option<Tensor<f64>>> = vec![None; xs.len()];
             let (mut an, mut var) = (0.0, 0.0);
-            for (gi, &k) in cg.wrt.iter().enumerate() {
-                let d: Tensor<f64> = random::normal(&mut rng, &case.inputs[k].shape, scales[k]);
+            for (gi, &k) in p.checked.iter().enumerate() {
+                let d: Tensor<f64> = random::normal(rng, &xs[k].shape, scales[k]);
                 an += grads[gi].dot(&d);
                 var += grads[gi].dot(&grads[gi]) * d.dot(&d) / d.numel() as f64;
                 dirs[k] = Some(d);
             }
-            let (fd, noise) = loss.derivative(&xs, &dirs, opts.h)?;
+            let (fd, noise) = loss.derivative(xs, &dirs, opts.h)?;
             joint_rel = worst(joint_rel, rel(fd, an, var.sqrt(), noise));
         }
     }
-    Ok(VjpReport {
-        case: format!("{}/{}", case.family, case.name),
+    Ok(FdResult {
         inputs: reports,
         joint_rel,
         evals: loss.evals,

@@ -16,11 +16,8 @@
 //! 10⁻¹⁰ relative, stays far below the tolerance.
 
 use super::cases::{draw, Draw, InputSpec, COTANGENT};
-use super::vjp::worst;
+use super::vjp::{compare_with_fd, worst, FdProblem, InputReport, VjpOptions};
 use super::CheckError;
-use crate::backend::cpu::CpuBackend;
-use crate::exec::Executor;
-use crate::graph::plan::PlanOptions;
 use crate::graph::{autodiff::grad, Graph, NodeId, Op, Result as GResult};
 use crate::tensor::{random, Tensor};
 use std::fmt;
@@ -49,6 +46,19 @@ pub struct WeightGradReport {
     pub dir_rel: f64,
     pub elem_rel: Option<f64>,
     pub grad_norm: f64,
+}
+
+impl WeightGradReport {
+    fn new(r: InputReport, is_weight: bool) -> Self {
+        WeightGradReport {
+            name: r.name,
+            shape: r.shape,
+            is_weight,
+            dir_rel: r.dir_rel,
+            elem_rel: r.elem_rel,
+            grad_norm: r.grad_norm,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -173,7 +183,8 @@ fn build(case: &WeightCase) -> Result<Built, CheckError> {
 
 /// Checks the gradient of ⟨f, r⟩ with respect to every weight of `case` (and its `grad`
 /// inputs) along random directions, jointly, and element by element for tensors of at
-/// most `full_fd_max` elements.
+/// most `full_fd_max` elements, with the op checker's finite differences
+/// ([`super::vjp::compare_with_fd`]).
 pub fn check_weights(
     case: &WeightCase,
     seed: u64,
@@ -182,147 +193,48 @@ pub fn check_weights(
     let b = build(case)?;
     let mut rng = random::rng(seed);
     // Values of every graph input: data inputs by their spec, weights by `weight_draw`.
-    let mut values: Vec<(String, Tensor<f64>)> = vec![];
+    let mut names: Vec<String> = vec![];
+    let mut values: Vec<Tensor<f64>> = vec![];
     for s in &case.inputs {
-        values.push((s.name.clone(), draw(&mut rng, &s.shape, &s.draw)));
+        names.push(s.name.clone());
+        values.push(draw(&mut rng, &s.shape, &s.draw));
     }
     for (k, name) in b.names.iter().enumerate() {
         if b.is_weight[k] {
             let d = weight_draw(name, &b.shapes[k]);
-            values.push((name.clone(), draw(&mut rng, &b.shapes[k], &d)));
+            names.push(name.clone());
+            values.push(draw(&mut rng, &b.shapes[k], &d));
         }
     }
-    let ys = b.graph.shape(b.output).to_vec();
-    let r: Tensor<f64> = random::normal(&mut rng, &ys, 1.0);
-
-    let no_reuse = PlanOptions { reuse: false };
-    let mut gex = Executor::new(CpuBackend::<f64>::new(), &b.graph, &b.grads, no_reuse)?;
-    for (n, v) in &values {
-        gex.set_input(n, v)?;
-    }
-    gex.set_input(COTANGENT, &r)?;
-    gex.run()?;
-    let grads: Vec<Tensor<f64>> = b
-        .grads
+    let checked: Vec<usize> = b
+        .names
         .iter()
-        .map(|&id| gex.output(id))
-        .collect::<Result<_, _>>()?;
-
-    let mut fex = Executor::new(
-        CpuBackend::<f64>::new(),
-        &b.graph,
-        &[b.output],
-        PlanOptions::default(),
-    )?;
-    let mut evals = 0usize;
-    let index_of = |name: &str| values.iter().position(|(n, _)| n == name).expect("drawn");
-    let slots: Vec<usize> = b.names.iter().map(|n| index_of(n)).collect();
-    let scales: Vec<f64> = slots
-        .iter()
-        .map(|&s| {
-            let x = &values[s].1;
-            (x.dot(x) / x.numel().max(1) as f64).sqrt().max(1e-3)
-        })
+        .map(|n| names.iter().position(|m| m == n).expect("drawn above"))
         .collect();
-
-    // L along `dirs` (one per checked tensor) at offset t.
-    let mut loss_at = |dirs: &[Option<&Tensor<f64>>], t: f64| -> Result<(f64, f64), CheckError> {
-        for (n, v) in &values {
-            fex.set_input(n, v)?;
-        }
-        for (k, d) in dirs.iter().enumerate() {
-            if let Some(d) = d {
-                let mut x = values[slots[k]].1.clone();
-                x.data
-                    .iter_mut()
-                    .zip(&d.data)
-                    .for_each(|(a, b)| *a += t * b);
-                fex.set_input(&b.names[k], &x)?;
-            }
-        }
-        fex.run()?;
-        evals += 1;
-        let y = fex.output(b.output)?;
-        let mag: f64 = y.data.iter().zip(&r.data).map(|(a, c)| (a * c).abs()).sum();
-        Ok((y.dot(&r), mag))
+    let opts = VjpOptions {
+        directions: 2,
+        h: case.h,
+        full_fd_max,
+        seed: None,
     };
-    let h = case.h;
-    let mut derivative = |dirs: &[Option<&Tensor<f64>>]| -> Result<(f64, f64), CheckError> {
-        let (p1, m1) = loss_at(dirs, h)?;
-        let (n1, m2) = loss_at(dirs, -h)?;
-        let (p2, m3) = loss_at(dirs, 2.0 * h)?;
-        let (n2, m4) = loss_at(dirs, -2.0 * h)?;
-        let d = (8.0 * (p1 - n1) - (p2 - n2)) / (12.0 * h);
-        Ok((d, f64::EPSILON * (m1 + m2 + m3 + m4) / h))
+    let problem = FdProblem {
+        graph: &b.graph,
+        output: b.output,
+        grads: &b.grads,
+        names: &names,
+        values: &values,
+        checked: &checked,
     };
-    let rel = |fd: f64, an: f64, typical: f64, noise: f64| {
-        let denom = fd
-            .abs()
-            .max(an.abs())
-            .max(typical)
-            .max(100.0 * noise)
-            .max(f64::MIN_POSITIVE);
-        (fd - an).abs() / denom
-    };
-
-    let n = b.names.len();
-    let mut reports = vec![];
-    for k in 0..n {
-        let g = &grads[k];
-        let mut dir_rel: f64 = 0.0;
-        for _ in 0..2 {
-            let d: Tensor<f64> = random::normal(&mut rng, &b.shapes[k], scales[k]);
-            let an = g.dot(&d);
-            let typical = g.norm() * d.norm() / (d.numel() as f64).sqrt();
-            let mut dirs: Vec<Option<&Tensor<f64>>> = vec![None; n];
-            dirs[k] = Some(&d);
-            let (fd, noise) = derivative(&dirs)?;
-            dir_rel = worst(dir_rel, rel(fd, an, typical, noise));
-        }
-        let elem_rel = if g.numel() <= full_fd_max {
-            let gmax = g.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            let mut e_rel: f64 = 0.0;
-            for j in 0..g.numel() {
-                let mut e = Tensor::zeros(&b.shapes[k]);
-                e.data[j] = scales[k];
-                let mut dirs: Vec<Option<&Tensor<f64>>> = vec![None; n];
-                dirs[k] = Some(&e);
-                let (fd, noise) = derivative(&dirs)?;
-                let denom = gmax.max(100.0 * noise / scales[k]).max(f64::MIN_POSITIVE);
-                e_rel = worst(e_rel, (fd / scales[k] - g.data[j]).abs() / denom);
-            }
-            Some(e_rel)
-        } else {
-            None
-        };
-        reports.push(WeightGradReport {
-            name: b.names[k].clone(),
-            shape: b.shapes[k].clone(),
-            is_weight: b.is_weight[k],
-            dir_rel,
-            elem_rel,
-            grad_norm: g.norm(),
-        });
-    }
-    // All tensors at once: catches gradients that are right alone but accumulate wrongly.
-    let mut joint_rel: f64 = 0.0;
-    for _ in 0..2 {
-        let ds: Vec<Tensor<f64>> = (0..n)
-            .map(|k| random::normal(&mut rng, &b.shapes[k], scales[k]))
-            .collect();
-        let (mut an, mut var) = (0.0, 0.0);
-        for k in 0..n {
-            an += grads[k].dot(&ds[k]);
-            var += grads[k].dot(&grads[k]) * ds[k].dot(&ds[k]) / ds[k].numel() as f64;
-        }
-        let dirs: Vec<Option<&Tensor<f64>>> = ds.iter().map(Some).collect();
-        let (fd, noise) = derivative(&dirs)?;
-        joint_rel = worst(joint_rel, rel(fd, an, var.sqrt(), noise));
-    }
+    let fd = compare_with_fd(&problem, &mut rng, &opts)?;
     Ok(WeightReport {
         case: case.name.clone(),
-        grads: reports,
-        joint_rel,
-        evals,
+        grads: fd
+            .inputs
+            .into_iter()
+            .zip(&b.is_weight)
+            .map(|(r, &w)| WeightGradReport::new(r, w))
+            .collect(),
+        joint_rel: fd.joint_rel,
+        evals: fd.evals,
     })
 }
