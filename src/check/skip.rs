@@ -29,6 +29,18 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, so tests over the set cannot miss a newly added one.
+    pub const ALL: [SkipReason; 8] = [
+        SkipReason::NoGpu,
+        SkipReason::NoNvrtc,
+        SkipReason::NoCompiler,
+        SkipReason::NoSharedData,
+        SkipReason::NoFixture,
+        SkipReason::NoBrowser,
+        SkipReason::Unsupported,
+        SkipReason::Disabled,
+    ];
+
     /// The short label of the reason, as test.sh counts it.
     pub fn label(self) -> &'static str {
         match self {
@@ -89,30 +101,16 @@ mod tests {
     #[test]
     fn records_go_to_the_log_and_only_a_missing_gpu_is_allowed_in_ci() {
         assert!(SkipReason::NoGpu.allowed_in_ci());
-        for r in [
-            SkipReason::NoNvrtc,
-            SkipReason::NoCompiler,
-            SkipReason::NoSharedData,
-            SkipReason::NoFixture,
-            SkipReason::Unsupported,
-            SkipReason::Disabled,
-        ] {
+        for r in SkipReason::ALL
+            .into_iter()
+            .filter(|&r| r != SkipReason::NoGpu)
+        {
             assert!(!r.allowed_in_ci(), "{r:?}");
         }
         // The label set test.sh counts by: distinct, no spaces or tabs.
-        let labels: std::collections::BTreeSet<_> = [
-            SkipReason::NoGpu,
-            SkipReason::NoNvrtc,
-            SkipReason::NoCompiler,
-            SkipReason::NoSharedData,
-            SkipReason::NoFixture,
-            SkipReason::Unsupported,
-            SkipReason::Disabled,
-        ]
-        .iter()
-        .map(|r| r.label())
-        .collect();
-        assert_eq!(labels.len(), 7);
+        let labels: std::collections::BTreeSet<_> =
+            SkipReason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), SkipReason::ALL.len());
         assert!(labels.iter().all(|l| !l.contains([' ', '\t'])));
     }
 }
