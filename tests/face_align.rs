@@ -45,7 +45,13 @@ fn to_rgb8(p: &Planes) -> image::RgbImage {
 fn a_face_moved_by_a_known_similarity_aligns_back_and_pastes_back() {
     let Some(wheel) = mtcnn_wheel() else { return };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/hq");
-    if !dir.is_dir() && missing(&format!("{} not found", dir.display())).is_none() {
+    if !dir.is_dir()
+        && missing(
+            photos_support::SkipReason::NoSharedData,
+            &format!("{} not found", dir.display()),
+        )
+        .is_none()
+    {
         return;
     }
     let det = Mtcnn::new(

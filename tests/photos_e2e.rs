@@ -529,3 +529,33 @@ fn a_full_disk_fails_the_photo_before_writing() {
     );
     assert!(!o.join("codeformer_03.jpg").exists() && !o.join("faces").exists());
 }
+
+/// `--dry-run` names the files the run would write: a whole JPEG photo stays a JPEG.
+#[test]
+fn a_dry_run_names_a_jpeg_photo_by_its_own_extension() {
+    let (Some(wheel), Some(dir)) = (mtcnn_wheel(), photos_dir()) else {
+        return;
+    };
+    let o = tmp("photos-dry");
+    let out = restore_cpu(
+        dir.join("codeformer_03.jpg").to_str().unwrap(),
+        o.to_str().unwrap(),
+        weights().to_str().unwrap(),
+        &["--detector-weights", wheel.to_str().unwrap(), "--dry-run"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = format!("\t{}\n", o.join("codeformer_03.jpg").display());
+    assert!(
+        stdout.starts_with("restore\t") && stdout.ends_with(&want),
+        "{stdout}"
+    );
+    assert!(
+        !o.join("codeformer_03.jpg").exists(),
+        "a dry run wrote an output"
+    );
+}

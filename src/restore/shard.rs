@@ -228,9 +228,22 @@ pub fn apply(args: &ShardArgs, files: Vec<PathBuf>) -> Result<(Vec<PathBuf>, Opt
 /// to OUTPUT, or skip it because OUTPUT exists), and returns a report of that plan (not
 /// written anywhere; nothing is created).
 pub fn dry_run(files: &[PathBuf], args: &RestoreArgs, shard: Option<ShardInfo>) -> RunReport {
+    // The run's own split: a whole photo keeps its format's extension, an aligned crop is a PNG.
+    let size = super::models::ModelSet::load(&args.weights).map_or(512, |m| m.image_size);
+    let (photos, _) = crate::face::photo_run::split_inputs(
+        files,
+        &args.photos,
+        size,
+        &args.weights,
+        &|l: &str| eprintln!("{l}"),
+    );
     let mut images = vec![];
     for f in files {
-        let out = args.output.join(output_name(f));
+        let out = if photos.contains(f) {
+            crate::face::photo::output_path(&args.output, f)
+        } else {
+            args.output.join(output_name(f))
+        };
         let seed = image_seed(args.seed, &stem_of(f));
         let skip = out.exists() && !args.overwrite;
         if skip {

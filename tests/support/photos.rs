@@ -10,16 +10,12 @@ use std::sync::OnceLock;
 
 pub const WHEEL: &str = "facenet_pytorch-2.6.0-py3-none-any.whl";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+use dynface::check::skip::skip;
+pub use dynface::check::skip::SkipReason;
 
-/// `None` (after printing "skipped: ...") outside CI; a panic in CI.
-pub fn missing(what: &str) -> Option<PathBuf> {
-    if in_ci() {
-        panic!("{what}; CI must have it (no GPU needed)");
-    }
-    println!("skipped: {what}");
+/// `None` after a skip record (`check::skip`: counted by test.sh); a panic in CI.
+pub fn missing(reason: SkipReason, what: &str) -> Option<PathBuf> {
+    skip("whole photos", reason, what);
     None
 }
 
@@ -61,7 +57,7 @@ pub fn mtcnn_wheel() -> Option<PathBuf> {
     });
     match r {
         Ok(p) => Some(p.clone()),
-        Err(why) => missing(why),
+        Err(why) => missing(SkipReason::NoFixture, why),
     }
 }
 
@@ -71,10 +67,13 @@ pub fn photos_dir() -> Option<PathBuf> {
     if d.is_dir() {
         Some(d)
     } else {
-        missing(&format!(
-            "{} not found (the shared photos are outside the repository)",
-            d.display()
-        ))
+        missing(
+            SkipReason::NoSharedData,
+            &format!(
+                "{} not found (the shared photos are outside the repository)",
+                d.display()
+            ),
+        )
     }
 }
 
