@@ -58,7 +58,11 @@ mod tests {
     fn reports_real_free_space_and_refuses_impossible_writes() {
         let dir = std::env::temp_dir();
         if crate::backend::fault::free_bytes_override().is_some() {
-            eprintln!("skipped: DYNFACE_FAULT_FREE_BYTES is set in this environment");
+            crate::check::skip::skip(
+                "free space",
+                crate::check::skip::SkipReason::Disabled,
+                "DYNFACE_FAULT_FREE_BYTES is set in this environment",
+            );
             return;
         }
         let free = available_bytes(&dir).expect("statvfs works on the temp dir");
