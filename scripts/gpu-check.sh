@@ -109,10 +109,10 @@ done
 if [ -n "$san" ] && [ "${GPU_CHECK_SANITIZER:-1}" = 1 ]; then
     table=cuda_parity:every_conv_and_gemm_kernel_variant
     for run_spec in \
-        "memcheck $table" "memcheck cuda_parity:conv2d" "memcheck cuda_parity:gaussian_blur" \
-        "memcheck cuda_parity:layout" "memcheck tc_bf16:bf16_tensor_core" \
-        "racecheck $table" "racecheck cuda_parity:group_norm" "racecheck cuda_parity:gaussian_blur" \
-        "synccheck $table" "synccheck cuda_parity:group_norm" "synccheck cuda_parity:gaussian_blur"; do
+        "memcheck $table" "memcheck cuda_parity:case_table_conv2d" "memcheck cuda_parity:case_table_gaussian_blur" \
+        "memcheck cuda_parity:case_table_layout" "memcheck tc_bf16:bf16_tensor_core" \
+        "racecheck $table" "racecheck cuda_parity:case_table_norms" "racecheck cuda_parity:case_table_gaussian_blur" \
+        "synccheck $table" "synccheck cuda_parity:case_table_norms" "synccheck cuda_parity:case_table_gaussian_blur"; do
         tool="${run_spec%% *}" spec="${run_spec#* }"
         bin="${spec%%:*}" filter="${spec#*:}"
         slog="$OUT/$tool-$bin-$filter.log"

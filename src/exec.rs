@@ -369,6 +369,24 @@ impl<B: Backend> Executor<B> {
     pub fn arena_mut(&mut self) -> (&B, &mut B::Arena) {
         (&self.backend, &mut self.arena)
     }
+
+    /// Fills the whole arena with `value` (NaN in the checks: an element a kernel never
+    /// writes then shows in its output), then rewrites the `Fill` leaves, which are written
+    /// only here at construction. Constants and inputs are lost: bind them afterwards.
+    pub fn poison(&mut self, value: f32) -> Result<()> {
+        self.backend
+            .fill(&mut self.arena, 0, self.plan.arena_len, value)?;
+        for &id in &self.plan.order {
+            if let Op::Fill { value } = &self.graph.node(id).op {
+                let r = self.plan.region(id);
+                self.backend
+                    .fill(&mut self.arena, r.offset, r.len, *value)?;
+            } else {
+                self.bound[id.0] = false;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<B: Backend> Drop for Executor<B> {

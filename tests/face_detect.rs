@@ -6,7 +6,7 @@
 #[path = "support/photos.rs"]
 mod photos_support;
 use dynface::backend::cpu::CpuBackend;
-use dynface::check::cases::{Case, Draw, InputSpec};
+use dynface::check::cases::{Case, Draw, InputSpec, Tier};
 use dynface::check::vjp::{check_case, VjpOptions, TOL};
 use dynface::exec::eval;
 use dynface::face::detect::mtcnn_weights::load_mtcnn;
@@ -150,6 +150,7 @@ fn prelu_vjp_matches_finite_differences() {
         ],
         build: Arc::new(|g: &mut Graph, i: &[dynface::graph::NodeId]| g.prelu(i[0], i[1])),
         differentiable: true,
+        tier: Tier::Small,
     };
     let r = check_case(&case, &VjpOptions::default()).unwrap();
     assert!(r.passes(TOL), "{r}");

@@ -1,6 +1,7 @@
 //! The bf16 tensor-core kernels (`Precision::Bf16`): convolution forward and input gradient
 //! (kernels/conv_tc.cu) and batched matrix products (kernels/gemm_tc.cu), on fresh seeded
-//! random inputs. Conv shapes hit the edge tiles (channel and pixel counts that are not
+//! random inputs, at the shapes of the one case table (`check::kernel_cases::CONV_SHAPES`,
+//! `MATMUL_SHAPES`; this file keeps no shape list). Conv shapes hit the edge tiles (channel and pixel counts that are not
 //! multiples of 16 / 8), 1×1 and 3×3, stride 1 and 2, padding, groups, batch > 1 and a
 //! UNet-like layer; products cover all four transpose combinations, broadcast batch axes,
 //! odd sizes and attention-like q·kᵀ and ·v shapes. Each result is checked two ways:
@@ -39,7 +40,8 @@ mod kernel_device;
 use dynface::backend::cpu::run_op;
 use dynface::backend::cuda::{KernelBackend, Precision};
 use dynface::backend::Operand;
-use dynface::graph::{Conv2dParams, Graph, Op};
+use dynface::check::kernel_cases::{CONV_SHAPES, MATMUL_SHAPES};
+use dynface::graph::{Graph, Op};
 use dynface::tensor::random::{normal, rng};
 use dynface::tensor::{numel, Tensor};
 use half::bf16;
@@ -99,12 +101,13 @@ fn abs_exact(v: f32) -> f64 {
 /// Unit roundoff of an fp32 addition that may truncate (see the module comment).
 const U_TRUNC: f64 = 1.0 / (1u64 << 23) as f64;
 /// Per-element bound |Δ| ≤ SQRT_N_FACTOR·√n·u·S. Measured on the emulator (2026-12-03): the
-/// largest |Δ| / (√n·u·S) over every conv and product case was 0.17 (1×1 stride-2 conv,
-/// K = 16), and 0.14 for the single mma; ½ is about 3× the former. (Before: the worst-case
-/// n·u·S, which the measured errors used at most 4 % of.)
+/// largest |Δ| / (√n·u·S) over every conv and product shape of `check::kernel_cases` was 0.18
+/// (the depthwise 8-channel forward, K = 9; printed as |Δ|/bound 0.364), and 0.14 for the
+/// single mma; ½ is about 2.7× the former. (Before: the worst-case n·u·S, which the measured
+/// errors used at most 4 % of.)
 const SQRT_N_FACTOR: f64 = 0.5;
 /// Bound (b): norm-wise relative error of bf16 operands against the exact fp32-input result
-/// (measured 1.9e-3 to 2.5e-3 over the conv and product cases, 1.7e-3 / 2.3e-3 for the
+/// (measured 1.3e-3 to 2.6e-3 over the conv and product cases, 1.7e-3 / 2.3e-3 for the
 /// network's forward / input gradient: about 4×).
 const TOL_VS_FP32: f64 = 1e-2;
 
@@ -159,114 +162,14 @@ fn check<B: KernelBackend>(
     Ok(Outcome { ratio, rel_fp32 })
 }
 
-/// (name, x shape, w shape, stride, pad, groups, with bias)
-type Case = (
-    &'static str,
-    [usize; 4],
-    [usize; 4],
-    usize,
-    usize,
-    usize,
-    bool,
-);
-
-fn cases() -> Vec<Case> {
-    vec![
-        (
-            "1×1, 40→24 ch, 9×7",
-            [2, 40, 9, 7],
-            [24, 40, 1, 1],
-            1,
-            0,
-            1,
-            true,
-        ),
-        (
-            "1×1 stride 2, 16→48 ch",
-            [1, 16, 10, 9],
-            [48, 16, 1, 1],
-            2,
-            0,
-            1,
-            false,
-        ),
-        (
-            "3×3 pad 1, 16→32 ch, 12×10",
-            [2, 16, 12, 10],
-            [32, 16, 3, 3],
-            1,
-            1,
-            1,
-            true,
-        ),
-        (
-            "3×3 stride 2 pad 1, 24→40 ch",
-            [2, 24, 13, 11],
-            [40, 24, 3, 3],
-            2,
-            1,
-            1,
-            true,
-        ),
-        (
-            "3×3 no pad, 3→20 ch (K = 27)",
-            [1, 3, 17, 15],
-            [20, 3, 3, 3],
-            1,
-            0,
-            1,
-            false,
-        ),
-        (
-            "3×3 groups 2, 32→48 ch",
-            [2, 32, 8, 8],
-            [48, 16, 3, 3],
-            1,
-            1,
-            2,
-            true,
-        ),
-        (
-            "3×3 depthwise, 8 ch",
-            [1, 8, 9, 7],
-            [8, 1, 3, 3],
-            1,
-            1,
-            8,
-            false,
-        ),
-        (
-            "3×3 96→80 ch, 16² (partial 128-row tile)",
-            [2, 96, 16, 16],
-            [80, 96, 3, 3],
-            1,
-            1,
-            1,
-            true,
-        ),
-        (
-            "UNet-like 3×3 128→128 ch, 32², batch 2",
-            [2, 128, 32, 32],
-            [128, 128, 3, 3],
-            1,
-            1,
-            1,
-            true,
-        ),
-    ]
-}
-
 fn run_cases<B: KernelBackend>(be: &B, label: &str) -> Vec<String> {
     let mut r = rng(91);
     let mut failures = vec![];
-    for (name, xs, ws, stride, pad, groups, with_bias) in cases() {
-        let p = Conv2dParams {
-            stride,
-            pad,
-            groups,
-        };
-        let oh = (xs[2] + 2 * pad - ws[2]) / stride + 1;
-        let ow = (xs[3] + 2 * pad - ws[3]) / stride + 1;
+    // The kernel-sized convolutions of the one case table (`check::kernel_cases`).
+    for s in CONV_SHAPES {
+        let (name, xs, ws, groups, with_bias) = (s.name, s.x, s.w, s.groups, s.bias);
+        let p = s.params();
+        let [_, _, oh, ow] = s.out_shape();
         let x = normal::<f32>(&mut r, &xs, 1.0);
         let w = normal::<f32>(&mut r, &ws, 0.2);
         let b = normal::<f32>(&mut r, &[ws[0]], 1.0);
@@ -341,44 +244,19 @@ fn bf16_tensor_core_conv_forward_and_input_gradient() {
     );
 }
 
-/// (A shape, B shape, transpose A, transpose B)
-type MatCase = (&'static [usize], &'static [usize], bool, bool);
-
-fn matmul_cases() -> Vec<MatCase> {
-    vec![
-        (&[37, 45], &[45, 29], false, false),
-        (&[45, 37], &[45, 29], true, false),
-        (&[37, 45], &[29, 45], false, true),
-        (&[45, 37], &[29, 45], true, true),
-        (&[2, 3, 17, 33], &[33, 19], false, false),
-        (&[4, 1, 8, 16], &[1, 3, 8, 16], false, true),
-        (&[150, 200], &[200, 140], false, false),
-        (&[3, 40, 72], &[72, 100], false, false), // 64×128 tiles when they fill the device
-        (&[2, 144, 64], &[2, 144, 64], false, true), // attention q·kᵀ, 12² tokens
-        (&[2, 144, 144], &[2, 144, 64], false, false), // attention ·v
-    ]
-}
-
 fn run_matmul_cases<B: KernelBackend>(be: &B, label: &str) -> Vec<String> {
     let mut r = rng(94);
     let mut failures = vec![];
-    for (sa, sb, ta, tb) in matmul_cases() {
-        let a = normal::<f32>(&mut r, sa, 1.0);
-        let b = normal::<f32>(&mut r, sb, 1.0);
-        let k = if ta {
-            sa[sa.len() - 2]
-        } else {
-            sa[sa.len() - 1]
-        };
+    // The kernel-sized products of the one case table (`check::kernel_cases`).
+    for m in MATMUL_SHAPES {
+        let a = normal::<f32>(&mut r, m.a, 1.0);
+        let b = normal::<f32>(&mut r, m.b, 1.0);
+        let k = m.k();
         let op = Op::MatMul {
-            trans_a: ta,
-            trans_b: tb,
+            trans_a: m.trans_a,
+            trans_b: m.trans_b,
         };
-        let tag = format!(
-            "[{label}] matmul {sa:?}{} · {sb:?}{}",
-            if ta { "ᵀ" } else { "" },
-            if tb { "ᵀ" } else { "" }
-        );
+        let tag = format!("[{label}] matmul {}", m.name());
         match check(be, &op, &[&a, &b], k, false) {
             Ok(o) => {
                 let ok = o.rel_fp32 <= TOL_VS_FP32;
@@ -839,22 +717,22 @@ fn tiny_unets_at_bf16_err_no_more_than_exact_accumulation_bf16() {
     }
 }
 
-/// The op case table of `check::cases` with the convolutions and products on the bf16
-/// tensor-core kernels, against the f64 CPU backend, element by element (`check::table`).
+/// The whole op case table (`check::cases` and the kernel-sized `check::kernel_cases`) with
+/// the convolutions and products on the bf16 tensor-core kernels, against the f64 CPU
+/// backend, element by element (`check::table`).
 #[test]
 fn case_table_on_the_bf16_kernels() {
     let test = "case table bf16";
+    let mut families: Vec<&str> = dynface::check::cases::FAMILIES.to_vec();
+    families.extend(dynface::check::kernel_cases::families());
+    let arith = dynface::check::table::Arith::Bf16;
     match device(test) {
-        Some(Device::Cuda(b)) => kernel_device::case_table_on(
-            std::rc::Rc::new(*b),
-            dynface::check::table::Arith::Bf16,
-            test,
-        ),
-        Some(Device::Emu(e)) => kernel_device::case_table_on(
-            std::rc::Rc::new(e),
-            dynface::check::table::Arith::Bf16,
-            test,
-        ),
+        Some(Device::Cuda(b)) => {
+            kernel_device::case_table_on(std::rc::Rc::new(*b), arith, test, &families)
+        }
+        Some(Device::Emu(e)) => {
+            kernel_device::case_table_on(std::rc::Rc::new(e), arith, test, &families)
+        }
         None => {}
     }
 }

@@ -31,6 +31,9 @@ pub enum Draw {
         kinks: Vec<f64>,
         margin: f64,
     },
+    /// These values in order (repeated if the tensor is longer): the per-image blur widths
+    /// of a kernel case, chosen to reach particular tap-table paths.
+    Fixed(Vec<f64>),
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +58,19 @@ pub struct Case {
     pub build: Arc<BuildFn>,
     /// False for ops without a VJP (timestep embedding): forward checks only.
     pub differentiable: bool,
+    /// Which list the case belongs to, and so which tolerance table holds it.
+    pub tier: Tier,
+}
+
+/// The two case lists. Small cases are checked against finite differences (so every input
+/// is tiny); kernel-sized cases ([`super::kernel_cases`]) are shapes that reach the CUDA
+/// kernels' tiling and edge paths (partial tiles, stride 2, groups, long rows, a blur whose
+/// radius exceeds the image), compared between backends only. Longer reductions round more,
+/// so each list has its own measured tolerances ([`super::table`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Small,
+    Kernel,
 }
 
 impl fmt::Debug for Case {
@@ -133,6 +149,10 @@ impl Case {
 
 /// Draws a tensor by `d`, every value rounded to f32.
 pub fn draw(rng: &mut rand_chacha::ChaCha8Rng, shape: &[usize], d: &Draw) -> Tensor<f64> {
+    if let Draw::Fixed(v) = d {
+        let data = (0..numel(shape)).map(|i| v[i % v.len()] as f32 as f64);
+        return Tensor::new(shape.to_vec(), data.collect());
+    }
     let data = (0..numel(shape))
         .map(|_| one(rng, d) as f32 as f64)
         .collect();
@@ -153,10 +173,11 @@ fn one(rng: &mut rand_chacha::ChaCha8Rng, d: &Draw) -> f64 {
                 break v;
             }
         },
+        Draw::Fixed(v) => v[rng.gen_range(0..v.len())],
     }
 }
 
-fn spec(name: &str, shape: &[usize], draw: Draw) -> InputSpec {
+pub(crate) fn spec(name: &str, shape: &[usize], draw: Draw) -> InputSpec {
     InputSpec {
         name: name.to_string(),
         shape: shape.to_vec(),
@@ -205,6 +226,7 @@ fn case(
         inputs,
         build: Arc::new(build),
         differentiable: true,
+        tier: Tier::Small,
     }
 }
 

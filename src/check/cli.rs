@@ -4,7 +4,9 @@
 //! one is usable, else on the CPU emulator of the kernel sources when a C++ compiler is found,
 //! else a line saying the kernels were not checked and why (never a silent pass).
 
-use super::table::{format_row, measured_by_family, run_case_table, Arith, TableRun};
+use super::table::{
+    format_row, measured_by_family, run_case_table, run_kernel_table, Arith, TableRun,
+};
 use super::variants::{self, run_variant_table};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::emu::EmuBackend;
@@ -65,6 +67,8 @@ fn kernels<B: KernelBackend>(
     };
     let run = run_case_table(be.clone(), arith, filter, false);
     report_table(label, &run, t);
+    let run = run_kernel_table(be.clone(), arith, filter);
+    report_table(&format!("{label} kernel-sized"), &run, t);
     let rows = run_variant_table(&*be, p, filter);
     for r in &rows {
         println!("[{label}] {}", variants::format_row(r));
@@ -87,6 +91,8 @@ pub fn run_parity(filter: Option<&str>) -> Result<()> {
     };
     let cpu = run_case_table(Rc::new(CpuBackend::<f32>::new()), Arith::Fp32, filter, true);
     report_table("cpu-f32", &cpu, &mut t);
+    let cpu = run_kernel_table(Rc::new(CpuBackend::<f32>::new()), Arith::Fp32, filter);
+    report_table("cpu-f32 kernel-sized", &cpu, &mut t);
     match CudaBackend::new() {
         Ok(b) => {
             println!("kernels: on {}", b.info());

@@ -23,12 +23,32 @@ pub fn eval_case<B: Backend>(backend: B, case: &Case, seed: u64) -> Result<CaseV
     eval_case_with(backend, case, seed, PlanOptions::default())
 }
 
+/// [`eval_case`] on an arena filled with NaN first ([`Executor::poison`]), so an output
+/// element the backend never writes shows as NaN and fails any comparison.
+pub fn eval_case_poisoned<B: Backend>(
+    backend: B,
+    case: &Case,
+    seed: u64,
+) -> Result<CaseValues, CheckError> {
+    eval_case_inner(backend, case, seed, PlanOptions::default(), true)
+}
+
 /// [`eval_case`] with explicit plan options (memory reuse on or off).
 pub fn eval_case_with<B: Backend>(
     backend: B,
     case: &Case,
     seed: u64,
     opts: PlanOptions,
+) -> Result<CaseValues, CheckError> {
+    eval_case_inner(backend, case, seed, opts, false)
+}
+
+fn eval_case_inner<B: Backend>(
+    backend: B,
+    case: &Case,
+    seed: u64,
+    opts: PlanOptions,
+    poison: bool,
 ) -> Result<CaseValues, CheckError> {
     let cg = if case.differentiable {
         case.grad_graph()?
@@ -39,6 +59,9 @@ pub fn eval_case_with<B: Backend>(
     let mut outs = vec![cg.output];
     outs.extend(&cg.grads);
     let mut ex = Executor::new(backend, &cg.graph, &outs, opts)?;
+    if poison {
+        ex.poison(f32::NAN)?;
+    }
     for (s, x) in case.inputs.iter().zip(&xs) {
         ex.set_input(&s.name, &x.cast())?;
     }

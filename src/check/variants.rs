@@ -8,12 +8,13 @@
 //! fail when one was never launched.
 
 use super::compare::{compare, Comparison, Tol};
+use super::kernel_cases::{VARIANT_CONV_SHAPES, VARIANT_MATMUL_SHAPES};
 use crate::backend::cpu::run_op;
 use crate::backend::cuda::kernels::FILES;
 use crate::backend::cuda::variant::TILES;
 use crate::backend::cuda::{KernelBackend, Precision, Variant};
 use crate::backend::{BackendError, Operand};
-use crate::graph::{Conv2dParams, Graph, Op};
+use crate::graph::{Graph, Op};
 use crate::tensor::{numel, random, Tensor};
 
 /// Per op kind: (fp32 tolerance, fp32 error measured, bf16 tolerance, bf16 error measured),
@@ -64,50 +65,21 @@ impl VariantRow {
     }
 }
 
-/// (name, x shape, w shape, stride, pad, groups)
-type ConvShape = (&'static str, [usize; 4], [usize; 4], usize, usize, usize);
-
-/// The conv shapes and product shapes of the table.
+/// The conv shapes and product shapes of the table: `check::kernel_cases`'s
+/// [`VARIANT_CONV_SHAPES`] and [`VARIANT_MATMUL_SHAPES`] (the bias of a convolution is the
+/// epilogue's, the same in every variant).
 pub fn variant_cases() -> Vec<VariantCase> {
     let mut v = vec![];
-    let convs: [ConvShape; 3] = [
-        // fwd 130 rows × 132 pixels, weight gradient 130 × 216: both cross 128 in both axes.
-        (
-            "3×3 24→130 ch, 12×11",
-            [1, 24, 12, 11],
-            [130, 24, 3, 3],
-            1,
-            1,
-            1,
-        ),
-        // input gradient with 136 rows (channels) per group; 1×1, K = 8.
-        ("1×1 136→8 ch, 6×5", [1, 136, 6, 5], [8, 136, 1, 1], 1, 0, 1),
-        // groups and stride 2: 66-row input gradient, 594-column weight gradient.
-        (
-            "3×3 stride 2 groups 2, 132→20 ch, batch 2",
-            [2, 132, 7, 9],
-            [20, 66, 3, 3],
-            2,
-            1,
-            2,
-        ),
-    ];
-    for (name, xs, ws, stride, pad, groups) in convs {
-        let p = Conv2dParams {
-            stride,
-            pad,
-            groups,
-        };
-        let oh = (xs[2] + 2 * pad - ws[2]) / stride + 1;
-        let ow = (xs[3] + 2 * pad - ws[3]) / stride + 1;
-        let ys = vec![xs[0], ws[0], oh, ow];
+    for s in VARIANT_CONV_SHAPES {
+        let (p, xs, ws) = (s.params(), s.x, s.w);
+        let ys = s.out_shape().to_vec();
         v.push(VariantCase {
-            name: format!("conv2d {name}"),
+            name: format!("conv2d {}", s.name),
             op: Op::Conv2d(p),
             shapes: vec![xs.to_vec(), ws.to_vec(), vec![ws[0]]],
         });
         v.push(VariantCase {
-            name: format!("conv2d_backward_input {name}"),
+            name: format!("conv2d_backward_input {}", s.name),
             op: Op::Conv2dBackwardInput {
                 p,
                 in_hw: (xs[2], xs[3]),
@@ -115,27 +87,19 @@ pub fn variant_cases() -> Vec<VariantCase> {
             shapes: vec![ys.clone(), ws.to_vec()],
         });
         v.push(VariantCase {
-            name: format!("conv2d_backward_weight {name}"),
+            name: format!("conv2d_backward_weight {}", s.name),
             op: Op::Conv2dBackwardWeight { p, w_shape: ws },
             shapes: vec![xs.to_vec(), ys],
         });
     }
-    // 130 × 135 outputs (two 128-tiles each way, partial), K = 40, all four transposes.
-    let (m, n, k) = (130, 135, 40);
-    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-        let sa = if ta { vec![2, k, m] } else { vec![2, m, k] };
-        let sb = if tb { vec![n, k] } else { vec![k, n] };
+    for m in VARIANT_MATMUL_SHAPES {
         v.push(VariantCase {
-            name: format!(
-                "matmul {sa:?}{} · {sb:?}{}",
-                if ta { "ᵀ" } else { "" },
-                if tb { "ᵀ" } else { "" }
-            ),
+            name: format!("matmul {}", m.name()),
             op: Op::MatMul {
-                trans_a: ta,
-                trans_b: tb,
+                trans_a: m.trans_a,
+                trans_b: m.trans_b,
             },
-            shapes: vec![sa, sb],
+            shapes: vec![m.a.to_vec(), m.b.to_vec()],
         });
     }
     v
@@ -368,7 +332,7 @@ mod tests {
     /// tolerance cuda_parity used before, which would have passed it.
     #[test]
     fn an_off_by_one_variant_fails_element_wise_while_the_norm_passes_the_old_tolerance() {
-        let p = Conv2dParams {
+        let p = crate::graph::Conv2dParams {
             stride: 1,
             pad: 1,
             groups: 1,

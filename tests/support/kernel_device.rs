@@ -66,16 +66,23 @@ pub fn run_op_on<B: KernelBackend>(
     dynface::check::variants::run_op_poisoned(be, op, inputs)
 }
 
-/// The op case table (`check::table`) on `be` against the f64 CPU backend: prints every row,
-/// the largest measured error per family and the cases `be` does not implement, and fails
-/// on any row over its tolerance (or when no row ran).
+/// The op case table (`check::table`: the small cases and the kernel-sized ones) of
+/// `families` on `be` against the f64 CPU backend: prints every row, the largest measured
+/// error per family and the cases `be` does not implement, and fails on any row over its
+/// tolerance (or when no row ran).
 pub fn case_table_on<B: dynface::backend::Backend>(
     be: std::rc::Rc<B>,
     arith: dynface::check::table::Arith,
     test: &str,
+    families: &[&str],
 ) {
-    use dynface::check::table::{format_row, measured_by_family, run_case_table};
-    let run = run_case_table(be, arith, None, false);
+    use dynface::check::table::{format_row, measured_by_family, run_cases, TableRun};
+    let list: Vec<_> = dynface::check::cases::all()
+        .into_iter()
+        .chain(dynface::check::kernel_cases::all())
+        .filter(|c| families.contains(&c.family) && c.family != "large")
+        .collect();
+    let run: TableRun = run_cases(be, arith, &list, None);
     for r in &run.rows {
         println!("{}", format_row(r));
     }
