@@ -7,8 +7,14 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod dgsa;
+pub mod export;
+pub mod labels;
 pub mod log;
 pub mod optim;
+pub mod se;
 pub mod sde;
+pub mod stage;
+pub mod swt;
 
 pub use cli::TrainCmd;
