@@ -70,6 +70,9 @@ pub struct DgsaTrainConfig {
     pub dgsa: Option<DgsaConfig>,
     /// Starting weights (stage 2 continues stage 1's `dgsa.safetensors`); absent: fresh.
     pub init: Option<PathBuf>,
+    /// Fresh weights start with the last convolution's bias here: 1 gives S ≈ 1 (the
+    /// paper's setting C) before training, lower values a weaker guidance.
+    pub init_scale: f32,
     /// λ of the SWT subbands LL, LH, HL, HH (METHOD.md).
     pub lambda: [f32; 4],
     /// DISTS's VGG16 weights; not supported yet (an error when given).
@@ -109,6 +112,7 @@ impl Default for DgsaTrainConfig {
             guide: Guide::TrueBlur,
             dgsa: None,
             init: None,
+            init_scale: 1.0,
             lambda: [0.0, 0.01, 0.01, 0.05],
             dists_weights: None,
             zeta: None,
@@ -539,13 +543,13 @@ impl Stage for DgsaStage {
 }
 
 /// Fresh DGSA weights: He-normal convolutions and linear, zero biases except the last
-/// convolution's, which starts at 1 so S ≈ 1 (setting C) before training.
-pub fn init_weights(cfg: &DgsaConfig, seed: u64) -> Params {
+/// convolution's, which starts at `scale` (1: S ≈ 1, setting C, before training).
+pub fn init_weights(cfg: &DgsaConfig, seed: u64, scale: f32) -> Params {
     let mut rng = random::rng(seed ^ 0xd65a);
     let mut p = Params::new();
     for (name, shape) in dgsa::checkpoint_spec(cfg) {
         let t = if name == "conv3.bias" {
-            Tensor::full(&shape, 1.0)
+            Tensor::full(&shape, scale)
         } else if name.ends_with(".bias") {
             Tensor::zeros(&shape)
         } else {
@@ -622,7 +626,7 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
             Some(p) => Ok(load_weights(p, &dgsa::checkpoint_spec(&dcfg), &[])?
                 .into_iter()
                 .collect()),
-            None => Ok(init_weights(&dcfg, cfg.seed)),
+            None => Ok(init_weights(&dcfg, cfg.seed, cfg.init_scale)),
         },
     )?;
 
