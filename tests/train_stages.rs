@@ -68,7 +68,12 @@ fn losses(dir: &Path) -> Vec<String> {
     log::read(&dir.join(METRICS))
         .unwrap()
         .iter()
-        .map(|r| format!("{} {} {} {} {}", r["step"], r["loss"], r["lr"], r["grad_norm"], r["val_loss"]))
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                r["step"], r["loss"], r["lr"], r["grad_norm"], r["val_loss"]
+            )
+        })
         .collect()
 }
 
@@ -100,7 +105,10 @@ fn assert_resume_bit_exact(run: impl Fn(&Path, &RunOptions), root: &Path, adamw:
         },
     );
     let (a, b) = (losses(&full), losses(&cut));
-    assert!(a.len() >= 4, "four steps (and a validation line at step 0): {a:?}");
+    assert!(
+        a.len() >= 4,
+        "four steps (and a validation line at step 0): {a:?}"
+    );
     assert_eq!(a, b);
     let (sa, _) = checkpoint::load(&full.join(CHECKPOINT), adamw.clone()).unwrap();
     let (sb, _) = checkpoint::load(&cut.join(CHECKPOINT), adamw.clone()).unwrap();
@@ -139,11 +147,18 @@ fn se_resumes_bit_exactly_and_its_estimator_loads_into_restore() {
         full.to_str().unwrap(),
         &["--preset", "no-dgsa"],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = report(&o);
     let t = &r["images"][0]["trace"];
     assert_eq!(t["estimator"], "standard estimator (TM + SDE)");
-    assert!(t["scale"].as_str().unwrap().contains("--preset no-dgsa"), "{t}");
+    assert!(
+        t["scale"].as_str().unwrap().contains("--preset no-dgsa"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -167,11 +182,16 @@ fn dgsa_stages_run_from_the_cli_resume_bit_exactly_and_load_into_restore() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("SWT subband L1 alone"), "no DISTS note: {stderr}");
+    assert!(
+        stderr.contains("SWT subband L1 alone"),
+        "no DISTS note: {stderr}"
+    );
     assert!(s1.join(dgsa::WEIGHTS).exists());
     let rec = log::read(&s1.join(METRICS)).unwrap();
     let last = rec.last().unwrap();
-    assert!(last["val_loss"].as_f64().unwrap() > 0.0 && last["val_loss_s1"].as_f64().unwrap() > 0.0);
+    assert!(
+        last["val_loss"].as_f64().unwrap() > 0.0 && last["val_loss_s1"].as_f64().unwrap() > 0.0
+    );
 
     // Stage 2 on DBLM outputs, starting from stage 1's weights: bit-exact resume.
     let cfg2 = DgsaTrainConfig {
@@ -193,8 +213,17 @@ fn dgsa_stages_run_from_the_cli_resume_bit_exactly_and_load_into_restore() {
     let inp = tmp("train-dgsa-in");
     synthetic_png(&inp.join("a.png"), 64, 64, 9);
     let o = tmp("train-dgsa-restored");
-    let out = restore_cpu(inp.to_str().unwrap(), o.to_str().unwrap(), full.to_str().unwrap(), &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = restore_cpu(
+        inp.to_str().unwrap(),
+        o.to_str().unwrap(),
+        full.to_str().unwrap(),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = &report(&o)["images"][0]["trace"];
     assert_eq!(t["dgsa"], true);
     assert_eq!(t["scale"], "DGSA (trained weights of the model set)");

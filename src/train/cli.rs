@@ -1,8 +1,8 @@
 //! `dynface train …` arguments.
 
 use super::dgsa::{self, DgsaTrainConfig, Guide};
-use super::se::{self, SeTrainConfig};
 use super::sde::{self, RunOptions, SdeTrainConfig};
+use super::se::{self, SeTrainConfig};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -177,7 +177,10 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
             let s = dgsa::run(&cfg, &a.out, &options(a))?;
             report(s.steps_run, s.final_step, s.seconds, cfg.batch, &a.out);
             if let Some(v) = s.last_val {
-                println!("validation (loss of S ≡ 1 as loss_s1): {}", serde_json::Value::Object(v));
+                println!(
+                    "validation (loss of S ≡ 1 as loss_s1): {}",
+                    serde_json::Value::Object(v)
+                );
             }
             Ok(())
         }

@@ -141,8 +141,7 @@ impl Default for DgsaTrainConfig {
 
 impl DgsaTrainConfig {
     pub fn validate(&self) -> Result<()> {
-        if self.batch == 0 || self.steps == 0 || self.checkpoint_every == 0 || self.val_every == 0
-        {
+        if self.batch == 0 || self.steps == 0 || self.checkpoint_every == 0 || self.val_every == 0 {
             bail!("batch, steps, checkpoint_every and val_every must be ≥ 1");
         }
         if self.t_min > self.t_max {
@@ -576,7 +575,13 @@ pub fn step_macs(cfg: &DgsaTrainConfig) -> Result<u64> {
         .or_else(|| set.dgsa.as_ref().map(|d| d.config.clone()))
         .unwrap_or_default();
     let s = set.image_size;
-    let g = dgsa_graph(&set.unet_config()?, &dcfg, [cfg.batch, 3, s, s], set.sampler.clip_x0, cfg.lambda)?;
+    let g = dgsa_graph(
+        &set.unet_config()?,
+        &dcfg,
+        [cfg.batch, 3, s, s],
+        set.sampler.clip_x0,
+        cfg.lambda,
+    )?;
     let mut outs = vec![g.loss];
     outs.extend(g.grads.iter().map(|x| x.1));
     Ok(crate::models::unet::cost::graph_macs(&g.graph, &outs).total())
@@ -637,7 +642,11 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
     if train_faces.is_empty() {
         bail!("{}: no face decoded", cfg.train_dir.display());
     }
-    if let Some(f) = train_faces.iter().chain(&val_faces).find(|f| f.h < s || f.w < s) {
+    if let Some(f) = train_faces
+        .iter()
+        .chain(&val_faces)
+        .find(|f| f.h < s || f.w < s)
+    {
         bail!(
             "{}: {}×{} is smaller than the model set's image size {s}",
             f.stem,
@@ -700,7 +709,12 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
     outs.extend(graph.grads.iter().map(|g| g.1));
     let backend = CpuBackend::<f32>::new;
     let ex = Executor::new(backend(), &graph.graph, &outs, PlanOptions::default())?;
-    let eval = Executor::new(backend(), &graph.graph, &[graph.loss], PlanOptions::default())?;
+    let eval = Executor::new(
+        backend(),
+        &graph.graph,
+        &[graph.loss],
+        PlanOptions::default(),
+    )?;
     let mut st = DgsaStage {
         feed: Feed {
             shape,

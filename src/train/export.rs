@@ -7,7 +7,11 @@ use crate::restore::models::{ModelSet, MODELS_FILE};
 use anyhow::{Context, Result};
 use std::path::Path;
 
-pub fn write_model_set(src_dir: &Path, out: &Path, edit: impl FnOnce(&mut ModelSet)) -> Result<ModelSet> {
+pub fn write_model_set(
+    src_dir: &Path,
+    out: &Path,
+    edit: impl FnOnce(&mut ModelSet),
+) -> Result<ModelSet> {
     let mut set = ModelSet::load(src_dir)?;
     let abs = src_dir
         .canonicalize()

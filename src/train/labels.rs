@@ -109,7 +109,12 @@ pub struct LabelledBatch {
 }
 
 /// σ* of each pair of `p` given RM's output `rm`, and the targets k_{σ*} ⊛ x.
-pub fn label(p: PairBatch, rm: Vec<f32>, side: usize, cfg: &SigmaStarConfig) -> Result<LabelledBatch> {
+pub fn label(
+    p: PairBatch,
+    rm: Vec<f32>,
+    side: usize,
+    cfg: &SigmaStarConfig,
+) -> Result<LabelledBatch> {
     let per = 3 * side * side;
     let b = p.hq.len() / per;
     let mut sigma = Vec::with_capacity(b);

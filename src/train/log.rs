@@ -122,7 +122,10 @@ pub fn write_loss_plot(log: &Path, out: &Path, title: &str) -> Result<()> {
             .collect()
     };
     let mut series = vec![("train loss", "#1f77b4", get("loss"))];
-    for (key, name) in [("val_mae", "validation MAE"), ("val_loss", "validation loss")] {
+    for (key, name) in [
+        ("val_mae", "validation MAE"),
+        ("val_loss", "validation loss"),
+    ] {
         let v = get(key);
         if !v.is_empty() {
             series.push((name, "#d62728", v));

@@ -12,8 +12,8 @@ pub mod export;
 pub mod labels;
 pub mod log;
 pub mod optim;
-pub mod se;
 pub mod sde;
+pub mod se;
 pub mod stage;
 pub mod swt;
 

@@ -406,7 +406,8 @@ impl Stage for SdeStage {
         self.ex.bind_all(|n| model.get(n).cloned())?;
         self.ex
             .set_input("x", &Tensor::new(vec![b, 3, s, s], batch.x))?;
-        self.ex.set_input("sigma", &Tensor::new(vec![b], batch.sigma))?;
+        self.ex
+            .set_input("sigma", &Tensor::new(vec![b], batch.sigma))?;
         self.ex.run()?;
         let loss = self.ex.output(self.tg.loss)?.data[0] as f64;
         let mut grads = Params::new();

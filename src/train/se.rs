@@ -10,7 +10,9 @@
 use super::data::{load_faces, split_files, DegradedPairs, Prefetch};
 use super::labels::{labelled_pairs, LabelledBatch, RestorerWeights, SigmaStarConfig};
 use super::optim::{AdamWConfig, Params};
-use super::sde::{init_weights as sde_init_weights, to_store, update_running_stats, SdeTrainConfig};
+use super::sde::{
+    init_weights as sde_init_weights, to_store, update_running_stats, SdeTrainConfig,
+};
 use super::stage::{self, LoopSettings, Record, RunOptions, Stage, StepOut};
 use crate::backend::cpu::CpuBackend;
 use crate::dblm::spearman;
@@ -288,7 +290,12 @@ fn plan(sg: &SeGraph) -> Result<Executor<CpuBackend<f32>>> {
     )?)
 }
 
-fn set_batch(ex: &mut Executor<CpuBackend<f32>>, b: &LabelledBatch, n: usize, s: usize) -> Result<()> {
+fn set_batch(
+    ex: &mut Executor<CpuBackend<f32>>,
+    b: &LabelledBatch,
+    n: usize,
+    s: usize,
+) -> Result<()> {
     let sh = vec![n, 3, s, s];
     ex.set_input("lq", &Tensor::new(sh.clone(), b.lq.clone()))?;
     ex.set_input("target", &Tensor::new(sh, b.target.clone()))?;
@@ -351,11 +358,22 @@ impl Stage for SeStage {
             self.eval_ex.run()?;
             loss += self.eval_ex.output(self.eval.loss)?.data[0] as f64;
             l1 += self.eval_ex.output(self.eval.l1)?.data[0] as f64;
-            pred.extend(self.eval_ex.output(self.eval.pred)?.data.iter().map(|&v| v as f64));
+            pred.extend(
+                self.eval_ex
+                    .output(self.eval.pred)?
+                    .data
+                    .iter()
+                    .map(|&v| v as f64),
+            );
             truth.extend(b.sigma_star.iter().map(|&v| v as f64));
         }
         let k = self.val.len() as f64;
-        let mae = pred.iter().zip(&truth).map(|(a, b)| (a - b).abs()).sum::<f64>() / pred.len() as f64;
+        let mae = pred
+            .iter()
+            .zip(&truth)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            / pred.len() as f64;
         let mut r = Record::new();
         r.insert("loss".into(), json!(loss / k));
         r.insert("tm_l1".into(), json!(l1 / k));
@@ -367,7 +385,12 @@ impl Stage for SeStage {
 }
 
 /// The starting weights: TM from `tm_init` or the restorer, SDE from `sde_init` or fresh.
-fn init_weights(cfg: &SeTrainConfig, set: &ModelSet, sde_cfg: &SdeConfig, restorer: &WeightMap) -> Result<Params> {
+fn init_weights(
+    cfg: &SeTrainConfig,
+    set: &ModelSet,
+    sde_cfg: &SdeConfig,
+    restorer: &WeightMap,
+) -> Result<Params> {
     let s = set.image_size;
     let tm_spec = swinir::checkpoint_spec(&set.restorer.config, s, s);
     let tm_src = match &cfg.tm_init {
@@ -406,7 +429,14 @@ pub fn step_macs(cfg: &SeTrainConfig) -> Result<u64> {
         .clone()
         .or_else(|| set.estimator.as_ref().map(|e| e.sde.clone()))
         .unwrap_or_default();
-    let sg = se_graph(&set.restorer.config, &sde_cfg, cfg.batch, set.image_size, cfg.lambda, true)?;
+    let sg = se_graph(
+        &set.restorer.config,
+        &sde_cfg,
+        cfg.batch,
+        set.image_size,
+        cfg.lambda,
+        true,
+    )?;
     let mut outs = vec![sg.loss];
     outs.extend(sg.grads.iter().map(|g| g.1));
     Ok(crate::models::unet::cost::graph_macs(&sg.graph, &outs).total())
@@ -452,7 +482,11 @@ pub fn run(cfg: &SeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SeTrain
     if train_faces.is_empty() {
         bail!("{}: no face decoded", cfg.train_dir.display());
     }
-    if let Some(f) = train_faces.iter().chain(&val_faces).find(|f| f.h < s || f.w < s) {
+    if let Some(f) = train_faces
+        .iter()
+        .chain(&val_faces)
+        .find(|f| f.h < s || f.w < s)
+    {
         bail!(
             "{}: {}×{} is smaller than the model set's image size {s} (TM trains on crops of that size)",
             f.stem,

@@ -84,7 +84,9 @@ mod tests {
                 for y in 0..h - 1 {
                     for xx in 0..w - 1 {
                         let mut v = 0.0f64;
-                        for (k, (dy, dx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                        for (k, (dy, dx)) in
+                            [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate()
+                        {
                             v += f.data[band * 4 + k] as f64
                                 * d.data[(p * h + y + dy) * w + xx + dx] as f64;
                         }
