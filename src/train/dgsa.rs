@@ -187,6 +187,7 @@ impl DgsaTrainConfig {
             ema_decay: self.ema_decay,
             checkpoint_every: self.checkpoint_every,
             val_every: self.val_every,
+            loss_title: "training loss (Eq. 24: SWT subband L1)",
         }
     }
 }
@@ -310,7 +311,9 @@ impl Source {
                 let rmw = self.rm.context("stage 2 needs the restorer")?;
                 let (b, s) = (cfg.batch, self.side);
                 let sigma_hat = match &self.se {
-                    Some((e, w)) => SigmaHat::Standard(Net::estimator(&e.tm, &e.sde, w, b, s)?),
+                    Some((e, w)) => {
+                        SigmaHat::Standard(Box::new(Net::estimator(&e.tm, &e.sde, w, b, s)?))
+                    }
                     None => SigmaHat::TrainingFree(BlurLevelEstimator::default()),
                 };
                 let mut d = Dblm {
@@ -738,7 +741,6 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
         out,
         &cfg_text,
         opts,
-        "training loss (Eq. 24: SWT subband L1)",
     )?;
     drop(prefetch);
     if state.step == cfg.steps {

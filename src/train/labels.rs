@@ -168,7 +168,7 @@ pub fn labelled_pairs(
 
 /// σ̂ for DGSA's stage 2: SE when the model set has one, else the training-free estimate.
 pub enum SigmaHat {
-    Standard(Net),
+    Standard(Box<Net>),
     TrainingFree(BlurLevelEstimator),
 }
 

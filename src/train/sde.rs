@@ -382,6 +382,7 @@ impl SdeTrainConfig {
             ema_decay: self.ema_decay,
             checkpoint_every: self.checkpoint_every,
             val_every: self.val_every,
+            loss_title: "training loss (L1, σ in pixels)",
         }
     }
 }
@@ -536,7 +537,6 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
         out,
         &cfg_text,
         opts,
-        "training loss (L1, σ in pixels)",
     )?;
     drop(prefetch);
     if state.step == cfg.steps {

@@ -149,6 +149,7 @@ impl SeTrainConfig {
             ema_decay: self.ema_decay,
             checkpoint_every: self.checkpoint_every,
             val_every: self.val_every,
+            loss_title: "training loss (Eq. 22: TM L1 + λ·|σ̂ − σ*|)",
         }
     }
 }
@@ -549,7 +550,6 @@ pub fn run(cfg: &SeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SeTrain
         out,
         &cfg_text,
         opts,
-        "training loss (Eq. 22: TM L1 + λ·|σ̂ − σ*|)",
     )?;
     drop(prefetch);
     if state.step == cfg.steps {

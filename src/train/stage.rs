@@ -38,6 +38,8 @@ pub struct LoopSettings {
     pub ema_decay: f64,
     pub checkpoint_every: u64,
     pub val_every: u64,
+    /// Title of `loss.svg`.
+    pub loss_title: &'static str,
 }
 
 /// Options of one invocation (the config says what to train; these say how to run it).
@@ -143,7 +145,6 @@ pub fn run_loop<S: Stage>(
     out: &Path,
     cfg_text: &str,
     opts: &RunOptions,
-    loss_title: &str,
 ) -> Result<LoopSummary> {
     let metrics = out.join(METRICS);
     let ckpt_path = out.join(CHECKPOINT);
@@ -215,7 +216,7 @@ pub fn run_loop<S: Stage>(
             "seconds": dt, "data_wait_s": wait, "images_per_s": ls.batch as f64 / dt,
         });
         prefixed(&mut rec, "", &extra);
-        if state.step % ls.val_every == 0 || state.step == ls.steps {
+        if state.step.is_multiple_of(ls.val_every) || state.step == ls.steps {
             if let Some(v) = stage.validate(&state.ema, false)? {
                 prefixed(&mut rec, "val_", &v);
                 last_val = Some(v);
@@ -234,9 +235,9 @@ pub fn run_loop<S: Stage>(
             ls.batch as f64 / dt
         ));
         bar.set_position(state.step);
-        if state.step % ls.checkpoint_every == 0 || state.step == ls.steps {
+        if state.step.is_multiple_of(ls.checkpoint_every) || state.step == ls.steps {
             checkpoint::save(&ckpt_path, state, cfg_text)?;
-            log::write_loss_plot(&metrics, &out.join(PLOT), loss_title)?;
+            log::write_loss_plot(&metrics, &out.join(PLOT), ls.loss_title)?;
         }
     }
     bar.finish_and_clear();
