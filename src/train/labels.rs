@@ -195,3 +195,36 @@ impl SigmaHat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::random;
+
+    /// A restorer that returns the HQ image exactly needs no blur: σ* is the grid's
+    /// smallest value; one that adds noise needs more; the targets are k_{σ*} ⊛ x.
+    #[test]
+    fn labels_follow_eq19_and_targets_are_the_hq_blurred_at_sigma_star() {
+        let s = 16;
+        let hq = random::uniform::<f32>(&mut random::rng(3), &[2, 3, s, s], 0.0, 1.0).data;
+        let noise = random::uniform::<f32>(&mut random::rng(4), &[3, s, s], -0.3, 0.3).data;
+        let mut rm = hq.clone();
+        for (a, n) in rm[3 * s * s..].iter_mut().zip(&noise) {
+            *a += n;
+        }
+        let pairs = PairBatch {
+            step: 7,
+            lq: hq.clone(),
+            hq: hq.clone(),
+            params: vec![],
+        };
+        let cfg = SigmaStarConfig::default();
+        let l = label(pairs, rm, s, &cfg).unwrap();
+        assert_eq!(l.sigma_star[0], cfg.grid[0]);
+        assert!(l.sigma_star[1] > cfg.grid[0], "{:?}", l.sigma_star);
+        let mut want = vec![0f32; hq.len()];
+        blur_forward(&hq, &l.sigma_star, [2, 3, s, s], &mut want);
+        assert_eq!(l.target, want);
+        assert_eq!(l.step, 7);
+    }
+}

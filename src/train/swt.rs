@@ -61,7 +61,7 @@ mod tests {
     use crate::tensor::random;
 
     /// The graph's loss against the definition written out with loops, on a fresh random
-    /// difference; and the LL band alone ignores a constant offset only through λ_LL.
+    /// difference.
     #[test]
     fn swt_l1_matches_the_haar_definition() {
         let (b, c, h, w) = (2, 3, 7, 6);
