@@ -45,7 +45,7 @@ enum Cmd {
     Report(ReportCmd),
     /// Throughput of the expensive ops against a reference rate measured in the same run.
     Bench(dynface::bench::BenchArgs),
-    /// Train the learned parts (SDE) with AdamW, checkpoints, resume and validation.
+    /// Train the learned parts (SDE, SE, DGSA) with AdamW, checkpoints, resume and validation.
     #[command(subcommand)]
     Train(dynface::train::TrainCmd),
     /// Print the engine's build facts: backends compiled in, threads, version.

@@ -5,7 +5,8 @@ use rand::Rng;
 use serde::Serialize;
 
 /// How one stage's parameter is chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+// Deserialize: the training configs (`train se`, `train dgsa`) carry a degradation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub enum Choice {
     /// Uniform in [lo, hi].
     Range(f64, f64),
@@ -16,7 +17,8 @@ pub enum Choice {
 }
 
 /// The configuration of the whole pipeline.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DegradeConfig {
     pub seed: u64,
     /// Blur width σ (pixels). `Off` or a value ≤ 0 skips the blur.

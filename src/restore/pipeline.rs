@@ -26,6 +26,17 @@ pub struct ImageTrace {
     pub sigma_final: Vec<f64>,
     pub start_steps: Vec<usize>,
     pub dgsa: bool,
+    /// Which scale map S the guidance used, and why (see [`scale_description`]).
+    pub scale: &'static str,
+}
+
+/// The report's words for the S a pipeline uses: trained DGSA, or S ≡ 1 and why.
+pub fn scale_description(has_weights: bool, use_dgsa: bool) -> &'static str {
+    match (has_weights, use_dgsa) {
+        (true, true) => "DGSA (trained weights of the model set)",
+        (true, false) => "S ≡ 1 (--preset no-dgsa; the model set has DGSA weights)",
+        (false, _) => "S ≡ 1 (the model set has no DGSA weights)",
+    }
 }
 
 /// Per-stage wall time of one batch, in seconds.
@@ -82,6 +93,7 @@ pub struct Pipeline<B: Backend + Clone> {
     estimator: Option<(Executor<B>, NodeId)>,
     /// DGSA is in the sampler's step graph (its weights under the `dgsa.` prefix).
     dgsa: bool,
+    scale: &'static str,
     sampler: Sampler<B>,
     sampler_cfg: SamplerConfig,
     blur_estimator: BlurLevelEstimator,
@@ -126,6 +138,7 @@ impl<B: Backend + Clone> Pipeline<B> {
             _ => None,
         };
         let has_dgsa = dgsa.is_some();
+        let scale_desc = scale_description(m.dgsa.is_some() && m.set.dgsa.is_some(), use_dgsa);
         let scale: Option<ScaleBuilder> = dgsa.as_ref().map(|(cfg, _)| {
             let cfg = cfg.clone();
             Box::new(move |g: &mut Graph, si: &ScaleInputs| {
@@ -151,6 +164,7 @@ impl<B: Backend + Clone> Pipeline<B> {
             restorer,
             estimator,
             dgsa: has_dgsa,
+            scale: scale_desc,
             sampler,
             sampler_cfg,
             blur_estimator: BlurLevelEstimator::default(),
@@ -292,6 +306,7 @@ impl<B: Backend + Clone> Pipeline<B> {
                 sigma_final: (0..n).map(|i| sample.sigma[i][bi]).collect(),
                 start_steps: (0..n).map(|i| start[i][bi]).collect(),
                 dgsa: self.dgsa,
+                scale: self.scale,
             })
             .collect();
         Ok(BatchResult {

@@ -235,19 +235,48 @@ impl DegradedPairs {
     }
 }
 
+/// Makes the batch of a step; built on the worker thread by a [`Prefetch`]'s `init`, so it
+/// may hold what cannot cross threads (an executor of the restorer, for σ* labels).
+pub type MakeBatch<T> = Box<dyn FnMut(u64) -> Result<T>>;
+
 /// Batches `start..end` made on a worker thread, at most `depth` ahead of the consumer.
-pub struct Prefetch {
-    rx: Receiver<Batch>,
+pub struct Prefetch<T> {
+    rx: Receiver<Result<T>>,
     worker: Option<JoinHandle<()>>,
 }
 
-impl Prefetch {
-    pub fn spawn(src: BlurBatches, start: u64, end: u64, depth: usize) -> Prefetch {
+impl Prefetch<Batch> {
+    pub fn spawn(src: BlurBatches, start: u64, end: u64, depth: usize) -> Prefetch<Batch> {
+        Prefetch::spawn_with(
+            move || Ok(Box::new(move |step| Ok(src.make(step))) as MakeBatch<Batch>),
+            start,
+            end,
+            depth,
+        )
+    }
+}
+
+impl<T: Send + 'static> Prefetch<T> {
+    /// Runs `init` on the worker thread, then its batch maker for each step in order. An
+    /// error (of `init` or of a batch) is passed on as that step's item and ends the worker.
+    pub fn spawn_with<F>(init: F, start: u64, end: u64, depth: usize) -> Prefetch<T>
+    where
+        F: FnOnce() -> Result<MakeBatch<T>> + Send + 'static,
+    {
         let (tx, rx) = sync_channel(depth.max(1));
         let worker = std::thread::spawn(move || {
+            let mut make = match init() {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = tx.send(Err(e.context("the data worker could not start")));
+                    return;
+                }
+            };
             for step in start..end {
-                if tx.send(src.make(step)).is_err() {
-                    return; // the consumer stopped early
+                let item = make(step);
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    return; // the consumer stopped early, or this step cannot be made
                 }
             }
         });
@@ -259,12 +288,12 @@ impl Prefetch {
 
     /// The next batch; `None` once the range is done (or the worker died, which the join
     /// in `drop` reports).
-    pub fn next_batch(&mut self) -> Option<Batch> {
+    pub fn next_batch(&mut self) -> Option<Result<T>> {
         self.rx.recv().ok()
     }
 }
 
-impl Drop for Prefetch {
+impl<T> Drop for Prefetch<T> {
     fn drop(&mut self) {
         // Unblock a worker waiting to send, then wait for it.
         let (_, dead) = sync_channel(1);
@@ -349,7 +378,7 @@ mod tests {
         assert!(a.sigma.iter().all(|s| (0.1..=15.0).contains(s)));
         let mut p = Prefetch::spawn(src.clone(), 3, 7, 2);
         for step in 3..7 {
-            assert_eq!(p.next_batch().unwrap(), src.make(step));
+            assert_eq!(p.next_batch().unwrap().unwrap(), src.make(step));
         }
         assert!(p.next_batch().is_none());
         // Dropped while the worker is blocked on a full queue: must not hang.

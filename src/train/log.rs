@@ -112,21 +112,25 @@ pub fn svg_plot(title: &str, xlabel: &str, series: &[Series]) -> String {
     s + "</svg>\n"
 }
 
-/// `loss.svg` from the log: the training loss per step and, where logged, validation MAE.
-pub fn write_loss_plot(log: &Path, out: &Path) -> Result<()> {
+/// `loss.svg` from the log: the training loss per step and, where logged, the validation
+/// figure (`val_mae` of the σ estimators, `val_loss` of the others).
+pub fn write_loss_plot(log: &Path, out: &Path, title: &str) -> Result<()> {
     let recs = read(log)?;
     let get = |key: &str| -> Vec<(f64, f64)> {
         recs.iter()
             .filter_map(|r| Some((r["step"].as_f64()?, r[key].as_f64()?)))
             .collect()
     };
-    let svg = svg_plot(
-        "training loss (L1, σ in pixels)",
-        "step",
-        &[
-            ("train loss", "#1f77b4", get("loss")),
-            ("validation MAE", "#d62728", get("val_mae")),
-        ],
-    );
+    let mut series = vec![("train loss", "#1f77b4", get("loss"))];
+    for (key, name) in [
+        ("val_mae", "validation MAE"),
+        ("val_loss", "validation loss"),
+    ] {
+        let v = get(key);
+        if !v.is_empty() {
+            series.push((name, "#d62728", v));
+        }
+    }
+    let svg = svg_plot(title, "step", &series);
     write_atomic(out, svg.as_bytes())
 }

@@ -1,14 +1,21 @@
 //! Training the paper's learned parts (`dynface train`): the optimiser ([`optim`]), the
 //! data pipeline ([`data`]), checkpoints ([`checkpoint`]), the metrics log and loss plot
-//! ([`log`]), and the stages — so far stage 1 of the standard estimator, the SDE on true
-//! Gaussian blurs ([`sde`]). Gradients come from the graph's reverse mode with the weight
-//! nodes in `wrt` (checked by `check::weight_vjp`).
+//! ([`log`]), the loop every stage shares ([`stage`]), and the stages: the SDE on true
+//! Gaussian blurs ([`sde`]), SE end to end with σ* labels ([`se`], [`labels`]) and DGSA
+//! ([`dgsa`], [`swt`]). Gradients come from the graph's reverse mode with the weight nodes
+//! in `wrt` (checked by `check::weight_vjp`).
 
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod dgsa;
+pub mod export;
+pub mod labels;
 pub mod log;
 pub mod optim;
 pub mod sde;
+pub mod se;
+pub mod stage;
+pub mod swt;
 
 pub use cli::TrainCmd;

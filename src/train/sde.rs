@@ -7,10 +7,10 @@
 //! running-statistics update and the EMA. Checkpoints every N steps hold all of that, and
 //! every batch is a function of (seed, step), so `--resume` continues bit-exactly.
 
-use super::checkpoint::{self, TrainState};
 use super::data::{load_faces, split_files, validation_set, BlurBatches, Prefetch};
-use super::log;
-use super::optim::{clip_global_norm, ema_update, AdamW, AdamWConfig, Params, Schedule};
+use super::optim::{AdamWConfig, Params};
+use super::stage::{self, LoopSettings, Record, Stage, StepOut};
+pub use super::stage::{RunOptions, CHECKPOINT, METRICS, PLOT};
 use crate::backend::cpu::CpuBackend;
 use crate::dblm::estimate::{spearman, BlurLevelEstimator};
 use crate::exec::Executor;
@@ -25,11 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
-pub const METRICS: &str = "metrics.jsonl";
-pub const PLOT: &str = "loss.svg";
 pub const WEIGHTS: &str = "sde.safetensors";
 pub const MODEL_CONFIG: &str = "sde.json";
 pub const VALIDATION: &str = "validation.json";
@@ -362,19 +358,7 @@ pub struct SdeTrainSummary {
     pub val: Option<SigmaScore>,
 }
 
-/// Options of one invocation (the config says what to train; these say how to run it).
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    pub resume: bool,
-    /// Stop after this many steps in total, as if killed: nothing is written past the last
-    /// periodic checkpoint (for resume tests).
-    pub stop_after: Option<u64>,
-    /// Also score the training-free estimator (oracle restorer) in the final validation.
-    pub compare_training_free: bool,
-    pub quiet: bool,
-}
-
-fn to_store(p: &Params) -> Result<WeightStore> {
+pub fn to_store(p: &Params) -> Result<WeightStore> {
     let mut s = WeightStore::new();
     for (k, t) in p {
         s.insert(
@@ -385,44 +369,116 @@ fn to_store(p: &Params) -> Result<WeightStore> {
     Ok(s)
 }
 
+impl SdeTrainConfig {
+    pub fn loop_settings(&self) -> LoopSettings {
+        LoopSettings {
+            steps: self.steps,
+            batch: self.batch,
+            lr: self.lr,
+            min_lr: self.min_lr,
+            warmup: self.warmup,
+            adamw: self.adamw.clone(),
+            clip_norm: self.clip_norm,
+            ema_decay: self.ema_decay,
+            checkpoint_every: self.checkpoint_every,
+            val_every: self.val_every,
+            loss_title: "training loss (L1, σ in pixels)",
+        }
+    }
+}
+
+/// What the SDE stage adds to the shared loop: its graph, the running-statistics update,
+/// and validation (MAE, Spearman ρ) of batch-norm-recalibrated weights.
+struct SdeStage {
+    cfg: SdeTrainConfig,
+    ex: Executor<CpuBackend<f32>>,
+    tg: TrainGraph,
+    calib: BnCalibrator,
+    predictor: SdePredictor,
+    val: Vec<(String, f32, Vec<f32>)>,
+    last: Option<SigmaScore>,
+}
+
+impl Stage for SdeStage {
+    type Batch = super::data::Batch;
+
+    fn step(&mut self, model: &Params, batch: Self::Batch) -> Result<StepOut> {
+        let (b, s) = (self.cfg.batch, self.cfg.crop);
+        self.ex.bind_all(|n| model.get(n).cloned())?;
+        self.ex
+            .set_input("x", &Tensor::new(vec![b, 3, s, s], batch.x))?;
+        self.ex
+            .set_input("sigma", &Tensor::new(vec![b], batch.sigma))?;
+        self.ex.run()?;
+        let loss = self.ex.output(self.tg.loss)?.data[0] as f64;
+        let mut grads = Params::new();
+        for (name, id) in &self.tg.grads {
+            grads.insert(name.clone(), self.ex.output(*id)?);
+        }
+        Ok(StepOut {
+            loss,
+            grads,
+            extra: Record::new(),
+        })
+    }
+
+    fn after_update(&mut self, model: &mut Params) -> Result<()> {
+        update_running_stats(&self.ex, &self.tg.stats, model, self.cfg.bn_momentum)
+    }
+
+    fn validate(&mut self, weights: &Params, raw: bool) -> Result<Option<Record>> {
+        if self.val.is_empty() {
+            return Ok(None);
+        }
+        let imgs: Vec<&[f32]> = self.val.iter().map(|v| v.2.as_slice()).collect();
+        let truth: Vec<f32> = self.val.iter().map(|v| v.1).collect();
+        let w = self.calib.apply(weights)?;
+        let sc = score(&self.predictor.predict(&w, &imgs)?, &truth);
+        let mut r = Record::new();
+        r.insert("mae".into(), json!(sc.mae));
+        r.insert("spearman".into(), json!(sc.spearman));
+        if !raw {
+            r.insert("n".into(), json!(sc.n));
+            self.last = Some(sc);
+        }
+        Ok(Some(r))
+    }
+}
+
+/// Batch norm's running statistics after a training step: PyTorch's momentum rule with the
+/// unbiased batch variance, from the batch statistics the step's graph output.
+pub fn update_running_stats<B: crate::backend::Backend<Elem = f32>>(
+    ex: &Executor<B>,
+    stats: &[BnBatchStats],
+    model: &mut Params,
+    m: f64,
+) -> Result<()> {
+    for st in stats {
+        let n = st.count;
+        let (bm, bv) = (ex.output(st.mean)?, ex.output(st.var)?);
+        let unbias = n as f64 / (n as f64 - 1.0).max(1.0);
+        let rm = model.get_mut(&st.mean_key).context("running mean")?;
+        for (r, &v) in rm.data.iter_mut().zip(&bm.data) {
+            *r = ((1.0 - m) * *r as f64 + m * v as f64) as f32;
+        }
+        let rv = model.get_mut(&st.var_key).context("running var")?;
+        for (r, &v) in rv.data.iter_mut().zip(&bv.data) {
+            *r = ((1.0 - m) * *r as f64 + m * v as f64 * unbias) as f32;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTrainSummary> {
     cfg.validate()?;
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create output folder {}", out.display()))?;
     let cfg_text = serde_json::to_string(cfg)?;
-    let ckpt_path = out.join(CHECKPOINT);
-    let metrics = out.join(METRICS);
-    let mut state = if opts.resume && ckpt_path.exists() {
-        let (st, saved) = checkpoint::load(&ckpt_path, cfg.adamw.clone())?;
-        if saved != cfg_text {
-            bail!(
-                "{}: written with a different config; resume with the same config or train into a new folder",
-                ckpt_path.display()
-            );
-        }
-        log::truncate_after(&metrics, st.step)?;
-        st
-    } else {
-        if ckpt_path.exists() && !opts.resume {
-            bail!(
-                "{} exists: pass --resume to continue it, or choose another output folder",
-                ckpt_path.display()
-            );
-        }
-        if metrics.exists() {
-            std::fs::remove_file(&metrics)?;
-        }
-        let model = init_weights(cfg);
-        TrainState {
-            step: 0,
-            ema: model.clone(),
-            model,
-            opt: AdamW::new(cfg.adamw.clone()),
-        }
-    };
-    crate::atomic_file::write_atomic(
-        &out.join("config.json"),
-        serde_json::to_string_pretty(cfg)?.as_bytes(),
+    let mut state = stage::open(
+        out,
+        &serde_json::to_string_pretty(cfg)?,
+        &cfg_text,
+        &cfg.adamw,
+        opts.resume,
+        || Ok(init_weights(cfg)),
     )?;
 
     let (train_files, val_files) =
@@ -445,7 +501,6 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
             cfg.crop
         );
     }
-    let val = validation_set(&val_faces, cfg.crop, &cfg.val_sigmas);
     let src = BlurBatches {
         faces: Arc::new(train_faces),
         crop: cfg.crop,
@@ -453,150 +508,40 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
         sigma: (cfg.sigma_min, cfg.sigma_max),
         seed: cfg.seed,
     };
-    let mut calib = BnCalibrator::new(cfg, &src)?;
-    let mut predictor = SdePredictor::new(&cfg.model, cfg.batch, cfg.crop)?;
-    let mut validate = |weights: &Params| -> Result<Option<SigmaScore>> {
-        if val.is_empty() {
-            return Ok(None);
-        }
-        let imgs: Vec<&[f32]> = val.iter().map(|v| v.2.as_slice()).collect();
-        let truth: Vec<f32> = val.iter().map(|v| v.1).collect();
-        let w = calib.apply(weights)?;
-        Ok(Some(score(&predictor.predict(&w, &imgs)?, &truth)))
-    };
-
     let tg = train_graph(cfg)?;
     let mut outputs = vec![tg.loss, tg.pred];
     outputs.extend(tg.grads.iter().map(|g| g.1));
     outputs.extend(tg.stats.iter().flat_map(|s| [s.mean, s.var]));
-    let mut ex = Executor::new(
+    let ex = Executor::new(
         CpuBackend::<f32>::new(),
         &tg.graph,
         &outputs,
         PlanOptions::default(),
     )?;
-    let sched = Schedule {
-        lr: cfg.lr,
-        min_lr: cfg.min_lr,
-        warmup: cfg.warmup,
-        total: cfg.steps,
+    let mut st = SdeStage {
+        cfg: cfg.clone(),
+        ex,
+        tg,
+        calib: BnCalibrator::new(cfg, &src)?,
+        predictor: SdePredictor::new(&cfg.model, cfg.batch, cfg.crop)?,
+        val: validation_set(&val_faces, cfg.crop, &cfg.val_sigmas),
+        last: None,
     };
     let end = opts.stop_after.map_or(cfg.steps, |s| s.min(cfg.steps));
     let mut prefetch = Prefetch::spawn(src, state.step, end, cfg.prefetch);
-    let bar = if opts.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(cfg.steps)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} steps {msg} [{elapsed}<{eta}]",
-        )
-        .expect("static template"),
-    );
-    bar.set_position(state.step);
-    let t_start = Instant::now();
-    let first = state.step;
-    let mut last_val = None;
-    if state.step == 0 {
-        let v = validate(&state.ema)?;
-        if let Some(v) = &v {
-            log::append(
-                &metrics,
-                &json!({"step": 0, "val_mae": v.mae, "val_spearman": v.spearman, "val_n": v.n}),
-            )?;
-        }
-    }
-    while state.step < end {
-        let t0 = Instant::now();
-        let batch = prefetch
-            .next_batch()
-            .context("the data worker stopped before the run ended")?;
-        debug_assert_eq!(batch.step, state.step);
-        let wait = t0.elapsed().as_secs_f64();
-        ex.bind_all(|n| state.model.get(n).cloned())?;
-        let (b, s) = (cfg.batch, cfg.crop);
-        ex.set_input("x", &Tensor::new(vec![b, 3, s, s], batch.x))?;
-        ex.set_input("sigma", &Tensor::new(vec![b], batch.sigma))?;
-        ex.run()?;
-        let loss = ex.output(tg.loss)?.data[0] as f64;
-        if !loss.is_finite() {
-            bail!(
-                "step {}: the loss is {loss}; stopping (last checkpoint kept)",
-                state.step
-            );
-        }
-        let mut grads = Params::new();
-        for (name, id) in &tg.grads {
-            grads.insert(name.clone(), ex.output(*id)?);
-        }
-        let gnorm = clip_global_norm(&mut grads, cfg.clip_norm);
-        if !gnorm.is_finite() {
-            bail!(
-                "step {}: the gradient norm is {gnorm}; stopping",
-                state.step
-            );
-        }
-        let lr = sched.at(state.step);
-        state
-            .opt
-            .update(&mut state.model, &grads, lr)
-            .map_err(anyhow::Error::msg)?;
-        let m = cfg.bn_momentum;
-        for st in &tg.stats {
-            let n = st.count;
-            let (bm, bv) = (ex.output(st.mean)?, ex.output(st.var)?);
-            let unbias = n as f64 / (n as f64 - 1.0).max(1.0);
-            let rm = state.model.get_mut(&st.mean_key).context("running mean")?;
-            for (r, &v) in rm.data.iter_mut().zip(&bm.data) {
-                *r = ((1.0 - m) * *r as f64 + m * v as f64) as f32;
-            }
-            let rv = state.model.get_mut(&st.var_key).context("running var")?;
-            for (r, &v) in rv.data.iter_mut().zip(&bv.data) {
-                *r = ((1.0 - m) * *r as f64 + m * v as f64 * unbias) as f32;
-            }
-        }
-        ema_update(&mut state.ema, &state.model, cfg.ema_decay);
-        state.step += 1;
-        let dt = t0.elapsed().as_secs_f64();
-        let mut rec = json!({
-            "step": state.step - 1, "loss": loss, "lr": lr, "grad_norm": gnorm,
-            "seconds": dt, "data_wait_s": wait, "images_per_s": cfg.batch as f64 / dt,
-        });
-        if state.step % cfg.val_every == 0 || state.step == cfg.steps {
-            if let Some(v) = validate(&state.ema)? {
-                rec["val_mae"] = json!(v.mae);
-                rec["val_spearman"] = json!(v.spearman);
-                rec["val_n"] = json!(v.n);
-                last_val = Some(v);
-            }
-            // The raw (non-EMA) weights too: when the two disagree, the EMA horizon is
-            // too long for the run, or the batch-norm running statistics lag.
-            if cfg.ema_decay > 0.0 {
-                if let Some(v) = validate(&state.model)? {
-                    rec["val_raw_mae"] = json!(v.mae);
-                    rec["val_raw_spearman"] = json!(v.spearman);
-                }
-            }
-        }
-        log::append(&metrics, &rec)?;
-        bar.set_message(format!(
-            "loss {loss:.3} | {:.1} img/s",
-            cfg.batch as f64 / dt
-        ));
-        bar.set_position(state.step);
-        if state.step % cfg.checkpoint_every == 0 || state.step == cfg.steps {
-            checkpoint::save(&ckpt_path, &state, &cfg_text)?;
-            log::write_loss_plot(&metrics, &out.join(PLOT))?;
-        }
-    }
+    let sum = stage::run_loop(
+        &mut st,
+        &cfg.loop_settings(),
+        &mut state,
+        &mut prefetch,
+        out,
+        &cfg_text,
+        opts,
+    )?;
     drop(prefetch);
-    bar.finish_and_clear();
-    let seconds = t_start.elapsed().as_secs_f64();
-    let steps_run = state.step - first;
     if state.step == cfg.steps {
         save_safetensors(
-            &to_store(&calib.apply(&state.ema)?)?,
+            &to_store(&st.calib.apply(&state.ema)?)?,
             &out.join(WEIGHTS),
             Some(
                 [
@@ -612,24 +557,24 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
         )?;
         let mut report = json!({
             "steps": state.step,
-            "seconds_this_run": seconds,
-            "sde": last_val,
+            "seconds_this_run": sum.seconds,
+            "sde": st.last,
         });
-        if opts.compare_training_free && !val.is_empty() {
+        if opts.compare_training_free && !st.val.is_empty() {
             report["training_free_oracle"] = json!(training_free_score(&val_faces, cfg)?);
         }
-        report["items"] = json!(val.len());
+        report["items"] = json!(st.val.len());
         crate::atomic_file::write_atomic(
             &out.join(VALIDATION),
             serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
     }
     Ok(SdeTrainSummary {
-        steps_run,
+        steps_run: sum.steps_run,
         final_step: state.step,
-        seconds,
-        seconds_per_step: seconds / steps_run.max(1) as f64,
-        val: last_val,
+        seconds: sum.seconds,
+        seconds_per_step: sum.seconds / sum.steps_run.max(1) as f64,
+        val: st.last,
     })
 }
 
