@@ -27,6 +27,8 @@ FIXTURES = {
     "swinir": (["gen_swinir_golden.py", "basicsr_swinir.py", "refcommon.py"],
                ["torch", "safetensors", "basicsr"]),
     "pth": (["gen_pth_fixtures.py"], ["torch", "safetensors"]),
+    "retinaface": (["gen_retinaface_golden.py", "refcommon.py"],
+                   ["torch", "torchvision", "numpy", "safetensors", "opencv-python-headless", "facexlib"]),
     "pth/reader": (["gen_pth_reader_fixtures.py"], ["torch"]),
     "metrics/metrics.json": (["ssim_reference.py"], ["numpy", "scikit-image", "scipy", "pillow"]),
     "metrics/expected.json": (["ssim_fixture.py"], ["numpy", "scikit-image", "scipy", "pillow"]),
