@@ -289,6 +289,46 @@ fn weight_formula_matches_the_generators_draws() {
     assert!(n > 400_000, "{n} weights compared");
 }
 
+/// `dynface weights retinaface` keeps exactly the tensors the network reads, without
+/// `module.`, as f32; the detector run from that file finds the same faces as from the `.pth`.
+#[test]
+fn converted_weights_detect_the_same_faces() {
+    use dynface::face::detect::retinaface_weights::{
+        run_retinaface_weights, RetinaFaceWeightsArgs,
+    };
+    let tmp = std::env::temp_dir().join(format!("dynface-retina-conv-{}", std::process::id()));
+    let out = tmp.join("mnet.safetensors");
+    let src = dir(Variant::Mobilenet025).join("weights.pth");
+    let n = run_retinaface_weights(&RetinaFaceWeightsArgs {
+        source: src.clone(),
+        output: Some(out.clone()),
+    })
+    .unwrap();
+    assert_eq!(n, weight_spec(Variant::Mobilenet025).len());
+    let (v, from_st) = load_retinaface(&out).unwrap();
+    assert_eq!(v, Variant::Mobilenet025);
+    let (_, from_pth) = load_retinaface(&src).unwrap();
+    assert_eq!(from_st, from_pth);
+    let f = fixture(Variant::Mobilenet025);
+    let det = RetinaFace::new(CpuBackend::<f64>::new(), v, from_st, Thresholds::default());
+    let faces = det
+        .detect(&RgbPlanes {
+            data: &f.rgb,
+            width: f.width,
+            height: f.height,
+        })
+        .unwrap();
+    let want: Vec<f64> = f.detections.iter().map(|&v| v as f64).collect();
+    let c = compare(
+        &faces_flat(&faces),
+        &want,
+        &[faces.len(), 15],
+        detections_tol(v),
+    );
+    assert!(c.passed(), "detect(): {c}");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
 /// A state dict of the wrong network, or one missing a tensor, is refused naming the problem.
 #[test]
 fn wrong_checkpoints_are_refused_clearly() {
