@@ -7,6 +7,8 @@
 //! 25 M weights are redrawn here by the generator's formula, its batch-norm statistics read
 //! from the fixture's `.pth`.
 
+#[path = "support/restore_cli.rs"]
+mod restore_cli;
 use dynface::backend::cpu::CpuBackend;
 use dynface::backend::Backend;
 use dynface::check::compare::{compare, Tol};
@@ -409,4 +411,63 @@ fn stem_max_pool_matches_its_definition() {
             }
         }
     }
+}
+
+/// `dynface restore --detector retinaface` on a whole photo: detection through the CLI with
+/// the MobileNet `.pth`, the faces in the report (the random network finds many; at most two
+/// are restored and pasted back), and a missing checkpoint named with where to get it.
+#[test]
+fn restore_cli_runs_retinaface_on_a_whole_photo() {
+    let inp = restore_cli::tmp("retina-in");
+    let o = restore_cli::tmp("retina-out");
+    std::fs::copy(
+        dir(Variant::Mobilenet025).join("image.png"),
+        inp.join("photo.png"),
+    )
+    .unwrap();
+    let w = dir(Variant::Mobilenet025).join("weights.pth");
+    let run = |weights: &Path| {
+        restore_cli::restore_cpu(
+            inp.to_str().unwrap(),
+            o.to_str().unwrap(),
+            restore_cli::weights().to_str().unwrap(),
+            &[
+                "--sampler",
+                "ddim2",
+                "--overwrite",
+                "--detect",
+                "--detector",
+                "retinaface",
+                "--detector-weights",
+                weights.to_str().unwrap(),
+                "--max-faces",
+                "2",
+            ],
+        )
+    };
+    let out = run(&w);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(o.join("report.json")).unwrap()).unwrap();
+    let e = &rep["images"][0];
+    assert_eq!(e["status"], "restored", "{e}");
+    assert_eq!(e["photo"]["detector"], "retinaface");
+    let faces = e["photo"]["faces"].as_array().unwrap();
+    // facexlib's detections, minus none: the report lists every face found.
+    assert_eq!(
+        faces.len(),
+        fixture(Variant::Mobilenet025).detections.len() / 15
+    );
+    let restored = faces.iter().filter(|f| f["status"] == "restored").count();
+    assert_eq!(restored, 2, "{faces:?}");
+    let photo = image::open(o.join("photo.png")).unwrap();
+    assert_eq!((photo.width(), photo.height()), (174, 150));
+    let out = run(&inp.join("none.pth"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("dynface weights download retinaface_resnet50"),
+        "{stderr}"
+    );
 }
