@@ -98,6 +98,56 @@ pub fn fit_similarity(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Affine> {
     Some(Affine([[a, -b, tx], [b, a, ty]]))
 }
 
+/// The similarity taking `src` onto `dst` by least median of squares, the method facexlib
+/// asks of OpenCV (`estimateAffinePartial2D(..., method=LMEDS)`): the exact similarity of
+/// each pair of points is scored by the median squared residual over all points (OpenCV's
+/// median, the `n/2`-th smallest); the best one's inliers (residual within
+/// 2.5 · 1.4826 · (1 + 5/(n − 2)) · √median, at least 0.001) are then fitted by least squares,
+/// as OpenCV's refinement does. OpenCV draws a few random pairs (13 for five points at its
+/// confidence) where this tries all of them, so on the rare draw where its sample misses the
+/// best pair the two can keep different inliers.
+pub fn fit_similarity_lmeds(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Affine> {
+    assert_eq!(src.len(), dst.len());
+    let n = src.len();
+    if n < 3 {
+        return fit_similarity(src, dst);
+    }
+    let residuals = |m: &Affine| -> Vec<f64> {
+        src.iter()
+            .zip(dst)
+            .map(|(s, d)| {
+                let p = m.apply(*s);
+                (p[0] - d[0]).powi(2) + (p[1] - d[1]).powi(2)
+            })
+            .collect()
+    };
+    let mut best: Option<(f64, Vec<f64>)> = None;
+    for i in 0..n {
+        for j in i + 1..n {
+            let Some(m) = fit_similarity(&[src[i], src[j]], &[dst[i], dst[j]]) else {
+                continue;
+            };
+            let r = residuals(&m);
+            let mut sorted = r.clone();
+            sorted.sort_by(f64::total_cmp);
+            let med = sorted[n / 2];
+            if best.as_ref().is_none_or(|(b, _)| med < *b) {
+                best = Some((med, r));
+            }
+        }
+    }
+    let (med, r) = best?;
+    let sigma = (2.5 * 1.4826 * (1.0 + 5.0 / (n - 2) as f64) * med.sqrt()).max(0.001);
+    let (s, d): (Vec<[f64; 2]>, Vec<[f64; 2]>) = src
+        .iter()
+        .zip(dst)
+        .zip(&r)
+        .filter(|(_, &e)| e <= sigma * sigma)
+        .map(|((s, d), _)| (*s, *d))
+        .unzip();
+    fit_similarity(&s, &d)
+}
+
 /// The photo → crop transform of a face's landmarks onto the template of a `size`² crop.
 pub fn face_to_template(landmarks: &[[f32; 2]; 5], size: usize) -> Option<Affine> {
     let k = size as f64 / 512.0;
@@ -210,6 +260,28 @@ mod tests {
         assert!((p[0] - 10.0).abs() < 1e-9 && (p[1] - 300.0).abs() < 1e-9);
         assert!((fit.scale() - 0.62).abs() < 1e-12);
         assert!(fit_similarity(&[[1.0, 1.0]; 5], &FFHQ_512).is_none());
+    }
+
+    /// One landmark thrown far off: LMEDS ignores it (the fit of the other four), least
+    /// squares does not; without an outlier both agree.
+    #[test]
+    fn lmeds_ignores_one_outlier() {
+        let m = Affine::similarity(0.8, -0.2, 12.0, 30.0);
+        let src: Vec<[f64; 2]> = FFHQ_512.to_vec();
+        let mut dst: Vec<[f64; 2]> = src.iter().map(|&p| m.apply(p)).collect();
+        let clean = fit_similarity_lmeds(&src, &dst).unwrap();
+        dst[2][0] += 60.0;
+        let robust = fit_similarity_lmeds(&src, &dst).unwrap();
+        let lsq = fit_similarity(&src, &dst).unwrap();
+        let d = |a: &Affine, b: &Affine| {
+            (0..2)
+                .flat_map(|r| (0..3).map(move |c| (r, c)))
+                .map(|(r, c)| (a.0[r][c] - b.0[r][c]).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(d(&clean, &m) < 1e-9, "{clean:?}");
+        assert!(d(&robust, &m) < 1e-9, "{robust:?}");
+        assert!(d(&lsq, &m) > 1.0, "least squares moves with the outlier: {lsq:?}");
     }
 
     /// An integer translation is an exact pixel shift, with the border where the source
