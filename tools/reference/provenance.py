@@ -27,6 +27,7 @@ FIXTURES = {
     "swinir": (["gen_swinir_golden.py", "basicsr_swinir.py", "refcommon.py"],
                ["torch", "safetensors", "basicsr"]),
     "pth": (["gen_pth_fixtures.py"], ["torch", "safetensors"]),
+    "align/lmeds.json": (["gen_lmeds_golden.py"], ["numpy", "opencv-python-headless"]),
     "retinaface": (["gen_retinaface_golden.py", "refcommon.py"],
                    ["torch", "torchvision", "numpy", "safetensors", "opencv-python-headless", "facexlib"]),
     "pth/reader": (["gen_pth_reader_fixtures.py"], ["torch"]),
