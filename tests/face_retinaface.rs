@@ -415,7 +415,8 @@ fn stem_max_pool_matches_its_definition() {
 
 /// `dynface restore --detector retinaface` on a whole photo: detection through the CLI with
 /// the MobileNet `.pth`, the faces in the report (the random network finds many; at most two
-/// are restored and pasted back), and a missing checkpoint named with where to get it.
+/// are restored and pasted back, aligned by facexlib's LMEDS fit), and a missing checkpoint
+/// named with where to get it.
 #[test]
 fn restore_cli_runs_retinaface_on_a_whole_photo() {
     let inp = restore_cli::tmp("retina-in");
@@ -442,6 +443,8 @@ fn restore_cli_runs_retinaface_on_a_whole_photo() {
                 weights.to_str().unwrap(),
                 "--max-faces",
                 "2",
+                "--align-fit",
+                "lmeds",
             ],
         )
     };

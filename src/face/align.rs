@@ -148,15 +148,33 @@ pub fn fit_similarity_lmeds(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Affine
     fit_similarity(&s, &d)
 }
 
+/// How the landmarks are fitted to the template.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fit {
+    /// Least squares over the five points.
+    #[default]
+    Lstsq,
+    /// Least median of squares, as facexlib (OpenCV's LMEDS): robust to one bad landmark.
+    Lmeds,
+}
+
 /// The photo → crop transform of a face's landmarks onto the template of a `size`² crop.
 pub fn face_to_template(landmarks: &[[f32; 2]; 5], size: usize) -> Option<Affine> {
+    face_to_template_by(landmarks, size, Fit::Lstsq)
+}
+
+/// [`face_to_template`] with the given fit.
+pub fn face_to_template_by(landmarks: &[[f32; 2]; 5], size: usize, fit: Fit) -> Option<Affine> {
     let k = size as f64 / 512.0;
     let dst: Vec<[f64; 2]> = FFHQ_512.iter().map(|p| [p[0] * k, p[1] * k]).collect();
     let src: Vec<[f64; 2]> = landmarks
         .iter()
         .map(|p| [p[0] as f64, p[1] as f64])
         .collect();
-    fit_similarity(&src, &dst)
+    match fit {
+        Fit::Lstsq => fit_similarity(&src, &dst),
+        Fit::Lmeds => fit_similarity_lmeds(&src, &dst),
+    }
 }
 
 /// A planar image `[C, h, w]` of f32 samples.
@@ -234,7 +252,17 @@ pub fn align_face(
     landmarks: &[[f32; 2]; 5],
     size: usize,
 ) -> Option<(Affine, Planes)> {
-    let m = face_to_template(landmarks, size)?;
+    align_face_by(photo, landmarks, size, Fit::Lstsq)
+}
+
+/// [`align_face`] with the given fit.
+pub fn align_face_by(
+    photo: &Planes,
+    landmarks: &[[f32; 2]; 5],
+    size: usize,
+    fit: Fit,
+) -> Option<(Affine, Planes)> {
+    let m = face_to_template_by(landmarks, size, fit)?;
     m.inverse()?;
     Some((m, warp_affine(photo, &m, size, size, &BORDER_RGB)))
 }
@@ -281,7 +309,10 @@ mod tests {
         };
         assert!(d(&clean, &m) < 1e-9, "{clean:?}");
         assert!(d(&robust, &m) < 1e-9, "{robust:?}");
-        assert!(d(&lsq, &m) > 1.0, "least squares moves with the outlier: {lsq:?}");
+        assert!(
+            d(&lsq, &m) > 1.0,
+            "least squares moves with the outlier: {lsq:?}"
+        );
     }
 
     /// An integer translation is an exact pixel shift, with the border where the source

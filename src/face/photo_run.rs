@@ -4,7 +4,7 @@
 //! `--batch` faces; a photo is pasted back and written as soon as its last face is done.
 //! A photo without a (usable) face is copied through unchanged, with a note.
 
-use super::align::{align_face, Affine, Planes};
+use super::align::{align_face_by, Affine, Fit, Planes};
 use super::detect::mtcnn_weights::{load_mtcnn, MTCNN_FILE};
 use super::detect::retinaface_decode::Thresholds;
 use super::detect::retinaface_nets::Variant;
@@ -69,6 +69,10 @@ pub struct PhotoArgs {
     /// Faces whose box is smaller than this (shorter side, pixels) are skipped and reported.
     #[arg(long, default_value_t = 20.0)]
     pub min_face_size: f32,
+    /// How the five landmarks are fitted to the template: least squares, or facexlib's LMEDS
+    /// (robust to one bad landmark).
+    #[arg(long, value_enum, default_value = "lstsq")]
+    pub align_fit: Fit,
     /// Restore only the face nearest the photo's centre.
     #[arg(long)]
     pub only_center_face: bool,
@@ -454,7 +458,7 @@ fn prepare(
             seconds: None,
         };
         let aligned = if why.is_none() {
-            align_face(&planes, &f.landmarks, run.size)
+            align_face_by(&planes, &f.landmarks, run.size, run.args.align_fit)
         } else {
             None
         };
