@@ -83,6 +83,8 @@ enum WeightsCmd {
     Random(dynface::restore::RandomArgs),
     /// MTCNN's face-detector weights from facenet-pytorch 2.6.0's wheel (or its three .pt files) to one safetensors file.
     Mtcnn(dynface::face::detect::mtcnn_weights::MtcnnWeightsArgs),
+    /// RetinaFace's face-detector weights (facexlib's detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth), checked, to safetensors.
+    Retinaface(dynface::face::detect::retinaface_weights::RetinaFaceWeightsArgs),
 }
 
 #[derive(Subcommand)]
@@ -131,6 +133,10 @@ fn main() -> ExitCode {
         }
         Cmd::Weights(WeightsCmd::Mtcnn(a)) => {
             dynface::face::detect::mtcnn_weights::run_mtcnn_weights(&a).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Weights(WeightsCmd::Retinaface(a)) => {
+            dynface::face::detect::retinaface_weights::run_retinaface_weights(&a)
+                .map(|_| ExitCode::SUCCESS)
         }
         Cmd::Weights(WeightsCmd::Download(a)) => {
             dynface::weights::run_download(&a).map(|_| ExitCode::SUCCESS)

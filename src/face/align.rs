@@ -98,15 +98,83 @@ pub fn fit_similarity(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Affine> {
     Some(Affine([[a, -b, tx], [b, a, ty]]))
 }
 
+/// The similarity taking `src` onto `dst` by least median of squares, the method facexlib
+/// asks of OpenCV (`estimateAffinePartial2D(..., method=LMEDS)`): the exact similarity of
+/// each pair of points is scored by the median squared residual over all points (OpenCV's
+/// median, the `n/2`-th smallest); the best one's inliers (residual within
+/// 2.5 · 1.4826 · (1 + 5/(n − 2)) · √median, at least 0.001) are then fitted by least squares,
+/// as OpenCV's refinement does. OpenCV draws a few random pairs (13 for five points at its
+/// confidence) where this tries all of them, so on the rare draw where its sample misses the
+/// best pair the two can keep different inliers.
+pub fn fit_similarity_lmeds(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Affine> {
+    assert_eq!(src.len(), dst.len());
+    let n = src.len();
+    if n < 3 {
+        return fit_similarity(src, dst);
+    }
+    let residuals = |m: &Affine| -> Vec<f64> {
+        src.iter()
+            .zip(dst)
+            .map(|(s, d)| {
+                let p = m.apply(*s);
+                (p[0] - d[0]).powi(2) + (p[1] - d[1]).powi(2)
+            })
+            .collect()
+    };
+    let mut best: Option<(f64, Vec<f64>)> = None;
+    for i in 0..n {
+        for j in i + 1..n {
+            let Some(m) = fit_similarity(&[src[i], src[j]], &[dst[i], dst[j]]) else {
+                continue;
+            };
+            let r = residuals(&m);
+            let mut sorted = r.clone();
+            sorted.sort_by(f64::total_cmp);
+            let med = sorted[n / 2];
+            if best.as_ref().is_none_or(|(b, _)| med < *b) {
+                best = Some((med, r));
+            }
+        }
+    }
+    let (med, r) = best?;
+    let sigma = (2.5 * 1.4826 * (1.0 + 5.0 / (n - 2) as f64) * med.sqrt()).max(0.001);
+    let (s, d): (Vec<[f64; 2]>, Vec<[f64; 2]>) = src
+        .iter()
+        .zip(dst)
+        .zip(&r)
+        .filter(|(_, &e)| e <= sigma * sigma)
+        .map(|((s, d), _)| (*s, *d))
+        .unzip();
+    fit_similarity(&s, &d)
+}
+
+/// How the landmarks are fitted to the template.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fit {
+    /// Least squares over the five points.
+    #[default]
+    Lstsq,
+    /// Least median of squares, as facexlib (OpenCV's LMEDS): robust to one bad landmark.
+    Lmeds,
+}
+
 /// The photo → crop transform of a face's landmarks onto the template of a `size`² crop.
 pub fn face_to_template(landmarks: &[[f32; 2]; 5], size: usize) -> Option<Affine> {
+    face_to_template_by(landmarks, size, Fit::Lstsq)
+}
+
+/// [`face_to_template`] with the given fit.
+pub fn face_to_template_by(landmarks: &[[f32; 2]; 5], size: usize, fit: Fit) -> Option<Affine> {
     let k = size as f64 / 512.0;
     let dst: Vec<[f64; 2]> = FFHQ_512.iter().map(|p| [p[0] * k, p[1] * k]).collect();
     let src: Vec<[f64; 2]> = landmarks
         .iter()
         .map(|p| [p[0] as f64, p[1] as f64])
         .collect();
-    fit_similarity(&src, &dst)
+    match fit {
+        Fit::Lstsq => fit_similarity(&src, &dst),
+        Fit::Lmeds => fit_similarity_lmeds(&src, &dst),
+    }
 }
 
 /// A planar image `[C, h, w]` of f32 samples.
@@ -184,7 +252,17 @@ pub fn align_face(
     landmarks: &[[f32; 2]; 5],
     size: usize,
 ) -> Option<(Affine, Planes)> {
-    let m = face_to_template(landmarks, size)?;
+    align_face_by(photo, landmarks, size, Fit::Lstsq)
+}
+
+/// [`align_face`] with the given fit.
+pub fn align_face_by(
+    photo: &Planes,
+    landmarks: &[[f32; 2]; 5],
+    size: usize,
+    fit: Fit,
+) -> Option<(Affine, Planes)> {
+    let m = face_to_template_by(landmarks, size, fit)?;
     m.inverse()?;
     Some((m, warp_affine(photo, &m, size, size, &BORDER_RGB)))
 }
@@ -210,6 +288,31 @@ mod tests {
         assert!((p[0] - 10.0).abs() < 1e-9 && (p[1] - 300.0).abs() < 1e-9);
         assert!((fit.scale() - 0.62).abs() < 1e-12);
         assert!(fit_similarity(&[[1.0, 1.0]; 5], &FFHQ_512).is_none());
+    }
+
+    /// One landmark thrown far off: LMEDS ignores it (the fit of the other four), least
+    /// squares does not; without an outlier both agree.
+    #[test]
+    fn lmeds_ignores_one_outlier() {
+        let m = Affine::similarity(0.8, -0.2, 12.0, 30.0);
+        let src: Vec<[f64; 2]> = FFHQ_512.to_vec();
+        let mut dst: Vec<[f64; 2]> = src.iter().map(|&p| m.apply(p)).collect();
+        let clean = fit_similarity_lmeds(&src, &dst).unwrap();
+        dst[2][0] += 60.0;
+        let robust = fit_similarity_lmeds(&src, &dst).unwrap();
+        let lsq = fit_similarity(&src, &dst).unwrap();
+        let d = |a: &Affine, b: &Affine| {
+            (0..2)
+                .flat_map(|r| (0..3).map(move |c| (r, c)))
+                .map(|(r, c)| (a.0[r][c] - b.0[r][c]).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(d(&clean, &m) < 1e-9, "{clean:?}");
+        assert!(d(&robust, &m) < 1e-9, "{robust:?}");
+        assert!(
+            d(&lsq, &m) > 1.0,
+            "least squares moves with the outlier: {lsq:?}"
+        );
     }
 
     /// An integer translation is an exact pixel shift, with the border where the source

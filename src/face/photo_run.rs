@@ -4,9 +4,12 @@
 //! `--batch` faces; a photo is pasted back and written as soon as its last face is done.
 //! A photo without a (usable) face is copied through unchanged, with a note.
 
-use super::align::{align_face, Affine, Planes};
-use super::detect::mtcnn_weights::{how_to_get, load_mtcnn, MTCNN_FILE};
-use super::detect::{Face, Mtcnn, MtcnnOptions, RgbPlanes};
+use super::align::{align_face_by, Affine, Fit, Planes};
+use super::detect::mtcnn_weights::{load_mtcnn, MTCNN_FILE};
+use super::detect::retinaface_decode::Thresholds;
+use super::detect::retinaface_nets::Variant;
+use super::detect::retinaface_weights::load_retinaface;
+use super::detect::{Detector, Face, Mtcnn, MtcnnOptions, RetinaFace, RgbPlanes};
 use super::paste::paste_face;
 use super::photo::{encode_photo, load_photo, output_path, Photo};
 use crate::backend::Backend;
@@ -24,9 +27,23 @@ use std::time::Instant;
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorKind {
-    /// MTCNN with facenet-pytorch 2.6.0's weights (`dynface weights mtcnn`). RetinaFace is
-    /// not implemented yet.
+    /// MTCNN with facenet-pytorch 2.6.0's weights (`dynface weights mtcnn`).
     Mtcnn,
+    /// RetinaFace with facexlib's ResNet-50 or MobileNet-0.25 checkpoint (`dynface weights
+    /// download retinaface_resnet50`; the variant is told from the weights).
+    Retinaface,
+}
+
+impl DetectorKind {
+    /// How to get this detector's weights, for error messages.
+    pub fn how_to_get(self) -> String {
+        match self {
+            DetectorKind::Mtcnn => super::detect::mtcnn_weights::how_to_get(),
+            DetectorKind::Retinaface => {
+                super::detect::retinaface_weights::how_to_get(Variant::Resnet50)
+            }
+        }
+    }
 }
 
 /// Whole-photo options of `dynface restore`. Faces are restored and pasted back; the rest
@@ -44,13 +61,18 @@ pub struct PhotoArgs {
     pub detect: bool,
     #[arg(long, value_enum, default_value = "mtcnn")]
     pub detector: DetectorKind,
-    /// The detector's weights (default: WEIGHTS/mtcnn.safetensors; a facenet-pytorch wheel
-    /// or a folder with its pnet.pt, rnet.pt, onet.pt also works).
+    /// The detector's weights (default: WEIGHTS/mtcnn.safetensors, a facenet-pytorch wheel
+    /// or a folder with its pnet.pt, rnet.pt, onet.pt also works; for RetinaFace
+    /// WEIGHTS/detection_Resnet50_Final.safetensors, or facexlib's .pth of either variant).
     #[arg(long)]
     pub detector_weights: Option<PathBuf>,
     /// Faces whose box is smaller than this (shorter side, pixels) are skipped and reported.
     #[arg(long, default_value_t = 20.0)]
     pub min_face_size: f32,
+    /// How the five landmarks are fitted to the template: least squares, or facexlib's LMEDS
+    /// (robust to one bad landmark).
+    #[arg(long, value_enum, default_value = "lstsq")]
+    pub align_fit: Fit,
     /// Restore only the face nearest the photo's centre.
     #[arg(long)]
     pub only_center_face: bool,
@@ -82,7 +104,10 @@ pub fn is_whole_photo(path: &Path, args: &PhotoArgs, size: usize) -> bool {
 pub fn detector_weights_path(args: &PhotoArgs, weights_dir: &Path) -> PathBuf {
     args.detector_weights
         .clone()
-        .unwrap_or_else(|| weights_dir.join(MTCNN_FILE))
+        .unwrap_or_else(|| match args.detector {
+            DetectorKind::Mtcnn => weights_dir.join(MTCNN_FILE),
+            DetectorKind::Retinaface => weights_dir.join(Variant::Resnet50.safetensors_file()),
+        })
 }
 
 /// Splits the inputs into whole photos and aligned crops ([`is_whole_photo`]). Without the
@@ -108,7 +133,7 @@ pub fn split_inputs(
          they are treated as aligned crops (resized); to restore them as whole photos, {}",
         photos.len(),
         w.display(),
-        how_to_get()
+        args.detector.how_to_get()
     ));
     let mut all = files.to_vec();
     all.sort();
@@ -264,13 +289,21 @@ pub fn restore_photos<B: Backend + Clone>(
 ) -> Result<(Vec<ImageReport>, Option<String>)> {
     let wpath = detector_weights_path(run.args, run.weights_dir);
     if !wpath.exists() {
-        bail!("face detector weights {} not found (needed for whole photos; --aligned skips detection): {}", wpath.display(), how_to_get());
+        bail!("face detector weights {} not found (needed for whole photos; --aligned skips detection): {}", wpath.display(), run.args.detector.how_to_get());
     }
-    let opts = MtcnnOptions {
-        min_face: run.args.min_face_size.max(12.0),
-        ..MtcnnOptions::default()
+    let det = match run.args.detector {
+        DetectorKind::Mtcnn => {
+            let opts = MtcnnOptions {
+                min_face: run.args.min_face_size.max(12.0),
+                ..MtcnnOptions::default()
+            };
+            Detector::Mtcnn(Mtcnn::new(backend, load_mtcnn(&wpath)?, opts))
+        }
+        DetectorKind::Retinaface => {
+            let (variant, w) = load_retinaface(&wpath)?;
+            Detector::RetinaFace(RetinaFace::new(backend, variant, w, Thresholds::default()))
+        }
     };
-    let det = Mtcnn::new(backend, load_mtcnn(&wpath)?, opts);
     let faces_dir = run.out_dir.join("faces");
     let s = run.size;
     let mut reports = vec![];
@@ -363,7 +396,7 @@ enum Prepared {
 }
 
 fn prepare(
-    det: &Mtcnn<impl Backend + Clone>,
+    det: &Detector<impl Backend + Clone>,
     run: &PhotoRun,
     input: &Path,
     out: &Path,
@@ -385,8 +418,8 @@ fn prepare(
     )?;
     let planes = Planes::from_rgb8(&photo.rgb);
     let t = Instant::now();
-    // Faces smaller than MTCNN's 12 px cell cannot be found; a smaller photo has none.
-    let found = if w.min(h) >= 12 {
+    // Faces smaller than the detector's smallest window cannot be found; a smaller photo has none.
+    let found = if w.min(h) >= det.min_side() {
         det.detect(&RgbPlanes {
             data: &planes.data,
             width: w as usize,
@@ -425,7 +458,7 @@ fn prepare(
             seconds: None,
         };
         let aligned = if why.is_none() {
-            align_face(&planes, &f.landmarks, run.size)
+            align_face_by(&planes, &f.landmarks, run.size, run.args.align_fit)
         } else {
             None
         };
