@@ -3,5 +3,6 @@
 //! The guidance σ_i and weights w_i of Eq. 15 live with the sampler's configuration.
 
 pub mod estimate;
+pub mod sigma_star;
 
 pub use estimate::{spearman, BlurLevelEstimator};

@@ -5,8 +5,8 @@
 pub mod synthetic_face;
 
 use crate::atomic_file::write_atomic;
-use crate::degrade::{run_degrade, DegradeArgs};
-use crate::restore::{run_restore, RestoreArgs, RunReport};
+use crate::cli::degrade::{run_degrade, DegradeArgs};
+use crate::cli::restore::{run_restore, RestoreArgs, RunReport};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use std::path::PathBuf;

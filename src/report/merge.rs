@@ -194,7 +194,7 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeSummary> {
         .collect();
     let mut missing_images = vec![];
     if !args.inputs.is_empty() {
-        for f in crate::restore::cli::expand_inputs(&args.inputs)? {
+        for f in crate::cli::restore::expand_inputs(&args.inputs)? {
             if !seen.contains(&stem_of(&f)) {
                 missing_images.push(format!(
                     "{} (shard {}/{n})",

@@ -1,6 +1,5 @@
 //! The product: `dynface restore`, METHOD.md's whole pipeline on image files.
 
-pub mod cli;
 pub mod device;
 pub mod dump;
 pub mod images;
@@ -10,7 +9,6 @@ pub mod preset;
 pub mod random;
 pub mod shard;
 
-pub use cli::{run_restore, Preset, RestoreArgs, RunReport};
 pub use models::{load_models, LoadedModels, ModelSet};
 pub use pipeline::Pipeline;
 pub use random::{run_random, write_random_set, RandomArgs};

@@ -1,7 +1,7 @@
 //! What a preset promises against what the weights folder holds, said before a run starts,
 //! and the `--eta` knob.
 
-use super::cli::Preset;
+use crate::cli::restore::Preset;
 use super::models::ModelSet;
 use crate::sampler::Eta;
 use std::path::Path;

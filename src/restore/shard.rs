@@ -7,7 +7,7 @@
 //! others to another part, going from N to N+1 parts moves only about 1/(N+1) of them, and the
 //! assignment does not depend on the folder the job mounts the inputs at.
 
-use super::cli::{image_seed, output_name, ImageReport, RestoreArgs, RunReport};
+use crate::cli::restore::{image_seed, output_name, ImageReport, RestoreArgs, RunReport};
 use crate::degrade::load::stem_of;
 use crate::degrade::seed::{fnv1a64, mix64};
 use anyhow::{bail, Context, Result};

@@ -5,10 +5,8 @@
 //! nodes in `wrt` (checked by `check::weight_vjp`).
 
 pub mod checkpoint;
-pub mod cli;
 pub mod data;
 pub mod log;
 pub mod optim;
 pub mod sde;
 
-pub use cli::TrainCmd;

@@ -5,7 +5,7 @@
 //! Nothing here executes code from a checkpoint: the `.pth` reader interprets pickles
 //! with its own small stack machine that only knows an allow-list of globals.
 //!
-//! CLI wiring (for `main.rs`):
+//! CLI wiring (for `cli/mod.rs`):
 //! ```text
 //! #[derive(clap::Subcommand)]
 //! enum WeightsCmd {

@@ -1,6 +1,6 @@
 //! `dynface train …` arguments.
 
-use super::sde::{self, RunOptions, SdeTrainConfig};
+use crate::train::sde::{self, RunOptions, SdeTrainConfig};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;

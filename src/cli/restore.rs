@@ -2,9 +2,9 @@
 //! bars; a JSON report; one bad file is reported and the rest still run; outputs are written
 //! atomically and inputs are never overwritten.
 
-use super::images::{load_input, save_output, InputImage};
-use super::models::{check_files, load_models, ModelSet};
-use super::pipeline::{ImageTrace, Pipeline, StageTimes};
+use crate::restore::images::{load_input, save_output, InputImage};
+use crate::restore::models::{check_files, load_models, ModelSet};
+use crate::restore::pipeline::{ImageTrace, Pipeline, StageTimes};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::{CudaOptions, Precision};
 use crate::backend::Backend;
@@ -57,7 +57,7 @@ pub struct RestoreArgs {
     pub preset: Preset,
     /// DDIM stochasticity η: a number ≥ 0, or sigma/10 (η = σ̂/10 per image, the authors'
     /// choice). Default: the model set's (0.5 unless its models.json says otherwise).
-    #[arg(long, value_parser = super::preset::parse_eta)]
+    #[arg(long, value_parser = crate::restore::preset::parse_eta)]
     pub eta: Option<crate::sampler::Eta>,
     /// Images per batch.
     #[arg(long, default_value_t = 1)]
@@ -97,7 +97,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub quiet: bool,
     #[command(flatten)]
-    pub shard: super::shard::ShardArgs,
+    pub shard: crate::restore::shard::ShardArgs,
     #[command(flatten)]
     pub photos: crate::face::photo_run::PhotoArgs,
 }
@@ -141,7 +141,7 @@ pub struct RunReport {
     pub seconds: f64,
     /// The part of the input list this run restored (`--shard`, or the scheduler's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shard: Option<super::shard::ShardInfo>,
+    pub shard: Option<crate::restore::shard::ShardInfo>,
 }
 
 impl RunReport {
@@ -309,7 +309,7 @@ fn ensure_weights(args: &RestoreArgs) -> Result<()> {
     if check_files(&set, &args.weights).is_ok() {
         return Ok(());
     }
-    let official = !args.weights.join(super::models::MODELS_FILE).exists();
+    let official = !args.weights.join(crate::restore::models::MODELS_FILE).exists();
     if official && !args.no_download {
         eprintln!(
             "official checkpoints missing in {}: downloading them once",
@@ -338,15 +338,15 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
         bail!("--batch must be at least 1");
     }
     if args.precision == Precision::Bf16 && args.device.eq_ignore_ascii_case("cpu") {
-        bail!("{}", super::device::BF16_ON_CPU);
+        bail!("{}", crate::restore::device::BF16_ON_CPU);
     }
     let files = expand_inputs(&args.inputs)?;
     if files.is_empty() {
         bail!("no input images found in {:?}", args.inputs);
     }
-    let (files, shard) = super::shard::apply(&args.shard, files)?;
+    let (files, shard) = crate::restore::shard::apply(&args.shard, files)?;
     if args.shard.dry_run {
-        return Ok(super::shard::dry_run(&files, args, shard));
+        return Ok(crate::restore::shard::dry_run(&files, args, shard));
     }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create output folder {}", args.output.display()))?;
@@ -359,20 +359,20 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
         }
     }
     ensure_weights(args)?;
-    let device = super::device::resolve(&args.device)?;
+    let device = crate::restore::device::resolve(&args.device)?;
     eprintln!(
         "device: {}, precision {}",
         device.describe(),
         args.precision
     );
     match device {
-        super::device::Device::Cpu => {
+        crate::restore::device::Device::Cpu => {
             if args.precision == Precision::Bf16 {
-                bail!("--device {}: {}", args.device, super::device::BF16_ON_CPU);
+                bail!("--device {}: {}", args.device, crate::restore::device::BF16_ON_CPU);
             }
             run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files, shard)
         }
-        super::device::Device::Cuda(name) => {
+        crate::restore::device::Device::Cuda(name) => {
             let opts = CudaOptions {
                 precision: args.precision,
                 ..Default::default()
@@ -393,7 +393,7 @@ fn run_on<B: Backend + Clone>(
     device_name: String,
     args: &RestoreArgs,
     files: &[PathBuf],
-    shard: Option<super::shard::ShardInfo>,
+    shard: Option<crate::restore::shard::ShardInfo>,
 ) -> Result<RunReport> {
     let t_run = Instant::now();
     if args.trace.is_some() {
@@ -410,7 +410,7 @@ fn run_on<B: Backend + Clone>(
     if let Some(e) = args.eta {
         cfg.eta = e;
     }
-    for n in super::preset::missing_weight_notes(args.preset, &models.set, &args.weights) {
+    for n in crate::restore::preset::missing_weight_notes(args.preset, &models.set, &args.weights) {
         eprintln!("note: {n}");
     }
     match args.preset {
@@ -594,7 +594,7 @@ fn run_on<B: Backend + Clone>(
                     );
                     let saved = save_output(&plane, img, &job.out);
                     if let Some(d) = &dump {
-                        if let Err(e) = super::dump::dump_image(d, &names[i], i, &res, &models) {
+                        if let Err(e) = crate::restore::dump::dump_image(d, &names[i], i, &res, &models) {
                             mp.suspend(|| {
                                 eprintln!("warning: dump for {}: {e:#}", job.input.display())
                             });
