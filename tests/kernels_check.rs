@@ -2,7 +2,7 @@
 //! or register spills. Needs libnvrtc only (no GPU); without it the test prints why it was
 //! skipped (a skip is not a pass: run .ci/install-nvrtc.sh).
 
-use dynface::backend::cuda::check::{run_kernels_check, KernelsCheckArgs};
+use dynface::cli::kernels::{run_kernels_check, KernelsCheckArgs};
 use dynface::backend::cuda::kernels::all_kernels;
 use dynface::backend::cuda::nvrtc;
 

@@ -3,12 +3,17 @@
 
 pub mod debug_blur;
 pub mod degrade;
+pub mod demo;
 pub mod dsst;
+pub mod kernels;
 pub mod metrics;
 pub mod parity;
+pub mod report;
 pub mod restore;
 pub mod train;
 pub mod unet;
+pub mod values;
+pub mod weights;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,7 +35,7 @@ enum Cmd {
     /// Restore degraded face photos: files, folders or globs (the main job).
     Restore(restore::RestoreArgs),
     /// The main job on a face anyone can make: draw an aligned face, degrade it, restore it.
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Degrade HQ images with the synthetic model of Eq. 16 (blur, resize, noise, JPEG).
     Degrade(degrade::DegradeArgs),
     /// PSNR and SSIM of restored images against references, paired by file stem.
@@ -65,15 +70,15 @@ enum Cmd {
 enum KernelsCmd {
     /// Compile every kernel for sm_90 (no GPU needed, only libnvrtc); fails on an error or a spill.
     /// With --parity: check every op and kernel variant against the f64 CPU backend instead.
-    Check(crate::backend::cuda::check::KernelsCheckArgs),
+    Check(kernels::KernelsCheckArgs),
 }
 
 #[derive(Subcommand)]
 enum ReportCmd {
     /// Join the shard reports of one run into one report; name missing shards and images.
-    Merge(crate::report::MergeArgs),
+    Merge(report::MergeArgs),
     /// One self-contained HTML page of a report: pictures, σ and loss per step, seconds.
-    Html(crate::report::HtmlArgs),
+    Html(report::HtmlArgs),
 }
 
 #[derive(Subcommand)]
@@ -85,11 +90,11 @@ enum InfoCmd {
 #[derive(Subcommand)]
 enum WeightsCmd {
     /// Convert a PyTorch checkpoint (.pth, zip or legacy) to safetensors, in Rust, safely.
-    Convert(crate::weights::ConvertArgs),
+    Convert(weights::ConvertArgs),
     /// Download the public checkpoints of the manifest, verify their SHA-256, convert them.
-    Download(crate::weights::DownloadArgs),
+    Download(weights::DownloadArgs),
     /// Write a complete random-weight model set (UNet, SwinIR, SE, DGSA, DSST) for tests and demos.
-    Random(crate::restore::RandomArgs),
+    Random(weights::RandomArgs),
     /// MTCNN's face-detector weights from facenet-pytorch 2.6.0's wheel (or its three .pt files) to one safetensors file.
     Mtcnn(crate::face::detect::mtcnn_weights::MtcnnWeightsArgs),
 }
@@ -116,34 +121,34 @@ pub fn main() -> ExitCode {
     let r: anyhow::Result<ExitCode> = match cli.cmd {
         Cmd::Restore(a) => restore::run_restore(&a).map(|r| code(r.exit_code())),
         Cmd::Demo(a) => {
-            crate::demo::run_demo(&a).map(|d| code(d.restore.map_or(0, |r| r.exit_code())))
+            demo::run_demo(&a).map(|d| code(d.restore.map_or(0, |r| r.exit_code())))
         }
         Cmd::Weights(WeightsCmd::Random(a)) => {
-            crate::restore::run_random(&a).map(|_| ExitCode::SUCCESS)
+            weights::run_random(&a).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Kernels(KernelsCmd::Check(a)) if a.parity => {
             parity::run_parity(a.filter.as_deref()).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Kernels(KernelsCmd::Check(a)) => {
-            crate::backend::cuda::check::run_kernels_check(&a).map(|_| ExitCode::SUCCESS)
+            kernels::run_kernels_check(&a).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Report(ReportCmd::Merge(a)) => {
-            crate::report::run_merge(&a).map(|s| code(s.exit_code()))
+            crate::report::run_merge(&a.options()).map(|s| code(s.exit_code()))
         }
-        Cmd::Report(ReportCmd::Html(a)) => crate::report::run_html(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Report(ReportCmd::Html(a)) => crate::report::run_html(&a.options()).map(|_| ExitCode::SUCCESS),
         Cmd::Bench(a) => crate::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => {
             metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty())))
         }
         Cmd::Weights(WeightsCmd::Convert(a)) => {
-            crate::weights::run_convert(&a).map(|_| ExitCode::SUCCESS)
+            weights::run_convert(&a).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Weights(WeightsCmd::Mtcnn(a)) => {
             crate::face::detect::mtcnn_weights::run_mtcnn_weights(&a).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Weights(WeightsCmd::Download(a)) => {
-            crate::weights::run_download(&a).map(|_| ExitCode::SUCCESS)
+            weights::run_download(&a).map(|_| ExitCode::SUCCESS)
         }
         Cmd::Dsst(a) => dsst::run_dsst(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Info(InfoCmd::Unet(a)) => unet::run_info_unet(&a).map(|i| {

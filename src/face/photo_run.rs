@@ -12,7 +12,7 @@ use super::photo::{encode_photo, load_photo, output_path, Photo};
 use crate::backend::Backend;
 use crate::degrade::load::stem_of;
 use crate::degrade::seed::mix64;
-use crate::cli::restore::ImageReport;
+use crate::restore::report::ImageReport;
 use crate::restore::images::{png_bytes, to_rgb8};
 use crate::restore::pipeline::{BatchResult, ImageTrace};
 use crate::tensor::Tensor;
@@ -499,7 +499,7 @@ fn run_batch(
     s: usize,
     batch: &mut usize,
 ) -> Option<String> {
-    use crate::cli::restore::{fault_kind, Fault};
+    use crate::restore::fault::{fault_kind, Fault};
     let b = chunk.len();
     let mut data = Vec::with_capacity(b * 3 * s * s);
     for q in chunk {
