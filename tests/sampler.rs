@@ -9,8 +9,7 @@ use dynface::diffusion::{BetaSchedule, Schedule, VarianceMode};
 use dynface::exec::eval;
 use dynface::graph::{Graph, NodeId};
 use dynface::sampler::{
-    DenoiserInputs, Eta, Guidance, SampleOutput, Sampler, SamplerConfig,
-    UnitScale, UpdateOn,
+    DenoiserInputs, Eta, Guidance, SampleOutput, Sampler, SamplerConfig, UnitScale, UpdateOn,
 };
 use dynface::tensor::{random, Tensor};
 use std::collections::HashMap;

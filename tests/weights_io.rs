@@ -5,13 +5,12 @@
 #[path = "support/http_server.rs"]
 mod http_server;
 
-use dynface::tensor::{numel, random, DType};
 use dynface::cli::weights::ConvertArgs;
+use dynface::tensor::{numel, random, DType};
 use dynface::weights::download::{download_entry, part_path, DownloadOptions, Fetched};
 use dynface::weights::{
-    convert_pth_to_safetensors, load_pth, load_safetensors, save_safetensors,
-    ManifestEntry, PthFormat, PthOptions, WeightData, WeightStore, WeightTensor, WeightType,
-    WeightsError,
+    convert_pth_to_safetensors, load_pth, load_safetensors, save_safetensors, ManifestEntry,
+    PthFormat, PthOptions, WeightData, WeightStore, WeightTensor, WeightType, WeightsError,
 };
 use half::{bf16, f16};
 use rand::Rng;

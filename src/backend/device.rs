@@ -12,7 +12,9 @@ pub const BF16_ON_CPU: &str =
 #[derive(Clone, Debug)]
 pub enum Device {
     /// Run on the CPU; `note` says why when the user asked for `auto` and got the CPU.
-    Cpu { note: Option<String> },
+    Cpu {
+        note: Option<String>,
+    },
     Cuda(DeviceInfo),
 }
 

@@ -2,9 +2,9 @@
 //! aligned face (no photo, so no licence question), degrades it with Eq. 16 at a fixed seed
 //! and restores it, writing the three stages and an HTML report into one folder.
 
-use crate::atomic_file::write_atomic;
 use super::degrade::{run_degrade, DegradeArgs};
 use super::restore::{run_restore, RestoreArgs};
+use crate::atomic_file::write_atomic;
 use crate::demo::synthetic_face;
 use crate::restore::RunReport;
 use anyhow::{bail, Context, Result};

@@ -35,7 +35,6 @@ impl KernelsCheckArgs {
     }
 }
 
-
 impl Default for KernelsCheckArgs {
     fn default() -> Self {
         KernelsCheckArgs {

@@ -120,12 +120,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let r: anyhow::Result<ExitCode> = match cli.cmd {
         Cmd::Restore(a) => restore::run_restore(&a).map(|r| code(r.exit_code())),
-        Cmd::Demo(a) => {
-            demo::run_demo(&a).map(|d| code(d.restore.map_or(0, |r| r.exit_code())))
-        }
-        Cmd::Weights(WeightsCmd::Random(a)) => {
-            weights::run_random(&a).map(|_| ExitCode::SUCCESS)
-        }
+        Cmd::Demo(a) => demo::run_demo(&a).map(|d| code(d.restore.map_or(0, |r| r.exit_code()))),
+        Cmd::Weights(WeightsCmd::Random(a)) => weights::run_random(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Kernels(KernelsCmd::Check(a)) if a.parity => {
             parity::run_parity(a.filter.as_deref()).map(|_| ExitCode::SUCCESS)
         }
@@ -135,15 +131,13 @@ pub fn main() -> ExitCode {
         Cmd::Report(ReportCmd::Merge(a)) => {
             crate::report::run_merge(&a.options()).map(|s| code(s.exit_code()))
         }
-        Cmd::Report(ReportCmd::Html(a)) => crate::report::run_html(&a.options()).map(|_| ExitCode::SUCCESS),
+        Cmd::Report(ReportCmd::Html(a)) => {
+            crate::report::run_html(&a.options()).map(|_| ExitCode::SUCCESS)
+        }
         Cmd::Bench(a) => crate::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => degrade::run_degrade(&a).map(|s| code(s.exit_code())),
-        Cmd::Metrics(a) => {
-            metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty())))
-        }
-        Cmd::Weights(WeightsCmd::Convert(a)) => {
-            weights::run_convert(&a).map(|_| ExitCode::SUCCESS)
-        }
+        Cmd::Metrics(a) => metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty()))),
+        Cmd::Weights(WeightsCmd::Convert(a)) => weights::run_convert(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Weights(WeightsCmd::Mtcnn(a)) => {
             crate::face::detect::mtcnn_weights::run_mtcnn_weights(&a).map(|_| ExitCode::SUCCESS)
         }

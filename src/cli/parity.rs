@@ -4,11 +4,11 @@
 //! one is usable, else on the CPU emulator of the kernel sources when a C++ compiler is found,
 //! else a line saying the kernels were not checked and why (never a silent pass).
 
-use crate::check::table::{format_row, measured_by_family, run_case_table, Arith, TableRun};
-use crate::check::variants::{self, run_variant_table};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::emu::EmuBackend;
 use crate::backend::cuda::{CudaBackend, CudaOptions, KernelBackend, Precision};
+use crate::check::table::{format_row, measured_by_family, run_case_table, Arith, TableRun};
+use crate::check::variants::{self, run_variant_table};
 use anyhow::{bail, Result};
 use std::rc::Rc;
 

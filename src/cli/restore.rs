@@ -250,7 +250,10 @@ fn ensure_weights(args: &RestoreArgs) -> Result<()> {
     if check_files(&set, &args.weights).is_ok() {
         return Ok(());
     }
-    let official = !args.weights.join(crate::restore::models::MODELS_FILE).exists();
+    let official = !args
+        .weights
+        .join(crate::restore::models::MODELS_FILE)
+        .exists();
     if official && !args.no_download {
         eprintln!(
             "official checkpoints missing in {}: downloading them once",
@@ -539,7 +542,9 @@ fn run_on<B: Backend + Clone>(
                     );
                     let saved = save_output(&plane, img, &job.out);
                     if let Some(d) = &dump {
-                        if let Err(e) = crate::restore::dump::dump_image(d, &names[i], i, &res, &models) {
+                        if let Err(e) =
+                            crate::restore::dump::dump_image(d, &names[i], i, &res, &models)
+                        {
                             mp.suspend(|| {
                                 eprintln!("warning: dump for {}: {e:#}", job.input.display())
                             });

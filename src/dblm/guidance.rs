@@ -149,7 +149,11 @@ mod tests {
                 let mut want = vec![0.0f32; x.data.len()];
                 blur_forward(&x.data, &sv, shape, &mut want);
                 assert_eq!(y.shape, shape.to_vec());
-                assert!(y.data.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(y
+                    .data
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
             }
         }
     }

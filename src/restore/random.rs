@@ -197,4 +197,3 @@ fn write_full_size_set(dir: &Path, seed: u64) -> Result<ModelSet> {
     )?;
     Ok(set)
 }
-

@@ -192,7 +192,10 @@ pub fn select(files: &[PathBuf], index: u32, count: u32) -> Vec<PathBuf> {
 /// Resolves the shard for `files` (the whole sorted list) from the flags or the process
 /// environment, says on stderr which it is and where it came from, and returns this
 /// shard's files with its description (`None` when not sharded).
-pub fn apply(args: &ShardOptions, files: Vec<PathBuf>) -> Result<(Vec<PathBuf>, Option<ShardInfo>)> {
+pub fn apply(
+    args: &ShardOptions,
+    files: Vec<PathBuf>,
+) -> Result<(Vec<PathBuf>, Option<ShardInfo>)> {
     let Some((index, count, source)) = resolve(args, &|k| std::env::var(k).ok())? else {
         return Ok((files, None));
     };

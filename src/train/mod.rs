@@ -9,4 +9,3 @@ pub mod data;
 pub mod log;
 pub mod optim;
 pub mod sde;
-

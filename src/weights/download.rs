@@ -324,4 +324,3 @@ pub fn select<'m>(m: &'m Manifest, names: &[String]) -> Result<Vec<&'m ManifestE
         })
         .collect()
 }
-
