@@ -126,8 +126,10 @@ mod tests {
     #[test]
     fn widths_follow_the_papers_choice_and_the_clamp() {
         assert_eq!(guidance_sigmas(6.0, 3), vec![6.0, 4.0, 2.0]);
+        // σ̂ is clamped first, then each σ_i: σ̂ = 0.05 becomes 0.1, whose σ_1 = 0.1·3/3 is
+        // 0.1 + 1 ulp in f64 (the pipeline's arithmetic, kept), and σ_2, σ_3 clamp up to 0.1.
         let s = batch_sigmas(&[3.0, 40.0, 0.05], 3, 0.1, 15.0);
-        assert_eq!(s[0], vec![3.0, 15.0, 0.1]);
+        assert_eq!(s[0], vec![3.0, 15.0, 0.1 * 3.0 / 3.0]);
         assert_eq!(s[1], vec![2.0, 10.0, 0.1]);
         assert_eq!(s[2], vec![1.0, 5.0, 0.1]);
     }
