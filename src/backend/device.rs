@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn several_devices_are_refused_with_the_per_gpu_shard_recipe() {
         for spec in ["cuda:all", "cuda:0,1", "cpu,cpu"] {
-            let e = resolve(spec).err().expect(spec);
+            let e = resolve(spec).expect_err(spec);
             assert!(e.contains("--shard I/N") && e.contains(spec), "{e}");
         }
     }
