@@ -4,8 +4,8 @@
 //! and 0.62 SSIM on this set; this test asserts a band around that, and that a
 //! second run is byte-identical. Skips (with a message) when the faces are absent.
 
-use dynface::degrade::{run_degrade, DegradeArgs};
-use dynface::metrics::{run_metrics, MetricsArgs};
+use dynface::cli::degrade::{run_degrade, DegradeArgs};
+use dynface::cli::metrics::{run_metrics, MetricsArgs};
 use std::path::{Path, PathBuf};
 
 fn args(input: &Path, out: PathBuf) -> DegradeArgs {

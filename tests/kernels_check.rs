@@ -2,9 +2,9 @@
 //! or register spills. Needs libnvrtc only (no GPU); without it the test prints why it was
 //! skipped (a skip is not a pass: run .ci/install-nvrtc.sh).
 
-use dynface::backend::cuda::check::{run_kernels_check, KernelsCheckArgs};
 use dynface::backend::cuda::kernels::all_kernels;
 use dynface::backend::cuda::nvrtc;
+use dynface::cli::kernels::{run_kernels_check, KernelsCheckArgs};
 
 #[test]
 fn every_kernel_compiles_for_hopper_without_spills() {

@@ -4,12 +4,12 @@
 //! checked against a known image.
 
 use dynface::backend::cpu::CpuBackend;
+use dynface::dblm::guidance_sigmas;
 use dynface::diffusion::{BetaSchedule, Schedule, VarianceMode};
 use dynface::exec::eval;
 use dynface::graph::{Graph, NodeId};
 use dynface::sampler::{
-    guidance_sigmas, DenoiserInputs, Eta, Guidance, SampleOutput, Sampler, SamplerConfig,
-    UnitScale, UpdateOn,
+    DenoiserInputs, Eta, Guidance, SampleOutput, Sampler, SamplerConfig, UnitScale, UpdateOn,
 };
 use dynface::tensor::{random, Tensor};
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! `info unet` and `debug unet` as library calls: the debug command on a golden fixture
 //! (timesteps stored as int64, as a user's file would have them) and its error paths.
 
-use dynface::models::unet::cli::{run_debug_unet, run_info_unet, DebugArgs, InfoArgs};
+use dynface::cli::unet::{run_debug_unet, run_info_unet, DebugArgs, InfoArgs};
 use dynface::models::unet::weights::{load_safetensors, save_safetensors};
 use dynface::tensor::Tensor;
 use safetensors::tensor::{Dtype, TensorView};

@@ -2,9 +2,9 @@
 //! shapes, input validation, MAC counts, and the input gradient against finite differences.
 
 use dynface::backend::cpu::CpuBackend;
+use dynface::cli::unet::unet_info;
 use dynface::exec::eval;
 use dynface::graph::Graph;
-use dynface::models::unet::cli::unet_info;
 use dynface::models::unet::model::UNetGraph;
 use dynface::models::unet::{build_unet, parameter_count, unet_spec, UNetConfig};
 use dynface::tensor::{random, Tensor};

@@ -5,12 +5,12 @@
 #[path = "support/http_server.rs"]
 mod http_server;
 
+use dynface::cli::weights::ConvertArgs;
 use dynface::tensor::{numel, random, DType};
 use dynface::weights::download::{download_entry, part_path, DownloadOptions, Fetched};
 use dynface::weights::{
-    convert_pth_to_safetensors, load_pth, load_safetensors, save_safetensors, ConvertArgs,
-    ManifestEntry, PthFormat, PthOptions, WeightData, WeightStore, WeightTensor, WeightType,
-    WeightsError,
+    convert_pth_to_safetensors, load_pth, load_safetensors, save_safetensors, ManifestEntry,
+    PthFormat, PthOptions, WeightData, WeightStore, WeightTensor, WeightType, WeightsError,
 };
 use half::{bf16, f16};
 use rand::Rng;
@@ -689,7 +689,7 @@ fn convert_args_parse_like_the_cli() {
         out.join("h.safetensors").to_str().unwrap(),
     ])
     .unwrap();
-    let r = dynface::weights::run_convert(&c.args).unwrap();
+    let r = dynface::cli::weights::run_convert(&c.args).unwrap();
     assert_eq!(r.tensors, 2);
     assert_eq!(
         load_safetensors(&out.join("h.safetensors"))
@@ -951,7 +951,7 @@ fn run_download_with_a_custom_manifest() {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        args: dynface::weights::DownloadArgs,
+        args: dynface::cli::weights::DownloadArgs,
     }
     let body = payload(40, 12_345);
     let dir = temp_dir("dl-run");
@@ -971,12 +971,12 @@ fn run_download_with_a_custom_manifest() {
         mpath.to_str().unwrap(),
     ])
     .unwrap();
-    let got = dynface::weights::run_download(&cli.args).unwrap();
+    let got = dynface::cli::weights::run_download(&cli.args).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(std::fs::read(out.join("file.bin")).unwrap(), body);
     srv.join();
     let cli = Cli::try_parse_from(["x", "nope", "--manifest", mpath.to_str().unwrap()]).unwrap();
-    let err = dynface::weights::run_download(&cli.args)
+    let err = dynface::cli::weights::run_download(&cli.args)
         .unwrap_err()
         .to_string();
     assert!(

@@ -2,13 +2,11 @@
 //! normalised Gaussian with reflect borders, its exact adjoint, and its
 //! derivative with respect to σ. Generic over f32 / f64, NCHW, one σ per image.
 
-pub mod debug_cli;
 pub mod kernel;
 mod ops;
 mod plane;
 pub mod reflect;
 
-pub use debug_cli::{run_debug_blur, DebugBlurArgs};
 pub use kernel::{radius, Kernel1d};
 pub use ops::{blur_adjoint, blur_dsigma, blur_forward, validate, BlurError};
 

@@ -8,7 +8,6 @@
 //! --parity`.
 
 pub mod cases;
-pub mod cli;
 pub mod compare;
 pub mod cost;
 pub mod dot_test;

@@ -5,7 +5,7 @@
 //! measures how much of RM(y) the input actually vouches for — the role σ* plays in Eq. 19
 //! with the (unknown) ground truth replaced by the input.
 
-use crate::sigma_star::{default_grid, sigma_star, Distance, SigmaStarError};
+use super::sigma_star::{default_grid, sigma_star, Distance, SigmaStarError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

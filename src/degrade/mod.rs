@@ -1,7 +1,6 @@
 //! Synthetic degradation of METHOD.md Eq. 16 / 18 for training data and test sets:
 //! blur (41×41 Gaussian), bilinear ↓r, Gaussian noise, JPEG, bilinear ↑r.
 
-mod cli;
 pub mod kernel2d;
 pub mod load;
 pub mod params;
@@ -9,6 +8,5 @@ pub mod pipeline;
 pub mod resize;
 pub mod seed;
 
-pub use cli::{run_degrade, DegradeArgs, DegradeSummary, Failure, ImageRecord};
 pub use params::{Choice, DegradeConfig, DegradeParams};
 pub use pipeline::degrade_image;

@@ -4,13 +4,11 @@
 
 pub mod build;
 pub mod calibrate;
-pub mod cli;
 pub mod faces;
 pub mod table;
 
 pub use build::{mean_blur_residual, table_from_residuals};
 pub use calibrate::{calibrate_tau, Calibration};
-pub use cli::{run_dsst, run_dsst_build, DsstArgs, DsstBuildArgs, DsstCommand};
 pub use table::DsstTable;
 
 /// The σ grid: 0.1, 0.2, …, 15.0 (150 values), computed from integers so every value is the

@@ -15,9 +15,9 @@ use super::photo::{encode_photo, load_photo, output_path, Photo};
 use crate::backend::Backend;
 use crate::degrade::load::stem_of;
 use crate::degrade::seed::mix64;
-use crate::restore::cli::ImageReport;
 use crate::restore::images::{png_bytes, to_rgb8};
 use crate::restore::pipeline::{BatchResult, ImageTrace};
+use crate::restore::report::ImageReport;
 use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
 use std::collections::VecDeque;
@@ -532,7 +532,7 @@ fn run_batch(
     s: usize,
     batch: &mut usize,
 ) -> Option<String> {
-    use crate::restore::cli::{fault_kind, Fault};
+    use crate::restore::fault::{fault_kind, Fault};
     let b = chunk.len();
     let mut data = Vec::with_capacity(b * 3 * s * s);
     for q in chunk {

@@ -1,10 +1,8 @@
 //! Full-reference image quality: PSNR and SSIM on 8-bit RGB images, matching
 //! scikit-image's definitions (see `ssim.rs` for the exact SSIM settings).
 
-mod cli;
 mod psnr;
 mod ssim;
 
-pub use cli::{run_metrics, score_pair, ImageScore, MetricsArgs, MetricsReport};
 pub use psnr::{mse, psnr};
 pub use ssim::ssim;

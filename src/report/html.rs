@@ -14,16 +14,14 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-#[derive(clap::Args, Clone, Debug)]
-pub struct HtmlArgs {
+#[derive(Clone, Debug)]
+pub struct HtmlOptions {
     /// A report written by `dynface restore` (or `report merge`).
     pub report: PathBuf,
     /// The run's `--dump` folder (guidance images, σ and loss per step); default: `stages`
     /// beside the report, when it exists.
-    #[arg(long)]
     pub dump: Option<PathBuf>,
     /// The page (default: report.html beside the report).
-    #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
 
@@ -429,7 +427,7 @@ pub fn write_html(report_path: &Path, dump: Option<&Path>, out: &Path) -> Result
 }
 
 /// `dynface report html`.
-pub fn run_html(args: &HtmlArgs) -> Result<HtmlSummary> {
+pub fn run_html(args: &HtmlOptions) -> Result<HtmlSummary> {
     let dir = args
         .report
         .parent()

@@ -12,17 +12,14 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-#[derive(clap::Args, Clone, Debug)]
-pub struct MergeArgs {
+#[derive(Clone, Debug)]
+pub struct MergeOptions {
     /// Folders holding shard reports (`report.shard-*.json`), or report files.
-    #[arg(required = true)]
     pub reports: Vec<PathBuf>,
     /// The merged report (default: report.json in the first folder given).
-    #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// The run's inputs (files, folders, globs, as given to restore): images no report
     /// mentions are then named, with their shard.
-    #[arg(long, num_args = 1..)]
     pub inputs: Vec<String>,
 }
 
@@ -90,7 +87,7 @@ fn input_of(im: &Value) -> &str {
 
 /// Joins the shard reports of `args.reports`, writes the merged report and says on stderr
 /// what is missing or failed.
-pub fn run_merge(args: &MergeArgs) -> Result<MergeSummary> {
+pub fn run_merge(args: &MergeOptions) -> Result<MergeSummary> {
     let files = report_files(&args.reports)?;
     let mut shards: BTreeMap<u32, (PathBuf, Value, ShardInfo)> = BTreeMap::new();
     let mut count: Option<(u32, PathBuf)> = None;
@@ -194,7 +191,7 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeSummary> {
         .collect();
     let mut missing_images = vec![];
     if !args.inputs.is_empty() {
-        for f in crate::restore::cli::expand_inputs(&args.inputs)? {
+        for f in crate::restore::inputs::expand_inputs(&args.inputs)? {
             if !seen.contains(&stem_of(&f)) {
                 missing_images.push(format!(
                     "{} (shard {}/{n})",

@@ -4,17 +4,12 @@
 
 use super::models::LoadedModels;
 use crate::backend::Backend;
-use crate::blur::blur_forward;
-use crate::dblm::BlurLevelEstimator;
-use crate::exec::Executor;
-use crate::graph::plan::PlanOptions;
-use crate::graph::{Graph, NodeId};
-use crate::models::{dgsa, sde, swinir, unet::build_unet, WeightMap};
-use crate::sampler::{
-    guidance_sigmas, Guidance, SampleOutput, Sampler, SamplerConfig, ScaleBuilder, ScaleInputs,
-};
-use crate::tensor::{Scalar, Tensor};
-use anyhow::{anyhow, Context, Result};
+use crate::dblm::{batch_sigmas, BlurLevelEstimator, Dblm, StandardEstimator};
+use crate::graph::Graph;
+use crate::models::{dgsa, unet::build_unet};
+use crate::sampler::{Guidance, SampleOutput, Sampler, SamplerConfig, ScaleBuilder, ScaleInputs};
+use crate::tensor::Tensor;
+use anyhow::{anyhow, Result};
 use std::time::Instant;
 
 /// What the pipeline decided and measured for one image of a batch.
@@ -59,44 +54,19 @@ pub struct BatchResult {
     pub sample: SampleOutput,
 }
 
-fn to_elem<E: Scalar>(t: &Tensor<f32>) -> Tensor<E> {
-    Tensor::new(
-        t.shape.clone(),
-        t.data.iter().map(|&v| E::of_f32(v)).collect(),
-    )
-}
-
-fn to_f32<E: Scalar>(t: &Tensor<E>) -> Tensor<f32> {
-    Tensor::new(t.shape.clone(), t.data.iter().map(|v| v.as_f32()).collect())
-}
-
-/// Plans `build`'s graph on `backend` and binds `weights`.
-fn executor<B: Backend>(
-    backend: B,
-    weights: &WeightMap,
-    build: impl FnOnce(&mut Graph) -> crate::graph::Result<NodeId>,
-) -> Result<(Executor<B>, NodeId)> {
-    let mut g = Graph::new();
-    let out = build(&mut g)?;
-    let mut ex = Executor::new(backend, &g, &[out], PlanOptions::default())?;
-    ex.bind_all(|k| weights.get(k).cloned())?;
-    Ok((ex, out))
-}
-
 /// Key prefix of DGSA's weights inside the sampler's step graph.
 const DGSA_PREFIX: &str = "dgsa.";
 
 pub struct Pipeline<B: Backend + Clone> {
     batch: usize,
     size: usize,
-    restorer: (Executor<B>, NodeId),
-    estimator: Option<(Executor<B>, NodeId)>,
+    /// RM, σ̂ and the guidance blurs.
+    dblm: Dblm<B>,
     /// DGSA is in the sampler's step graph (its weights under the `dgsa.` prefix).
     dgsa: bool,
     scale: &'static str,
     sampler: Sampler<B>,
     sampler_cfg: SamplerConfig,
-    blur_estimator: BlurLevelEstimator,
 }
 
 impl<B: Backend + Clone> Pipeline<B> {
@@ -110,26 +80,21 @@ impl<B: Backend + Clone> Pipeline<B> {
     ) -> Result<Self> {
         let s = m.set.image_size;
         let shape = [batch, 3, s, s];
-        let rcfg = m.set.restorer.config.clone();
-        let restorer = executor(backend.clone(), &m.restorer, |g| {
-            let x = g.input("x", &shape);
-            let y = swinir::build(g, &rcfg, x)?;
-            g.clamp(y, 0.0, 1.0)
-        })
-        .context("restorer")?;
         let estimator = match (&m.set.estimator, &m.estimator) {
-            (Some(e), Some(w)) => Some(
-                executor(backend.clone(), w, |g| {
-                    let x = g.input("x", &shape);
-                    let ty = swinir::build(g, &e.tm, x)?;
-                    let ty = g.clamp(ty, 0.0, 1.0)?;
-                    let sig = sde::build(g, &e.sde, ty, "sde.")?;
-                    g.clamp(sig, 0.1, 15.0)
-                })
-                .context("standard estimator")?,
-            ),
+            (Some(e), Some(w)) => Some(StandardEstimator {
+                tm: &e.tm,
+                sde: &e.sde,
+                weights: w,
+            }),
             _ => None,
         };
+        let dblm = Dblm::new(
+            backend.clone(),
+            shape,
+            (&m.set.restorer.config, &m.restorer),
+            estimator,
+            sampler_cfg.num_guidance,
+        )?;
         // DGSA is built into the sampler's step graph: S_t = DGSA(ŷ₁, x̂₀, t) with ŷ₁ and x̂₀
         // in the model's [−1, 1] range, computed where the update is (on the device by
         // default) without a trip through the host.
@@ -161,26 +126,20 @@ impl<B: Backend + Clone> Pipeline<B> {
         Ok(Pipeline {
             batch,
             size: s,
-            restorer,
-            estimator,
+            dblm,
             dgsa: has_dgsa,
             scale: scale_desc,
             sampler,
             sampler_cfg,
-            blur_estimator: BlurLevelEstimator::default(),
         })
     }
 
     /// The largest single arena this pipeline holds (its networks' plans): what a device
     /// must be able to allocate in one piece for this batch size.
     pub fn largest_arena_bytes(&self) -> usize {
-        [Some(&self.restorer), self.estimator.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|(ex, _)| ex.peak_bytes())
-            .chain([self.sampler.arena_bytes()])
-            .max()
-            .unwrap_or(0)
+        self.dblm
+            .largest_arena_bytes()
+            .max(self.sampler.arena_bytes())
     }
 
     pub fn batch(&self) -> usize {
@@ -188,7 +147,7 @@ impl<B: Backend + Clone> Pipeline<B> {
     }
 
     pub fn set_estimator(&mut self, e: BlurLevelEstimator) {
-        self.blur_estimator = e;
+        self.dblm.set_estimator(e);
     }
 
     /// Where the sampler's update runs, and whether its step graph is replayed.
@@ -226,58 +185,22 @@ impl<B: Backend + Clone> Pipeline<B> {
                 [b, 3, s, s]
             ));
         }
-        let mut times = StageTimes::default();
-        let t0 = Instant::now();
-        let (ex, out) = &mut self.restorer;
-        ex.set_input("x", &to_elem(lq))?;
-        ex.run().context("restorer")?;
-        let rm = to_f32(&ex.output(*out)?);
-        times.restorer = t0.elapsed().as_secs_f64();
-
-        let t0 = Instant::now();
-        let per = 3 * s * s;
-        let (sigma_hat, estimator): (Vec<f64>, &'static str) = match &mut self.estimator {
-            Some((ex, out)) => {
-                ex.set_input("x", &to_elem(lq))?;
-                ex.run().context("standard estimator")?;
-                (
-                    ex.output(*out)?.data.iter().map(|v| v.as_f64()).collect(),
-                    "standard estimator (TM + SDE)",
-                )
-            }
-            None => {
-                let mut v = vec![];
-                for i in 0..b {
-                    let r = i * per..(i + 1) * per;
-                    v.push(self.blur_estimator.estimate(
-                        &rm.data[r.clone()],
-                        &lq.data[r],
-                        [3, s, s],
-                    )? as f64);
-                }
-                (v, "training-free (RM vs input agreement)")
-            }
+        let d = self.dblm.restore_and_estimate(lq)?;
+        let mut times = StageTimes {
+            restorer: d.restorer_seconds,
+            estimate: d.estimate_seconds,
+            sample: 0.0,
         };
-        times.estimate = t0.elapsed().as_secs_f64();
-
+        let (rm, sigma_hat, estimator) = (d.rm, d.sigma_hat, d.estimator);
         let n = self.sampler_cfg.num_guidance;
         let (lo, hi) = (self.sampler_cfg.sigma_min, self.sampler_cfg.sigma_max);
-        // sigma[i][b], start[i][b]
-        let mut sigma = vec![vec![0.0; b]; n];
-        let mut start = vec![vec![0usize; b]; n];
-        for (bi, &sh) in sigma_hat.iter().enumerate() {
-            for (i, si) in guidance_sigmas(sh.clamp(lo, hi), n).into_iter().enumerate() {
-                sigma[i][bi] = si.clamp(lo, hi);
-                start[i][bi] = m.dsst.lookup(sigma[i][bi]);
-            }
-        }
-        let mut guidance_f32 = vec![];
-        for sig in &sigma {
-            let mut y = vec![0.0f32; rm.data.len()];
-            let sv: Vec<f32> = sig.iter().map(|&v| v as f32).collect();
-            blur_forward(&rm.data, &sv, [b, 3, s, s], &mut y);
-            guidance_f32.push(Tensor::new(vec![b, 3, s, s], y));
-        }
+        // sigma[i][b] from DBLM, start[i][b] from the DSST table (Eq. 23).
+        let sigma = batch_sigmas(&sigma_hat, n, lo, hi);
+        let start: Vec<Vec<usize>> = sigma
+            .iter()
+            .map(|s| s.iter().map(|&v| m.dsst.lookup(v)).collect())
+            .collect();
+        let guidance_f32 = self.dblm.guidance_images(&rm, &sigma)?;
         let guidance = Guidance {
             images: guidance_f32.iter().map(|t| t.cast::<f64>()).collect(),
             sigma: sigma.clone(),

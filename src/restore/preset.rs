@@ -1,10 +1,25 @@
 //! What a preset promises against what the weights folder holds, said before a run starts,
 //! and the `--eta` knob.
 
-use super::cli::Preset;
 use super::models::ModelSet;
 use crate::sampler::Eta;
 use std::path::Path;
+
+/// Which variant of the method a run uses (`--preset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The paper's full method: N = 3 guidance images, DGSA when its weights exist.
+    Full,
+    /// The paper's setting C: S ≡ 1 even when DGSA weights exist.
+    NoDgsa,
+    /// One guidance image (N = 1).
+    Single,
+    /// Our fast guidance: gradient with respect to x̂₀ only (no backpropagation through
+    /// the UNet, so each step skips the UNet's backward pass); some fidelity lost. Its speed
+    /// on a GPU is not measured yet.
+    Fast,
+}
 
 /// The notes a run with `preset` on `set` (from `dir`) should print: `--preset full` is the
 /// paper's method only with a trained estimator (SE) and DGSA; without them it silently

@@ -12,20 +12,7 @@ use crate::sampler::SamplerConfig;
 use crate::tensor::{numel, random};
 use crate::weights::{save_safetensors, WeightData, WeightStore, WeightTensor};
 use anyhow::{anyhow, bail, Context, Result};
-use std::path::{Path, PathBuf};
-
-#[derive(clap::Args, Clone, Debug)]
-pub struct RandomArgs {
-    /// Which set: `tiny` (64² images, small networks; seconds per image on a CPU) or `ffhq512`
-    /// (the official architectures at full size, random weights: for timing).
-    #[arg(long, default_value = "tiny")]
-    pub preset: String,
-    /// Output folder (created).
-    #[arg(short, long)]
-    pub output: PathBuf,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
+use std::path::Path;
 
 /// The shipped DSST table (built from the HQ faces; see weights/README.md).
 pub const SHIPPED_DSST: &str = include_str!("../../weights/dsst.json");
@@ -208,16 +195,5 @@ fn write_full_size_set(dir: &Path, seed: u64) -> Result<ModelSet> {
         &dir.join(MODELS_FILE),
         serde_json::to_string_pretty(&set)?.as_bytes(),
     )?;
-    Ok(set)
-}
-
-pub fn run_random(args: &RandomArgs) -> Result<ModelSet> {
-    let set = write_random_set(&args.preset, &args.output, args.seed)?;
-    eprintln!(
-        "wrote the {} random model set to {} ({} files)",
-        args.preset,
-        args.output.display(),
-        set.files().len() + 1
-    );
     Ok(set)
 }

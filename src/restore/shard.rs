@@ -7,28 +7,18 @@
 //! others to another part, going from N to N+1 parts moves only about 1/(N+1) of them, and the
 //! assignment does not depend on the folder the job mounts the inputs at.
 
-use super::cli::{image_seed, output_name, ImageReport, RestoreArgs, RunReport};
 use crate::degrade::load::stem_of;
 use crate::degrade::seed::{fnv1a64, mix64};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// The sharding flags of `dynface restore`.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct ShardArgs {
-    /// Restore only part I of N (0-based) of the sorted inputs, e.g. 2/8. Default: the
-    /// scheduler's task index and count when one is found (Slurm array, Kubernetes Indexed
-    /// Job, Cloud Run, AWS Batch), else the whole list. `--shard 0/1` turns sharding off.
-    #[arg(long, value_name = "I/N")]
+/// Which part of the inputs a run should restore, as the user asked (`--shard I/N`,
+/// `--shard-count N`); `None` leaves it to the scheduler's variables.
+#[derive(Clone, Debug, Default)]
+pub struct ShardOptions {
     pub shard: Option<String>,
-    /// The number of parts where the scheduler tells only the index (Kubernetes Indexed Job:
-    /// the Job's `completions`; AWS Batch: the array size). Also env DYNFACE_SHARD_COUNT.
-    #[arg(long, value_name = "N")]
     pub shard_count: Option<u32>,
-    /// List the images this run (or shard) would restore or skip, then stop.
-    #[arg(long)]
-    pub dry_run: bool,
 }
 
 /// Which part of the input list a run restores, and where that came from.
@@ -118,7 +108,7 @@ fn checked(index: i64, count: i64, source: String) -> Result<(u32, u32, String)>
 /// Finds the shard from the flags, else from the scheduler's variables (read with `env`, so
 /// tests pass their own). `None`: no sharding.
 pub fn resolve(
-    args: &ShardArgs,
+    args: &ShardOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<(u32, u32, String)>> {
     let num = |name: &str| -> Result<Option<i64>> {
@@ -202,7 +192,10 @@ pub fn select(files: &[PathBuf], index: u32, count: u32) -> Vec<PathBuf> {
 /// Resolves the shard for `files` (the whole sorted list) from the flags or the process
 /// environment, says on stderr which it is and where it came from, and returns this
 /// shard's files with its description (`None` when not sharded).
-pub fn apply(args: &ShardArgs, files: Vec<PathBuf>) -> Result<(Vec<PathBuf>, Option<ShardInfo>)> {
+pub fn apply(
+    args: &ShardOptions,
+    files: Vec<PathBuf>,
+) -> Result<(Vec<PathBuf>, Option<ShardInfo>)> {
     let Some((index, count, source)) = resolve(args, &|k| std::env::var(k).ok())? else {
         return Ok((files, None));
     };
@@ -224,70 +217,6 @@ pub fn apply(args: &ShardArgs, files: Vec<PathBuf>) -> Result<(Vec<PathBuf>, Opt
     Ok((mine, Some(info)))
 }
 
-/// `--dry-run`: prints, one line per image on stdout, what a run would do with it (restore it
-/// to OUTPUT, or skip it because OUTPUT exists), and returns a report of that plan (not
-/// written anywhere; nothing is created).
-pub fn dry_run(files: &[PathBuf], args: &RestoreArgs, shard: Option<ShardInfo>) -> RunReport {
-    // The run's own split: a whole photo keeps its format's extension, an aligned crop is a PNG.
-    let size = super::models::ModelSet::load(&args.weights).map_or(512, |m| m.image_size);
-    let (photos, _) = crate::face::photo_run::split_inputs(
-        files,
-        &args.photos,
-        size,
-        &args.weights,
-        &|l: &str| eprintln!("{l}"),
-    );
-    let mut images = vec![];
-    for f in files {
-        let out = if photos.contains(f) {
-            crate::face::photo::output_path(&args.output, f)
-        } else {
-            args.output.join(output_name(f))
-        };
-        let seed = image_seed(args.seed, &stem_of(f));
-        let skip = out.exists() && !args.overwrite;
-        if skip {
-            println!("skip\t{}\t{} exists", f.display(), out.display());
-        } else {
-            println!("restore\t{}\t{}", f.display(), out.display());
-        }
-        let status = if skip {
-            "skipped (output exists; --overwrite to redo)"
-        } else {
-            "to restore"
-        };
-        images.push(ImageReport::new(f, seed, status).with_output(out));
-    }
-    let skipped = images
-        .iter()
-        .filter(|r| r.status.starts_with("skipped"))
-        .count();
-    eprintln!(
-        "dry run{}: {} to restore, {skipped} to skip",
-        shard
-            .as_ref()
-            .map(|s| format!(" of {}", s.label()))
-            .unwrap_or_default(),
-        images.len() - skipped
-    );
-    RunReport {
-        device: "none (dry run)".into(),
-        weights: args.weights.clone(),
-        preset: args.preset,
-        sampler: args.sampler.clone().unwrap_or_default(),
-        step: "dry run".into(),
-        batch: args.batch,
-        restored: 0,
-        skipped,
-        failed: 0,
-        not_run: 0,
-        stopped: None,
-        images,
-        seconds: 0.0,
-        shard,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,11 +230,10 @@ mod tests {
         move |k| m.get(k).cloned()
     }
 
-    fn args(shard: Option<&str>, count: Option<u32>) -> ShardArgs {
-        ShardArgs {
+    fn args(shard: Option<&str>, count: Option<u32>) -> ShardOptions {
+        ShardOptions {
             shard: shard.map(str::to_string),
             shard_count: count,
-            dry_run: false,
         }
     }
 

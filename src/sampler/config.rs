@@ -14,7 +14,7 @@ pub enum Eta {
 }
 
 /// Where the per-step update (reverse step, guidance step, σ refinement) is computed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateOn {
     /// On the host in f64, reading x̂₀, ∇ and ∂σ back every step: the reference path, and the
@@ -98,13 +98,6 @@ pub fn default_weights(n: usize) -> Option<Vec<f64>> {
     }
 }
 
-/// σ_i = σ̂·(N−i+1)/N for i = 1..N (METHOD.md Eq. 15 choice): σ̂ first, the largest.
-pub fn guidance_sigmas(sigma_hat: f64, n: usize) -> Vec<f64> {
-    (1..=n)
-        .map(|i| sigma_hat * (n - i + 1) as f64 / n as f64)
-        .collect()
-}
-
 impl SamplerConfig {
     pub fn step_kind(&self) -> StepKind {
         if self.sampler.trim().starts_with("ddim") {
@@ -175,8 +168,6 @@ mod tests {
         let c = SamplerConfig::default();
         assert_eq!(c.weights().unwrap(), vec![0.7, 0.2, 0.1]);
         assert_eq!(c.step_kind(), StepKind::Ddim);
-        let s = guidance_sigmas(6.0, 3);
-        assert_eq!(s, vec![6.0, 4.0, 2.0]);
         c.validate().unwrap();
     }
 

@@ -14,14 +14,12 @@
 pub mod config;
 mod device;
 pub mod graph;
-pub mod prepare;
 mod run;
 pub mod scale;
 pub mod step;
 
-pub use config::{default_weights, guidance_sigmas, Eta, SamplerConfig, StepKind, UpdateOn};
+pub use config::{default_weights, Eta, SamplerConfig, StepKind, UpdateOn};
 pub use graph::{DenoiserInputs, GuidedGraph, ScaleBuilder, ScaleInputs};
-pub use prepare::multi_guidance;
 pub use run::{Guidance, RunTiming, SampleOutput, Sampler, StepTrace, StepValues};
 pub use scale::{ScaleContext, ScaleMap, UnitScale};
 

@@ -1,17 +1,17 @@
 //! What the later stages need from the frozen DBLM, computed in the data pipeline on the
 //! worker thread (so the training step never waits for it): RM(y) from the restorer, the
-//! σ* label of each pair (METHOD.md Eq. 19, `crate::sigma_star`) with its target
+//! σ* label of each pair (METHOD.md Eq. 19, `crate::dblm::sigma_star`) with its target
 //! k_{σ*} ⊛ x for SE's TM, and σ̂ with the guidance ŷ = k_σ̂ ⊛ RM(y) for DGSA's stage 2.
 
 use super::data::{DegradedPairs, MakeBatch, PairBatch};
 use crate::backend::cpu::CpuBackend;
 use crate::blur::blur_forward;
+use crate::dblm::sigma_star::{default_grid, sigma_star, Distance, DEFAULT_EPS};
 use crate::dblm::BlurLevelEstimator;
 use crate::exec::Executor;
 use crate::graph::plan::PlanOptions;
 use crate::graph::{Graph, NodeId};
 use crate::models::{sde::SdeConfig, swinir, swinir::SwinIRConfig, WeightMap};
-use crate::sigma_star::{default_grid, sigma_star, Distance, DEFAULT_EPS};
 use crate::tensor::Tensor;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,6 @@
 //! in `wrt` (checked by `check::weight_vjp`).
 
 pub mod checkpoint;
-pub mod cli;
 pub mod data;
 pub mod dgsa;
 pub mod export;
@@ -17,5 +16,3 @@ pub mod sde;
 pub mod se;
 pub mod stage;
 pub mod swt;
-
-pub use cli::TrainCmd;

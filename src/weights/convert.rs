@@ -7,41 +7,6 @@ use crate::tensor::DType;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutDType {
-    F32,
-    F16,
-    Bf16,
-}
-
-impl From<OutDType> for DType {
-    fn from(d: OutDType) -> Self {
-        match d {
-            OutDType::F32 => DType::F32,
-            OutDType::F16 => DType::F16,
-            OutDType::Bf16 => DType::BF16,
-        }
-    }
-}
-
-/// Convert a PyTorch checkpoint to safetensors (nothing in the file is executed).
-#[derive(clap::Args, Clone, Debug)]
-pub struct ConvertArgs {
-    /// The `.pth` / `.pt` checkpoint to read.
-    pub input: PathBuf,
-    /// Output file; defaults to the input with a `.safetensors` extension.
-    #[arg(short = 'o', long = "output")]
-    pub output: Option<PathBuf>,
-    /// Top-level key holding the state dict (default: the file itself, or one of
-    /// state_dict / params_ema / model / params).
-    #[arg(long)]
-    pub key: Option<String>,
-    /// Store float tensors in this type (default: as in the file; f64 becomes f32).
-    /// Integer buffers always stay i64.
-    #[arg(long, value_enum)]
-    pub dtype: Option<OutDType>,
-}
-
 #[derive(Debug)]
 pub struct ConvertReport {
     pub output: PathBuf,
@@ -100,32 +65,4 @@ pub fn convert_pth_to_safetensors(
 
 pub fn default_output(input: &Path) -> PathBuf {
     input.with_extension("safetensors")
-}
-
-pub fn run_convert(args: &ConvertArgs) -> anyhow::Result<ConvertReport> {
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| default_output(&args.input));
-    let report = convert_pth_to_safetensors(
-        &args.input,
-        &output,
-        args.key.as_deref(),
-        args.dtype.map(DType::from),
-    )?;
-    for w in &report.warnings {
-        eprintln!("warning: {w}");
-    }
-    eprintln!(
-        "wrote {} ({} tensors, {} bytes{})",
-        report.output.display(),
-        report.tensors,
-        report.bytes,
-        report
-            .wrapper
-            .as_ref()
-            .map(|w| format!(", from key `{w}`"))
-            .unwrap_or_default()
-    );
-    Ok(report)
 }

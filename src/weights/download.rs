@@ -16,22 +16,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Download the public checkpoints (see weights/manifest.json) and convert them.
-#[derive(clap::Args, Clone, Debug)]
-pub struct DownloadArgs {
-    /// Entries to fetch (default: all). Names or file names from the manifest.
-    pub names: Vec<String>,
-    /// Directory to store the files in.
-    #[arg(long, default_value = "weights")]
-    pub dir: PathBuf,
-    /// Use this manifest instead of the built-in one.
-    #[arg(long)]
-    pub manifest: Option<PathBuf>,
-    /// Keep the `.pth` only; skip the safetensors conversion.
-    #[arg(long)]
-    pub no_convert: bool,
-}
-
 #[derive(Clone, Debug)]
 pub struct DownloadOptions {
     pub progress: bool,
@@ -339,32 +323,4 @@ pub fn select<'m>(m: &'m Manifest, names: &[String]) -> Result<Vec<&'m ManifestE
                 })
         })
         .collect()
-}
-
-pub fn run_download(args: &DownloadArgs) -> anyhow::Result<Vec<DownloadOutcome>> {
-    let manifest = match &args.manifest {
-        Some(p) => Manifest::load(p)?,
-        None => Manifest::builtin()?,
-    };
-    let opts = DownloadOptions {
-        convert: !args.no_convert,
-        ..DownloadOptions::default()
-    };
-    let mut out = Vec::new();
-    for e in select(&manifest, &args.names)? {
-        let o = download_entry(e, &args.dir, &opts)?;
-        let how = match o.fetched {
-            Fetched::AlreadyPresent => "already present, checksum ok".to_string(),
-            Fetched::Downloaded => "downloaded, checksum ok".to_string(),
-            Fetched::Resumed { resumed_from } => {
-                format!("resumed at byte {resumed_from}, checksum ok")
-            }
-        };
-        eprintln!("{}: {how}", o.path.display());
-        if let Some(c) = &o.converted {
-            eprintln!("  safetensors: {}", c.display());
-        }
-        out.push(o);
-    }
-    Ok(out)
 }

@@ -5,17 +5,7 @@
 //! Nothing here executes code from a checkpoint: the `.pth` reader interprets pickles
 //! with its own small stack machine that only knows an allow-list of globals.
 //!
-//! CLI wiring (for `main.rs`):
-//! ```text
-//! #[derive(clap::Subcommand)]
-//! enum WeightsCmd {
-//!     /// FILE.pth -o FILE.safetensors [--key KEY] [--dtype f32|f16|bf16]
-//!     Convert(dynface::weights::ConvertArgs),
-//!     /// [NAME...] [--dir DIR] [--manifest FILE] [--no-convert]
-//!     Download(dynface::weights::DownloadArgs),
-//! }
-//! // match cmd { WeightsCmd::Convert(a) => { run_convert(&a)?; } WeightsCmd::Download(a) => { run_download(&a)?; } }
-//! ```
+//! The `dynface weights` commands are `cli/weights.rs`.
 
 pub mod convert;
 pub mod download;
@@ -27,8 +17,7 @@ pub mod pth;
 pub mod safetensors_io;
 pub mod store;
 
-pub use convert::{convert_pth_to_safetensors, run_convert, ConvertArgs, ConvertReport};
-pub use download::{run_download, DownloadArgs};
+pub use convert::{convert_pth_to_safetensors, ConvertReport};
 pub use error::WeightsError;
 pub use manifest::{Manifest, ManifestEntry};
 pub use pth::{load_pth, PthFormat, PthLoad, PthOptions};

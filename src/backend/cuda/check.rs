@@ -7,36 +7,22 @@ use super::kernels::{full_source, FILES};
 use super::nvrtc::{self, CompileOpts};
 use anyhow::{bail, Result};
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct KernelsCheckArgs {
+#[derive(Debug, Clone)]
+pub struct KernelsCheckOptions {
     /// Target architectures (repeatable).
-    #[arg(long = "arch", default_values_t = vec!["sm_90".to_string()])]
     pub arch: Vec<String>,
     /// Also compile for sm_90a (Hopper-specific instructions).
-    #[arg(long)]
     pub sm90a: bool,
     /// Compile with --use_fast_math as well.
-    #[arg(long)]
     pub fast_math: bool,
-    /// Instead of compiling: run the op case table (forward and VJPs of every op) and every
-    /// conv / gemm kernel variant against the f64 CPU backend, element by element, on CPU f32
-    /// and on the kernels (the GPU if usable, else the CPU emulator of the kernel sources
-    /// when a C++ compiler is found), fp32 and bf16. Exits non-zero on any failure.
-    #[arg(long)]
-    pub parity: bool,
-    /// With --parity: only the cases whose "family/name" contains this (e.g. conv2d, matmul).
-    #[arg(long, requires = "parity")]
-    pub filter: Option<String>,
 }
 
-impl Default for KernelsCheckArgs {
+impl Default for KernelsCheckOptions {
     fn default() -> Self {
-        KernelsCheckArgs {
+        KernelsCheckOptions {
             arch: vec!["sm_90".into()],
             sm90a: false,
             fast_math: false,
-            parity: false,
-            filter: None,
         }
     }
 }
@@ -110,7 +96,7 @@ pub fn parse_ptxas_log(file: &str, arch: &str, log: &str) -> Vec<KernelResources
 }
 
 /// Compiles every kernel file; prints the table; errors on failure or spills.
-pub fn run_kernels_check(args: &KernelsCheckArgs) -> Result<KernelsCheckReport> {
+pub fn run_kernels_check(args: &KernelsCheckOptions) -> Result<KernelsCheckReport> {
     if let Some(why) = nvrtc::unavailable() {
         bail!("kernels check: {why}");
     }

@@ -1,7 +1,6 @@
 //! guided-diffusion's "ADM" UNet (DifFace's FFHQ 512 diffusion prior) built on the graph.
 
 pub mod attention;
-pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod layers;

@@ -1,13 +1,13 @@
 //! `dynface dsst build`: measure the face set's blur residuals, calibrate or take τ, write
 //! the table.
 
-use super::build::{mean_blur_residual, table_from_residuals};
-use super::calibrate::{calibrate_tau, Calibration};
-use super::faces::load_faces;
-use super::sigma_grid;
-use super::table::DsstTable;
 use crate::backend::cpu::CpuBackend;
 use crate::diffusion::{BetaSchedule, Schedule};
+use crate::dsst::build::{mean_blur_residual, table_from_residuals};
+use crate::dsst::calibrate::{calibrate_tau, Calibration};
+use crate::dsst::faces::load_faces;
+use crate::dsst::sigma_grid;
+use crate::dsst::table::DsstTable;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 

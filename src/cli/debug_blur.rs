@@ -1,8 +1,8 @@
 //! `dynface debug blur`: run blur / adjoint / σ-derivative on tensors from a
 //! safetensors file, for comparison with an outside implementation.
 
-use super::{blur_adjoint, blur_dsigma, blur_forward, validate};
 use crate::atomic_file::write_atomic;
+use crate::blur::{blur_adjoint, blur_dsigma, blur_forward, validate};
 use anyhow::{bail, Context, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! `dynface train …` arguments.
 
-use super::dgsa::{self, DgsaTrainConfig, Guide};
-use super::sde::{self, RunOptions, SdeTrainConfig};
-use super::se::{self, SeTrainConfig};
+use crate::train::dgsa::{self, DgsaTrainConfig, Guide};
+use crate::train::sde::{self, RunOptions, SdeTrainConfig};
+use crate::train::se::{self, SeTrainConfig};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;

@@ -7,17 +7,7 @@
 use crate::blur::blur_forward;
 
 /// The distance d between the two blurred images (on [0, 1] images).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Distance {
     /// Mean absolute error (the default of METHOD.md).
     #[default]

@@ -1,10 +1,10 @@
 //! `dynface degrade`: degrade a batch of images with Eq. 16 and record the draws.
 
-use super::load::{collect_inputs, load_rgb8, stem_of};
-use super::params::{Choice, DegradeConfig, DegradeParams};
-use super::pipeline::degrade_image;
-use super::seed::{image_rng, image_seed, Stream};
 use crate::atomic_file::write_atomic;
+use crate::degrade::load::{collect_inputs, load_rgb8, stem_of};
+use crate::degrade::params::{Choice, DegradeConfig, DegradeParams};
+use crate::degrade::pipeline::degrade_image;
+use crate::degrade::seed::{image_rng, image_seed, Stream};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;

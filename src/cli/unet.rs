@@ -1,14 +1,14 @@
 //! `dynface info unet` and `dynface debug unet`: library functions plus their clap arguments,
 //! so the binary wires each as one subcommand.
 
-use super::config::UNetConfig;
-use super::cost::{graph_macs, Macs};
-use super::model::{parameter_count, unet_spec, UNetGraph};
-use super::weights::{check_against_spec, load_safetensors, save_safetensors};
 use crate::backend::cpu::CpuBackend;
 use crate::exec::Executor;
 use crate::graph::plan::{plan, PlanOptions};
 use crate::graph::{Graph, NodeId};
+use crate::models::unet::config::UNetConfig;
+use crate::models::unet::cost::{graph_macs, Macs};
+use crate::models::unet::model::{parameter_count, unet_spec, UNetGraph};
+use crate::models::unet::weights::{check_against_spec, load_safetensors, save_safetensors};
 use crate::tensor::Tensor;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt;

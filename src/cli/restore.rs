@@ -2,36 +2,26 @@
 //! bars; a JSON report; one bad file is reported and the rest still run; outputs are written
 //! atomically and inputs are never overwritten.
 
-use super::images::{load_input, save_output, InputImage};
-use super::models::{check_files, load_models, ModelSet};
-use super::pipeline::{ImageTrace, Pipeline, StageTimes};
+use super::values::{PresetArg, UpdateOnArg};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::{CudaOptions, Precision};
+use crate::backend::device::{self, Device, BF16_ON_CPU};
 use crate::backend::Backend;
-use crate::degrade::load::{collect_inputs, stem_of};
-use crate::degrade::seed::mix64;
+use crate::degrade::load::stem_of;
+use crate::restore::fault::{fault_kind, Fault};
+use crate::restore::images::{load_input, save_output, InputImage};
+use crate::restore::inputs::{expand_inputs, image_seed, output_name};
+use crate::restore::models::{check_files, load_models, ModelSet};
+use crate::restore::pipeline::Pipeline;
+use crate::restore::preset::Preset;
+use crate::restore::report::{ImageReport, RunReport};
+use crate::restore::shard::{ShardInfo, ShardOptions};
 use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Preset {
-    /// The paper's full method: N = 3 guidance images, DGSA when its weights exist.
-    Full,
-    /// The paper's setting C: S ≡ 1 even when DGSA weights exist.
-    NoDgsa,
-    /// One guidance image (N = 1).
-    Single,
-    /// Our fast guidance: gradient with respect to x̂₀ only (no backpropagation through
-    /// the UNet, so each step skips the UNet's backward pass); some fidelity lost. Its speed
-    /// on a GPU is not measured yet.
-    Fast,
-}
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct RestoreArgs {
@@ -54,10 +44,10 @@ pub struct RestoreArgs {
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: Precision,
     #[arg(long, default_value = "full")]
-    pub preset: Preset,
+    pub preset: PresetArg,
     /// DDIM stochasticity η: a number ≥ 0, or sigma/10 (η = σ̂/10 per image, the authors'
     /// choice). Default: the model set's (0.5 unless its models.json says otherwise).
-    #[arg(long, value_parser = super::preset::parse_eta)]
+    #[arg(long, value_parser = crate::restore::preset::parse_eta)]
     pub eta: Option<crate::sampler::Eta>,
     /// Images per batch.
     #[arg(long, default_value_t = 1)]
@@ -71,7 +61,7 @@ pub struct RestoreArgs {
     /// Where the sampler's per-step update runs: device (the default: x_t stays on the
     /// backend) or host (the f64 reference path).
     #[arg(long, value_enum)]
-    pub step_on: Option<crate::sampler::UpdateOn>,
+    pub step_on: Option<UpdateOnArg>,
     /// Restore images whose output already exists (default: skip them, so reruns resume).
     #[arg(long)]
     pub overwrite: bool,
@@ -97,86 +87,98 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub quiet: bool,
     #[command(flatten)]
-    pub shard: super::shard::ShardArgs,
+    pub shard: ShardArgs,
     #[command(flatten)]
     pub photos: crate::face::photo_run::PhotoArgs,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct ImageReport {
-    pub input: PathBuf,
-    pub output: Option<PathBuf>,
-    pub status: String,
-    pub seed: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace: Option<ImageTrace>,
-    pub notes: Vec<String>,
-    pub seconds: Option<StageTimes>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Whole photos: the detected faces and what became of each.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub photo: Option<crate::face::photo_run::PhotoReport>,
+/// The sharding flags of `dynface restore`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ShardArgs {
+    /// Restore only part I of N (0-based) of the sorted inputs, e.g. 2/8. Default: the
+    /// scheduler's task index and count when one is found (Slurm array, Kubernetes Indexed
+    /// Job, Cloud Run, AWS Batch), else the whole list. `--shard 0/1` turns sharding off.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// The number of parts where the scheduler tells only the index (Kubernetes Indexed Job:
+    /// the Job's `completions`; AWS Batch: the array size). Also env DYNFACE_SHARD_COUNT.
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<u32>,
+    /// List the images this run (or shard) would restore or skip, then stop.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct RunReport {
-    pub device: String,
-    pub weights: PathBuf,
-    pub preset: Preset,
-    pub sampler: String,
-    /// Where the sampler's update ran: "host", or "device" with whether the step graph was
-    /// replayed from a recording (and why not).
-    pub step: String,
-    pub batch: usize,
-    pub images: Vec<ImageReport>,
-    pub restored: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    /// Images not attempted because the run stopped (device lost, disk full).
-    pub not_run: usize,
-    /// Why the run stopped early, if it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
-    pub seconds: f64,
-    /// The part of the input list this run restored (`--shard`, or the scheduler's).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shard: Option<super::shard::ShardInfo>,
-}
-
-impl RunReport {
-    pub fn exit_code(&self) -> i32 {
-        i32::from(self.failed > 0 || self.not_run > 0)
-    }
-}
-
-impl ImageReport {
-    pub(crate) fn new(input: &Path, seed: u64, status: &str) -> Self {
-        ImageReport {
-            input: input.to_path_buf(),
-            output: None,
-            status: status.to_string(),
-            seed,
-            trace: None,
-            notes: vec![],
-            seconds: None,
-            error: None,
-            photo: None,
+impl ShardArgs {
+    pub fn options(&self) -> ShardOptions {
+        ShardOptions {
+            shard: self.shard.clone(),
+            shard_count: self.shard_count,
         }
     }
+}
 
-    pub(crate) fn with_output(mut self, out: PathBuf) -> Self {
-        self.output = Some(out);
-        self
-    }
-
-    /// Marks the image failed (whatever the status was) with `error`.
-    pub(crate) fn with_error(mut self, error: String) -> Self {
-        if self.status != "not run" {
-            self.status = "failed".into();
+/// `--dry-run`: prints, one line per image on stdout, what a run would do with it (restore it
+/// to OUTPUT, or skip it because OUTPUT exists), and returns a report of that plan (not
+/// written anywhere; nothing is created).
+pub fn dry_run(files: &[PathBuf], args: &RestoreArgs, shard: Option<ShardInfo>) -> RunReport {
+    // The run's own split: a whole photo keeps its format's extension, an aligned crop is a PNG.
+    let size = ModelSet::load(&args.weights).map_or(512, |m| m.image_size);
+    let (photos, _) = crate::face::photo_run::split_inputs(
+        files,
+        &args.photos,
+        size,
+        &args.weights,
+        &|l: &str| eprintln!("{l}"),
+    );
+    let mut images = vec![];
+    for f in files {
+        let out = if photos.contains(f) {
+            crate::face::photo::output_path(&args.output, f)
+        } else {
+            args.output.join(output_name(f))
+        };
+        let seed = image_seed(args.seed, &stem_of(f));
+        let skip = out.exists() && !args.overwrite;
+        if skip {
+            println!("skip\t{}\t{} exists", f.display(), out.display());
+        } else {
+            println!("restore\t{}\t{}", f.display(), out.display());
         }
-        self.error = Some(error);
-        self
+        let status = if skip {
+            "skipped (output exists; --overwrite to redo)"
+        } else {
+            "to restore"
+        };
+        images.push(ImageReport::new(f, seed, status).with_output(out));
+    }
+    let skipped = images
+        .iter()
+        .filter(|r| r.status.starts_with("skipped"))
+        .count();
+    eprintln!(
+        "dry run{}: {} to restore, {skipped} to skip",
+        shard
+            .as_ref()
+            .map(|s| format!(" of {}", s.label()))
+            .unwrap_or_default(),
+        images.len() - skipped
+    );
+    RunReport {
+        device: "none (dry run)".into(),
+        weights: args.weights.clone(),
+        preset: args.preset.into(),
+        sampler: args.sampler.clone().unwrap_or_default(),
+        step: "dry run".into(),
+        batch: args.batch,
+        restored: 0,
+        skipped,
+        failed: 0,
+        not_run: 0,
+        stopped: None,
+        images,
+        seconds: 0.0,
+        shard,
     }
 }
 
@@ -184,35 +186,6 @@ impl ImageReport {
 struct Job {
     input: PathBuf,
     out: PathBuf,
-}
-
-/// How a failed batch affects the rest of the run.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Fault {
-    /// Retry with a smaller batch.
-    OutOfMemory,
-    /// Nothing more can run on this device: stop, keeping what is done.
-    DeviceLost,
-    /// This batch failed; the next may run.
-    Other,
-}
-
-pub(crate) fn fault_kind(e: &anyhow::Error) -> Fault {
-    use crate::backend::BackendError;
-    use crate::exec::ExecError;
-    let backend = e.chain().find_map(|c| {
-        c.downcast_ref::<BackendError>()
-            .or_else(|| match c.downcast_ref::<ExecError>() {
-                Some(ExecError::Op { source, .. }) => Some(source),
-                Some(ExecError::Backend(b)) => Some(b),
-                _ => None,
-            })
-    });
-    match backend {
-        Some(BackendError::OutOfMemory(_)) => Fault::OutOfMemory,
-        Some(BackendError::DeviceLost(_)) => Fault::DeviceLost,
-        _ => Fault::Other,
-    }
 }
 
 /// The cached pipeline for batch size `b`, built on first use.
@@ -271,57 +244,28 @@ fn remove_stale_temporaries(dir: &Path, only: Option<&[String]>) -> usize {
         .count()
 }
 
-/// Expands files, folders and glob patterns into image paths (sorted, deduplicated).
-pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
-    let mut paths = vec![];
-    for s in inputs {
-        if s.contains(['*', '?', '[']) && !Path::new(s).exists() {
-            let matches: Vec<PathBuf> = glob::glob(s)
-                .with_context(|| format!("bad glob pattern {s}"))?
-                .filter_map(|p| p.ok())
-                .collect();
-            if matches.is_empty() {
-                bail!("{s}: no file matches this pattern");
-            }
-            paths.extend(matches);
-        } else {
-            paths.push(PathBuf::from(s));
-        }
-    }
-    let mut v = collect_inputs(&paths)?;
-    v.sort();
-    v.dedup();
-    Ok(v)
-}
-
-/// The output file name of input `f`: its stem as a PNG.
-pub fn output_name(f: &Path) -> String {
-    format!("{}.png", stem_of(f))
-}
-
-pub(crate) fn image_seed(base: u64, stem: &str) -> u64 {
-    mix64(base ^ mix64(crate::degrade::seed::fnv1a64(stem.as_bytes())))
-}
-
 /// Makes sure the weights are there: the official set is downloaded on first use.
 fn ensure_weights(args: &RestoreArgs) -> Result<()> {
     let set = ModelSet::load(&args.weights)?;
     if check_files(&set, &args.weights).is_ok() {
         return Ok(());
     }
-    let official = !args.weights.join(super::models::MODELS_FILE).exists();
+    let official = !args
+        .weights
+        .join(crate::restore::models::MODELS_FILE)
+        .exists();
     if official && !args.no_download {
         eprintln!(
             "official checkpoints missing in {}: downloading them once",
             args.weights.display()
         );
-        let dl = crate::weights::DownloadArgs {
+        let dl = super::weights::DownloadArgs {
             names: vec![],
             dir: args.weights.clone(),
             manifest: None,
             no_convert: false,
         };
-        if let Err(e) = crate::weights::run_download(&dl) {
+        if let Err(e) = super::weights::run_download(&dl) {
             // The precise per-file message says where each file comes from and goes.
             let detail = check_files(&set, &args.weights)
                 .err()
@@ -338,15 +282,15 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
         bail!("--batch must be at least 1");
     }
     if args.precision == Precision::Bf16 && args.device.eq_ignore_ascii_case("cpu") {
-        bail!("{}", super::device::BF16_ON_CPU);
+        bail!("{}", BF16_ON_CPU);
     }
     let files = expand_inputs(&args.inputs)?;
     if files.is_empty() {
         bail!("no input images found in {:?}", args.inputs);
     }
-    let (files, shard) = super::shard::apply(&args.shard, files)?;
+    let (files, shard) = crate::restore::shard::apply(&args.shard.options(), files)?;
     if args.shard.dry_run {
-        return Ok(super::shard::dry_run(&files, args, shard));
+        return Ok(dry_run(&files, args, shard));
     }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create output folder {}", args.output.display()))?;
@@ -359,20 +303,23 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
         }
     }
     ensure_weights(args)?;
-    let device = super::device::resolve(&args.device)?;
+    let device = device::resolve(&args.device).map_err(|e| anyhow::anyhow!(e))?;
+    if let Device::Cpu { note: Some(n) } = &device {
+        eprintln!("{n}");
+    }
     eprintln!(
         "device: {}, precision {}",
         device.describe(),
         args.precision
     );
     match device {
-        super::device::Device::Cpu => {
+        Device::Cpu { .. } => {
             if args.precision == Precision::Bf16 {
-                bail!("--device {}: {}", args.device, super::device::BF16_ON_CPU);
+                bail!("--device {}: {}", args.device, BF16_ON_CPU);
             }
             run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files, shard)
         }
-        super::device::Device::Cuda(name) => {
+        Device::Cuda(name) => {
             let opts = CudaOptions {
                 precision: args.precision,
                 ..Default::default()
@@ -393,7 +340,7 @@ fn run_on<B: Backend + Clone>(
     device_name: String,
     args: &RestoreArgs,
     files: &[PathBuf],
-    shard: Option<super::shard::ShardInfo>,
+    shard: Option<ShardInfo>,
 ) -> Result<RunReport> {
     let t_run = Instant::now();
     if args.trace.is_some() {
@@ -405,15 +352,16 @@ fn run_on<B: Backend + Clone>(
         cfg.sampler = s.clone();
     }
     if let Some(u) = args.step_on {
-        cfg.update_on = u;
+        cfg.update_on = u.into();
     }
     if let Some(e) = args.eta {
         cfg.eta = e;
     }
-    for n in super::preset::missing_weight_notes(args.preset, &models.set, &args.weights) {
+    let preset = Preset::from(args.preset);
+    for n in crate::restore::preset::missing_weight_notes(preset, &models.set, &args.weights) {
         eprintln!("note: {n}");
     }
-    match args.preset {
+    match preset {
         Preset::Full | Preset::NoDgsa => {}
         Preset::Single => {
             cfg.num_guidance = 1;
@@ -421,7 +369,7 @@ fn run_on<B: Backend + Clone>(
         }
         Preset::Fast => cfg.fast_guidance = true,
     }
-    let use_dgsa = args.preset != Preset::NoDgsa;
+    let use_dgsa = preset != Preset::NoDgsa;
     let s = models.set.image_size;
     let mp = if args.quiet {
         MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
@@ -594,7 +542,9 @@ fn run_on<B: Backend + Clone>(
                     );
                     let saved = save_output(&plane, img, &job.out);
                     if let Some(d) = &dump {
-                        if let Err(e) = super::dump::dump_image(d, &names[i], i, &res, &models) {
+                        if let Err(e) =
+                            crate::restore::dump::dump_image(d, &names[i], i, &res, &models)
+                        {
                             mp.suspend(|| {
                                 eprintln!("warning: dump for {}: {e:#}", job.input.display())
                             });
@@ -657,7 +607,7 @@ fn run_on<B: Backend + Clone>(
     let report = RunReport {
         device: device_name,
         weights: args.weights.clone(),
-        preset: args.preset,
+        preset,
         sampler: cfg.sampler.clone(),
         step: pipelines
             .first()

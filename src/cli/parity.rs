@@ -1,16 +1,16 @@
-//! `dynface kernels check --parity [--filter S]`: the op case table ([`super::table`]) and
-//! the conv / gemm variant table ([`super::variants`]) on whatever is present here, against
+//! `dynface kernels check --parity [--filter S]`: the op case table ([`crate::check::table`]) and
+//! the conv / gemm variant table ([`crate::check::variants`]) on whatever is present here, against
 //! the f64 CPU backend: always the CPU f32 backend; the fp32 and bf16 kernels on the GPU when
 //! one is usable, else on the CPU emulator of the kernel sources when a C++ compiler is found,
 //! else a line saying the kernels were not checked and why (never a silent pass).
 
-use super::table::{
-    format_row, measured_by_family, run_case_table, run_kernel_table, Arith, TableRun,
-};
-use super::variants::{self, run_variant_table};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::emu::EmuBackend;
 use crate::backend::cuda::{CudaBackend, CudaOptions, KernelBackend, Precision};
+use crate::check::table::{
+    format_row, measured_by_family, run_case_table, run_kernel_table, Arith, TableRun,
+};
+use crate::check::variants::{self, run_variant_table};
 use anyhow::{bail, Result};
 use std::rc::Rc;
 

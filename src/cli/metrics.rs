@@ -1,9 +1,9 @@
 //! `dynface metrics`: PSNR and SSIM of every image in one folder against the
 //! image with the same file stem in a reference folder.
 
-use super::{psnr, ssim};
 use crate::atomic_file::write_atomic;
 use crate::degrade::load::{collect_inputs, load_rgb8, stem_of};
+use crate::metrics::{psnr, ssim};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;

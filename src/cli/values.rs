@@ -1,0 +1,74 @@
+//! The command line's spelling of domain enums. clap's `ValueEnum` derive lives here, on
+//! mirrors with the same variant names and help, so the domain types carry no clap; each
+//! mirror converts into its domain type.
+
+use crate::restore::preset::Preset;
+use crate::sampler::UpdateOn;
+
+/// `--step-on`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateOnArg {
+    /// On the host in f64, reading x̂₀, ∇ and ∂σ back every step: the reference path, and the
+    /// one that supports host-side scale maps.
+    Host,
+    /// In the step graph on the backend: x_t and σ_i stay there for the whole run; per step
+    /// only the noise and a few [B] scalars go up and the loss and σ_i come back.
+    Device,
+}
+
+impl From<UpdateOnArg> for UpdateOn {
+    fn from(u: UpdateOnArg) -> Self {
+        match u {
+            UpdateOnArg::Host => UpdateOn::Host,
+            UpdateOnArg::Device => UpdateOn::Device,
+        }
+    }
+}
+
+/// `--preset`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresetArg {
+    /// The paper's full method: N = 3 guidance images, DGSA when its weights exist.
+    Full,
+    /// The paper's setting C: S ≡ 1 even when DGSA weights exist.
+    NoDgsa,
+    /// One guidance image (N = 1).
+    Single,
+    /// Our fast guidance: gradient with respect to x̂₀ only (no backpropagation through
+    /// the UNet, so each step skips the UNet's backward pass); some fidelity lost. Its speed
+    /// on a GPU is not measured yet.
+    Fast,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Self {
+        match p {
+            PresetArg::Full => Preset::Full,
+            PresetArg::NoDgsa => Preset::NoDgsa,
+            PresetArg::Single => Preset::Single,
+            PresetArg::Fast => Preset::Fast,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// The mirrors spell every domain variant the way the domain's serde names do, so the
+    /// flag and the report/config agree.
+    #[test]
+    fn mirrors_spell_the_domain_names() {
+        for u in UpdateOnArg::value_variants() {
+            let name = u.to_possible_value().unwrap().get_name().to_string();
+            let serde = serde_json::to_value(UpdateOn::from(*u)).unwrap();
+            assert_eq!(serde.as_str(), Some(name.as_str()));
+        }
+        for p in PresetArg::value_variants() {
+            let name = p.to_possible_value().unwrap().get_name().to_string();
+            let serde = serde_json::to_value(Preset::from(*p)).unwrap();
+            assert_eq!(serde.as_str(), Some(name.as_str()));
+        }
+    }
+}
