@@ -2,6 +2,7 @@
 //! element type so the same code runs in f64 for finite-difference checks. rayon supplies
 //! the threads and the `gemm` crate the matrix products.
 
+mod attention;
 mod blur;
 mod conv;
 mod conv_shifted;
@@ -73,6 +74,21 @@ impl<T: Scalar> Backend for CpuBackend<T> {
         super::check_copy(arena.len(), src, dst, len)?;
         arena.copy_within(src..src + len, dst);
         Ok(())
+    }
+
+    /// The fused ops the rewrite passes may make. GroupNorm → [FiLM] → SiLU: one pass over
+    /// the activation instead of three, the build every UNet used before the fusion became
+    /// a pass (so outputs keep their bits). Attention: its blocked form computes, per
+    /// element, the very products and softmax of the composite (same `gemm_into` and row
+    /// code, see `attention.rs`), without the T×T score tensor per head.
+    fn supports(&self, op: &Op, _inputs: &[&[usize]]) -> bool {
+        matches!(
+            op,
+            Op::GroupNormSilu { .. }
+                | Op::GroupNormSiluBackward { .. }
+                | Op::Attention { .. }
+                | Op::AttentionBackward { .. }
+        )
     }
 
     fn exec(
@@ -177,6 +193,10 @@ pub fn run_op<T: Scalar>(
         Op::LayerNormBackward { eps } => norm::layer_norm_backward(x[0], s[0], x[1], x[2], *eps, y),
         Op::LayerNormBackwardGamma { eps } => {
             norm::layer_norm_backward_gamma(x[0], s[0], x[1], *eps, y)
+        }
+        Op::Attention { scale, layout } => attention::forward(*layout, x, s, *scale, y)?,
+        Op::AttentionBackward { scale, layout, wrt } => {
+            attention::backward(*layout, *wrt, x, s, *scale, y)?
         }
         Op::Softmax => norm::softmax(x[0], s[0], y),
         Op::SoftmaxBackward => norm::softmax_backward(x[0], x[1], s[0], y),
