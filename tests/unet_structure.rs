@@ -4,6 +4,7 @@
 use dynface::backend::cpu::CpuBackend;
 use dynface::exec::{eval, Executor};
 use dynface::graph::plan::PlanOptions;
+use dynface::graph::rewrite;
 use dynface::graph::Graph;
 use dynface::models::unet::cli::unet_info;
 use dynface::models::unet::model::UNetGraph;
@@ -222,12 +223,17 @@ fn the_rewrite_passes_fuse_the_op_by_op_unet_without_changing_it() {
         let cot: Tensor<f64> = random::normal(&mut rng, &[2, 6, 8, 8], 1.0);
         let ug = UNetGraph::new(&cfg, 2, 8, 8, true).unwrap();
         let outs = [ug.out, ug.grad_x.unwrap()];
+        // Every fusion accepted (the CPU itself declines the attention backward), then both
+        // graphs planned as they are.
+        let mut fused_graph = ug.graph.clone();
+        rewrite::fuse(&mut fused_graph, &outs, &|_, _| true);
         let run = |fuse: bool| {
             let opts = PlanOptions {
-                fuse,
+                fuse: false,
                 ..Default::default()
             };
-            let mut ex = Executor::new(CpuBackend::<f64>::new(), &ug.graph, &outs, opts).unwrap();
+            let graph = if fuse { &fused_graph } else { &ug.graph };
+            let mut ex = Executor::new(CpuBackend::<f64>::new(), graph, &outs, opts).unwrap();
             let live = |k: &str| {
                 let g = ex.graph();
                 ex.plan().order.iter().filter(|i| g.node(**i).op.kind() == k).count()
@@ -278,4 +284,79 @@ fn the_rewrite_passes_fuse_the_op_by_op_unet_without_changing_it() {
             );
         }
     }
+}
+
+/// One FFHQ-512 attention block at 32² = 1024 tokens (256 channels, 4 heads of 64) on the
+/// f32 CPU backend, with the rewrite passes the CPU asks for and op by op: forward and
+/// forward + input gradient (where the CPU declines the fused backward, so both plans are
+/// op by op), median of 5 after a warm-up; both must agree. `--ignored`: it is a timing.
+#[test]
+#[ignore = "timing; run with --ignored --nocapture"]
+fn ffhq512_attention_block_at_1024_tokens_fused_vs_op_by_op() {
+    use dynface::graph::autodiff::grad;
+    use dynface::models::unet::attention::attention_block;
+    let cfg = UNetConfig::ffhq512();
+    let level = cfg.level_sizes().iter().position(|&s| s == 32).unwrap();
+    let c = cfg.width(level);
+    let mut g = Graph::new();
+    let x = g.input("x", &[1, c, 32, 32]);
+    let y = attention_block(&mut g, &cfg, "input_blocks.10.1", x, false).unwrap();
+    let ct = g.input("cotangent", &[1, c, 32, 32]);
+    let dx = grad(&mut g, &[(y, ct)], &[x]).unwrap()[0];
+    let mut rng = random::rng(5);
+    let w: HashMap<String, Tensor<f32>> = g
+        .constants()
+        .into_iter()
+        .map(|(k, s)| {
+            let std = if s.len() == 1 { 0.02 } else { (1.0 / s[1] as f64).sqrt() };
+            let t = random::normal(&mut rng, &s, std);
+            (k, t)
+        })
+        .collect();
+    let xv: Tensor<f32> = random::normal(&mut rng, &[1, c, 32, 32], 1.0);
+    let cv: Tensor<f32> = random::normal(&mut rng, &[1, c, 32, 32], 1.0);
+    let mut results = vec![];
+    for with_grad in [false, true] {
+        let outs: Vec<_> = if with_grad { vec![y, dx] } else { vec![y] };
+        let mut got = vec![];
+        for fuse in [false, true] {
+            let opts = PlanOptions {
+                fuse,
+                ..Default::default()
+            };
+            let mut ex = Executor::new(CpuBackend::<f32>::new(), &g, &outs, opts).unwrap();
+            ex.bind_all(|k| w.get(k).cloned()).unwrap();
+            ex.set_input("x", &xv).unwrap();
+            ex.set_input("cotangent", &cv).unwrap();
+            ex.run().unwrap();
+            let mut ms = vec![];
+            for _ in 0..5 {
+                let t0 = std::time::Instant::now();
+                ex.run().unwrap();
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            ms.sort_by(f64::total_cmp);
+            println!(
+                "attention block 1024 tokens, {c} ch, {} heads, {}: {} median {:.1} ms (min {:.1}), arena {:.1} MB",
+                cfg.heads(c, false),
+                if with_grad { "forward + grad x" } else { "forward" },
+                if fuse { "fused" } else { "op by op" },
+                ms[2],
+                ms[0],
+                ex.peak_bytes() as f64 / 1e6
+            );
+            got.push(outs.iter().map(|&o| ex.output(o).unwrap()).collect::<Vec<_>>());
+        }
+        for (i, (a, b)) in got[0].iter().zip(&got[1]).enumerate() {
+            let same = a.data.iter().zip(&b.data).filter(|(p, q)| p == q).count();
+            let e = b.rel_err(a);
+            println!(
+                "  value {i}: fused vs op by op rel err {e:.2e}, {same} of {} elements bit-identical",
+                a.data.len()
+            );
+            results.push(e);
+        }
+    }
+    // f32 attention: the fused backward sums in another order (measured ≤ 1e-6).
+    assert!(results.iter().all(|&e| e < 1e-5), "{results:?}");
 }

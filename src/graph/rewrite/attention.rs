@@ -138,52 +138,64 @@ pub(super) fn backward(g: &Graph, u: &Uses, id: NodeId, _: Supports) -> Option<V
             others.push(r);
         }
     }
-    let da = da?;
-    let dp = g.node(da).inputs[1];
-    // dP = dÕ·Ṽᵀ, in P's layout; it names the cotangent dO.
-    let (dout, _, _, _) = matmul(g, dp)?;
     let dout_t = i.o_t; // dÕ = dO or dOᵀ
-    let vt: Term = if i.o_t {
-        (i.v, i.v_read_t)
-    } else {
-        (i.v, !i.v_read_t)
-    };
-    if !is_product(g, dp, (dout, dout_t), vt, false) || g.shape(dout) != g.shape(i.out) {
-        return None;
-    }
-    if !u.only(dp, 1) {
-        return None;
-    }
-    let ds = match i.a {
-        Some(_) => {
-            let [r] = u.users(da) else { return None };
-            if !u.only(da, 1) || g.node(*r).op != Op::Unary(UnaryOp::Affine(i.scale, 0.0)) {
-                return None;
+    // The cotangent dO: named by dP = dÕ·Ṽᵀ (in P's layout) when q or k are wanted, else by
+    // the dV product (its operand that is not P).
+    let dout = match da {
+        Some(da) => matmul(g, g.node(da).inputs[1])?.0,
+        None => {
+            let (x, y, ..) = matmul(g, *others.first()?)?;
+            if x == i.p {
+                y
+            } else {
+                x
             }
-            *r
         }
-        None => da,
     };
-    let inputs = vec![i.q.0, i.kt.0, i.v, i.out, dout];
-    let mut reps = vec![];
-    let ds_users = u.users(ds);
-    if ds_users.is_empty() || !u.only(ds, ds_users.len()) {
+    if g.shape(dout) != g.shape(i.out) {
         return None;
     }
-    for &r in ds_users {
-        // dQ̃ = dS·K̃ (K̃ = op(b)ᵀ); d op(b) = op(a)ᵀ·dS.
-        let wrt = if is_product(g, r, (ds, false), (i.kt.0, !i.kt.1), i.q.1) {
-            AttnInput::Q
-        } else if is_product(g, r, (i.q.0, !i.q.1), (ds, false), i.kt.1) {
-            AttnInput::K
+    let mut reps = vec![];
+    let inputs = vec![i.q.0, i.kt.0, i.v, i.out, dout];
+    if let Some(da) = da {
+        let dp = g.node(da).inputs[1];
+        let vt: Term = if i.o_t {
+            (i.v, i.v_read_t)
         } else {
-            return None;
+            (i.v, !i.v_read_t)
         };
-        reps.push(Replace {
-            node: r,
-            op: i.op(Some(wrt)),
-            inputs: inputs.clone(),
-        });
+        if !is_product(g, dp, (dout, dout_t), vt, false) || !u.only(dp, 1) {
+            return None;
+        }
+        let ds = match i.a {
+            Some(_) => {
+                let [r] = u.users(da) else { return None };
+                if !u.only(da, 1) || g.node(*r).op != Op::Unary(UnaryOp::Affine(i.scale, 0.0)) {
+                    return None;
+                }
+                *r
+            }
+            None => da,
+        };
+        let ds_users = u.users(ds);
+        if ds_users.is_empty() || !u.only(ds, ds_users.len()) {
+            return None;
+        }
+        for &r in ds_users {
+            // dQ̃ = dS·K̃ (K̃ = op(b)ᵀ); d op(b) = op(a)ᵀ·dS.
+            let wrt = if is_product(g, r, (ds, false), (i.kt.0, !i.kt.1), i.q.1) {
+                AttnInput::Q
+            } else if is_product(g, r, (i.q.0, !i.q.1), (ds, false), i.kt.1) {
+                AttnInput::K
+            } else {
+                return None;
+            };
+            reps.push(Replace {
+                node: r,
+                op: i.op(Some(wrt)),
+                inputs: inputs.clone(),
+            });
+        }
     }
     // dṼ = Pᵀ·dÕ, stored as v is (transposed relative to Ṽ iff layout.v).
     for r in others {
