@@ -309,20 +309,30 @@ extern "C" __global__ void __launch_bounds__(256)
             s[i] = 0.0f;
             dp[i] = 0.0f;
         }
-#pragma unroll 4
+#pragma unroll
         for (int c = 0; c < AT_D; c += 4) {
+            float k0 = Ks[lane][c], k1 = Ks[lane][c + 1], k2 = Ks[lane][c + 2],
+                  k3 = Ks[lane][c + 3];
 #pragma unroll
             for (int i = 0; i < AB_QW; ++i) {
                 float4 qv = *reinterpret_cast<const float4*>(&Qs[wid * AB_QW + i][c]);
+                s[i] = fmaf(qv.x, k0, s[i]);
+                s[i] = fmaf(qv.y, k1, s[i]);
+                s[i] = fmaf(qv.z, k2, s[i]);
+                s[i] = fmaf(qv.w, k3, s[i]);
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < AT_D; c += 4) {
+            float v0 = Vs[lane][c], v1 = Vs[lane][c + 1], v2 = Vs[lane][c + 2],
+                  v3 = Vs[lane][c + 3];
+#pragma unroll
+            for (int i = 0; i < AB_QW; ++i) {
                 float4 gv = *reinterpret_cast<const float4*>(&Gs[wid * AB_QW + i][c]);
-                s[i] = fmaf(qv.x, Ks[lane][c], s[i]);
-                s[i] = fmaf(qv.y, Ks[lane][c + 1], s[i]);
-                s[i] = fmaf(qv.z, Ks[lane][c + 2], s[i]);
-                s[i] = fmaf(qv.w, Ks[lane][c + 3], s[i]);
-                dp[i] = fmaf(gv.x, Vs[lane][c], dp[i]);
-                dp[i] = fmaf(gv.y, Vs[lane][c + 1], dp[i]);
-                dp[i] = fmaf(gv.z, Vs[lane][c + 2], dp[i]);
-                dp[i] = fmaf(gv.w, Vs[lane][c + 3], dp[i]);
+                dp[i] = fmaf(gv.x, v0, dp[i]);
+                dp[i] = fmaf(gv.y, v1, dp[i]);
+                dp[i] = fmaf(gv.z, v2, dp[i]);
+                dp[i] = fmaf(gv.w, v3, dp[i]);
             }
         }
 #pragma unroll

@@ -51,7 +51,9 @@ impl<B: Backend> Executor<B> {
     pub fn new(backend: B, graph: &Graph, outputs: &[NodeId], opts: PlanOptions) -> Result<Self> {
         let mut graph = graph.clone();
         if opts.fuse {
-            rewrite::fuse(&mut graph, outputs, &|op, shapes| backend.supports(op, shapes));
+            rewrite::fuse(&mut graph, outputs, &|op, shapes| {
+                backend.supports(op, shapes)
+            });
         }
         let plan = plan(&graph, outputs, opts);
         let mut arena = backend.alloc(plan.arena_len)?;

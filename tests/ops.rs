@@ -385,8 +385,11 @@ fn forward_linear_and_attention() {
 
     for c in cases::family("attention") {
         let (y, xs, g) = run_case(&c);
-        if let Some(Op::Attention { scale, layout: l }) =
-            g.nodes.iter().map(|n| &n.op).find(|o| o.kind() == "attention")
+        if let Some(Op::Attention { scale, layout: l }) = g
+            .nodes
+            .iter()
+            .map(|n| &n.op)
+            .find(|o| o.kind() == "attention")
         {
             // The fused op: bring each operand to [.., T, d], as the naive loops take it.
             let tok = |x: &Tensor<f64>, t: bool| {
@@ -860,11 +863,16 @@ fn planner_reuse_is_bit_identical_and_smaller() {
     let mut outs = vec![out];
     outs.extend(&grads);
     let make = |reuse| {
-        let mut ex =
-            Executor::new(CpuBackend::<f32>::new(), &g, &outs, PlanOptions {
+        let mut ex = Executor::new(
+            CpuBackend::<f32>::new(),
+            &g,
+            &outs,
+            PlanOptions {
                 reuse,
                 ..Default::default()
-            }).unwrap();
+            },
+        )
+        .unwrap();
         ex.bind_all(|n| consts.get(n).cloned()).unwrap();
         ex
     };
@@ -902,9 +910,9 @@ fn planner_reuse_is_bit_identical_on_every_case() {
                 &c,
                 c.seed(),
                 PlanOptions {
-                reuse,
-                ..Default::default()
-            },
+                    reuse,
+                    ..Default::default()
+                },
             )
         };
         let with = match run(true) {

@@ -236,7 +236,11 @@ fn the_rewrite_passes_fuse_the_op_by_op_unet_without_changing_it() {
             let mut ex = Executor::new(CpuBackend::<f64>::new(), graph, &outs, opts).unwrap();
             let live = |k: &str| {
                 let g = ex.graph();
-                ex.plan().order.iter().filter(|i| g.node(**i).op.kind() == k).count()
+                ex.plan()
+                    .order
+                    .iter()
+                    .filter(|i| g.node(**i).op.kind() == k)
+                    .count()
             };
             let counts = [
                 "group_norm_silu",
@@ -308,7 +312,11 @@ fn ffhq512_attention_block_at_1024_tokens_fused_vs_op_by_op() {
         .constants()
         .into_iter()
         .map(|(k, s)| {
-            let std = if s.len() == 1 { 0.02 } else { (1.0 / s[1] as f64).sqrt() };
+            let std = if s.len() == 1 {
+                0.02
+            } else {
+                (1.0 / s[1] as f64).sqrt()
+            };
             let t = random::normal(&mut rng, &s, std);
             (k, t)
         })
@@ -345,7 +353,11 @@ fn ffhq512_attention_block_at_1024_tokens_fused_vs_op_by_op() {
                 ms[0],
                 ex.peak_bytes() as f64 / 1e6
             );
-            got.push(outs.iter().map(|&o| ex.output(o).unwrap()).collect::<Vec<_>>());
+            got.push(
+                outs.iter()
+                    .map(|&o| ex.output(o).unwrap())
+                    .collect::<Vec<_>>(),
+            );
         }
         for (i, (a, b)) in got[0].iter().zip(&got[1]).enumerate() {
             let same = a.data.iter().zip(&b.data).filter(|(p, q)| p == q).count();

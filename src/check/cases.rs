@@ -643,11 +643,51 @@ fn softmax_attention() -> Vec<Case> {
         s
     };
     for (name, l, b, tq, tk, d, dv) in [
-        ("tokens-major", lay(false, false, false, false), vec![2], 5, 7, 4, 3),
-        ("channels-major", lay(true, true, true, true), vec![3], 6, 6, 4, 4),
-        ("mixed layouts", lay(true, false, true, false), vec![2, 2], 3, 5, 2, 3),
-        ("64-wide", lay(false, false, false, false), vec![2], 70, 40, 64, 64),
-        ("64-wide channels-major", lay(true, true, true, true), vec![1], 33, 65, 64, 64),
+        (
+            "tokens-major",
+            lay(false, false, false, false),
+            vec![2],
+            5,
+            7,
+            4,
+            3,
+        ),
+        (
+            "channels-major",
+            lay(true, true, true, true),
+            vec![3],
+            6,
+            6,
+            4,
+            4,
+        ),
+        (
+            "mixed layouts",
+            lay(true, false, true, false),
+            vec![2, 2],
+            3,
+            5,
+            2,
+            3,
+        ),
+        (
+            "64-wide",
+            lay(false, false, false, false),
+            vec![2],
+            70,
+            40,
+            64,
+            64,
+        ),
+        (
+            "64-wide channels-major",
+            lay(true, true, true, true),
+            vec![1],
+            33,
+            65,
+            64,
+            64,
+        ),
     ] {
         let ins = vec![
             n("q", &stored(l.q, tq, d, &b)),

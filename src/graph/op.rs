@@ -76,7 +76,13 @@ impl AttnLayout {
             ));
         }
         // (tokens, width) of a stored operand.
-        let tw = |s: &[usize], t: bool| if t { (s[r - 1], s[r - 2]) } else { (s[r - 2], s[r - 1]) };
+        let tw = |s: &[usize], t: bool| {
+            if t {
+                (s[r - 1], s[r - 2])
+            } else {
+                (s[r - 2], s[r - 1])
+            }
+        };
         let (tq, d) = tw(q, self.q);
         let (tk, dk) = tw(k, self.k);
         let (tv, dv) = tw(v, self.v);

@@ -76,7 +76,9 @@ impl<'a, T: Scalar> Operands<'a, T> {
         s: &[&[usize]],
         scale: f32,
     ) -> BResult<Self> {
-        let n = l.dims(s[0], s[1], s[2]).map_err(BackendError::Unsupported)?;
+        let n = l
+            .dims(s[0], s[1], s[2])
+            .map_err(BackendError::Unsupported)?;
         Ok(Operands {
             q,
             k,
@@ -156,21 +158,26 @@ fn stats<T: Scalar>(o: &Operands<T>, out: &[T], dout: &[T]) -> Vec<(T, T)> {
     let om = o.om;
     let mut st = vec![(T::zero(), T::zero()); n.batch * n.tq];
     st.par_chunks_mut(n.tq).enumerate().for_each(|(b, sb)| {
-        sb.par_chunks_mut(BLOCK).enumerate().for_each(|(blk, rows)| {
-            let q0 = blk * BLOCK;
-            let mut sc = vec![T::zero(); rows.len() * n.tk];
-            o.scores(b, q0, rows.len(), &mut sc);
-            for (r, (row, st)) in sc.chunks(n.tk).zip(rows.iter_mut()).enumerate() {
-                let m = row.iter().fold(T::neg_infinity(), |a, &v| a.max(v)).as_f64();
-                let sum: f64 = row.iter().map(|v| (v.as_f64() - m).exp()).sum();
-                let mut dot = 0.0f64;
-                for c in 0..n.dv {
-                    let at = b * om.len + (q0 + r) * om.rs + c * om.cs;
-                    dot += out[at].as_f64() * dout[at].as_f64();
+        sb.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(blk, rows)| {
+                let q0 = blk * BLOCK;
+                let mut sc = vec![T::zero(); rows.len() * n.tk];
+                o.scores(b, q0, rows.len(), &mut sc);
+                for (r, (row, st)) in sc.chunks(n.tk).zip(rows.iter_mut()).enumerate() {
+                    let m = row
+                        .iter()
+                        .fold(T::neg_infinity(), |a, &v| a.max(v))
+                        .as_f64();
+                    let sum: f64 = row.iter().map(|v| (v.as_f64() - m).exp()).sum();
+                    let mut dot = 0.0f64;
+                    for c in 0..n.dv {
+                        let at = b * om.len + (q0 + r) * om.rs + c * om.cs;
+                        dot += out[at].as_f64() * dout[at].as_f64();
+                    }
+                    *st = (T::of_f64(m + sum.ln()), T::of_f64(dot));
                 }
-                *st = (T::of_f64(m + sum.ln()), T::of_f64(dot));
-            }
-        });
+            });
     });
     st
 }
@@ -204,8 +211,8 @@ pub fn backward<T: Scalar>(
                 let dob = &dout[b * om.len + q0 * om.rs..(b + 1) * om.len];
                 let vb = &o.v[b * vm.len..(b + 1) * vm.len];
                 gemm_into(
-                    rows, n.tk, n.dv, dob, om.rs, om.cs, vb, vm.cs, vm.rs, &mut dp, n.tk, 1,
-                    false, 1,
+                    rows, n.tk, n.dv, dob, om.rs, om.cs, vb, vm.cs, vm.rs, &mut dp, n.tk, 1, false,
+                    1,
                 );
                 for r in 0..rows {
                     let (lse, dd) = st[b * n.tq + q0 + r];

@@ -139,8 +139,8 @@ pub(super) fn backward(g: &Graph, u: &Uses, id: NodeId, _: Supports) -> Option<V
         }
     }
     let dout_t = i.o_t; // dÕ = dO or dOᵀ
-    // The cotangent dO: named by dP = dÕ·Ṽᵀ (in P's layout) when q or k are wanted, else by
-    // the dV product (its operand that is not P).
+                        // The cotangent dO: named by dP = dÕ·Ṽᵀ (in P's layout) when q or k are wanted, else by
+                        // the dV product (its operand that is not P).
     let dout = match da {
         Some(da) => matmul(g, g.node(da).inputs[1])?.0,
         None => {

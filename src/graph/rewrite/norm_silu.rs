@@ -37,7 +37,7 @@ fn unsqueezed(g: &Graph, id: NodeId, x_shape: &[usize]) -> Option<NodeId> {
         && x_shape.len() == 4
         && g.shape(src) == [x_shape[0], x_shape[1]]
         && n.shape == [x_shape[0], x_shape[1], 1, 1])
-        .then_some(src)
+    .then_some(src)
 }
 
 fn group_norm(g: &Graph, id: NodeId) -> Option<(usize, f32)> {
@@ -61,12 +61,18 @@ fn chain(g: &Graph, v: NodeId) -> Option<Chain> {
     if add.op != Op::Binary(BinaryOp::Add) {
         return None;
     }
-    for (m, t4) in [(add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])] {
+    for (m, t4) in [
+        (add.inputs[0], add.inputs[1]),
+        (add.inputs[1], add.inputs[0]),
+    ] {
         let mul = g.node(m);
         if mul.op != Op::Binary(BinaryOp::Mul) {
             continue;
         }
-        for (u, one_plus) in [(mul.inputs[0], mul.inputs[1]), (mul.inputs[1], mul.inputs[0])] {
+        for (u, one_plus) in [
+            (mul.inputs[0], mul.inputs[1]),
+            (mul.inputs[1], mul.inputs[0]),
+        ] {
             let Some((groups, eps)) = group_norm(g, u) else {
                 continue;
             };

@@ -42,7 +42,9 @@ fn fused_vs_plain(g: &Graph, outs: &[NodeId], seed: u64) -> f64 {
             ex.set_input(n, t).unwrap();
         }
         ex.run().unwrap();
-        outs.iter().map(|&o| ex.output(o).unwrap()).collect::<Vec<_>>()
+        outs.iter()
+            .map(|&o| ex.output(o).unwrap())
+            .collect::<Vec<_>>()
     };
     let (a, b) = (run(true), run(false));
     a.iter()
@@ -90,7 +92,12 @@ fn group_norm_film_silu_and_its_gradient_become_the_fused_ops() {
         let (f, kinds) = fused_kinds(&g, &outs);
         assert_eq!(f.group_norm_silu, 1, "film {film}");
         assert_eq!(f.group_norm_silu_backward, 1, "film {film}");
-        for k in ["group_norm", "group_norm_backward", "unary", "unary_backward"] {
+        for k in [
+            "group_norm",
+            "group_norm_backward",
+            "unary",
+            "unary_backward",
+        ] {
             assert!(!kinds.contains(&k), "film {film}: {k} left in {kinds:?}");
         }
         // Measured: ≤ 3e-16 (f64, other summation order).
