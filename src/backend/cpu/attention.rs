@@ -101,7 +101,7 @@ impl<'a, T: Scalar> Operands<'a, T> {
         gemm_into(
             rows, n.tk, n.d, qb, qm.rs, qm.cs, kb, km.cs, km.rs, out, n.tk, 1, false, 1,
         );
-        out.iter_mut().for_each(|s| *s = *s * self.scale);
+        out.iter_mut().for_each(|s| *s *= self.scale);
     }
 
     /// Scaled scores of keys `k0..k0+rows` against every query (the transposed block).
@@ -112,7 +112,7 @@ impl<'a, T: Scalar> Operands<'a, T> {
         gemm_into(
             rows, n.tq, n.d, kb, km.rs, km.cs, qb, qm.cs, qm.rs, out, n.tq, 1, false, 1,
         );
-        out.iter_mut().for_each(|s| *s = *s * self.scale);
+        out.iter_mut().for_each(|s| *s *= self.scale);
     }
 }
 

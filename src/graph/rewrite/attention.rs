@@ -90,7 +90,7 @@ fn instance(g: &Graph, out: NodeId) -> Option<Instance> {
     };
     let a = g.node(p).inputs[0];
     let (a, s, scale) = match g.node(a).op {
-        Op::Unary(UnaryOp::Affine(scale, b)) if b == 0.0 => (Some(a), g.node(a).inputs[0], scale),
+        Op::Unary(UnaryOp::Affine(scale, 0.0)) => (Some(a), g.node(a).inputs[0], scale),
         Op::MatMul { .. } => (None, a, 1.0),
         _ => return None,
     };

@@ -102,11 +102,13 @@ fn apply(g: &mut Graph, r: Replace) {
 }
 
 type Pass = fn(&Graph, &Uses, NodeId, Supports) -> Option<Vec<Replace>>;
+/// Where a pass counts what it replaced.
+type Counter = fn(&mut Fused) -> &mut usize;
 
 /// Runs every pass on `g` for the values `outputs`; returns what was replaced.
 pub fn fuse(g: &mut Graph, outputs: &[NodeId], supports: Supports) -> Fused {
     let mut fused = Fused::default();
-    let passes: [(Pass, fn(&mut Fused) -> &mut usize); 4] = [
+    let passes: [(Pass, Counter); 4] = [
         (norm_silu::backward, |f| &mut f.group_norm_silu_backward),
         (norm_silu::forward, |f| &mut f.group_norm_silu),
         (attention::backward, |f| &mut f.attention_backward),
