@@ -80,11 +80,12 @@ impl<T: Scalar> Backend for CpuBackend<T> {
     /// pass over the activation instead of three, the build every UNet used before the
     /// fusion became a pass (so outputs keep their bits). The attention forward: its blocked
     /// form computes the composite's very products and softmax (same bits) without the T×T
-    /// scores per head; one FFHQ-512 block at 1024 tokens, f32, test profile: 174 → 130 ms,
-    /// arena 42 → 8 MB. Not its backward: recomputing the scores in each of the three
-    /// gradient ops costs more than it saves here (forward + grad 407 → 730 ms), so graphs
-    /// with an attention gradient stay op by op on the CPU (the forward pass then does not
-    /// fire either: the op-by-op backward reads the softmax).
+    /// scores per head. One FFHQ-512 block at 1024 tokens, f32, test profile, 2 shared cores
+    /// (`cargo test --test unet_structure -- --ignored --nocapture`, 2026-12-03): forward
+    /// median 55.5 → 44.1 ms, arena 42 → 8 MB. Not its backward: recomputing the scores in
+    /// each of the three gradient ops costs more than it saves here (forward + grad median
+    /// 133 → 236 ms), so graphs with an attention gradient stay op by op on the CPU (the
+    /// forward pass then does not fire either: the op-by-op backward reads the softmax).
     fn supports(&self, op: &Op, _inputs: &[&[usize]]) -> bool {
         matches!(
             op,
