@@ -3,7 +3,7 @@
 
 use crate::backend::{Backend, BackendError, Operand};
 use crate::graph::plan::{plan, Plan, PlanOptions};
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{rewrite, Graph, NodeId, Op};
 use crate::tensor::{Scalar, Tensor};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -49,7 +49,13 @@ pub struct Executor<B: Backend> {
 
 impl<B: Backend> Executor<B> {
     pub fn new(backend: B, graph: &Graph, outputs: &[NodeId], opts: PlanOptions) -> Result<Self> {
-        let plan = plan(graph, outputs, opts);
+        let mut graph = graph.clone();
+        if opts.fuse {
+            rewrite::fuse(&mut graph, outputs, &|op, shapes| {
+                backend.supports(op, shapes)
+            });
+        }
+        let plan = plan(&graph, outputs, opts);
         let mut arena = backend.alloc(plan.arena_len)?;
         let mut bound = vec![false; graph.len()];
         let mut const_ids: HashMap<String, Vec<NodeId>> = HashMap::new();
@@ -67,7 +73,7 @@ impl<B: Backend> Executor<B> {
         }
         Ok(Executor {
             backend,
-            graph: graph.clone(),
+            graph,
             plan,
             arena,
             outputs: outputs.to_vec(),

@@ -467,6 +467,9 @@ mod replaying {
         fn can_capture(&self) -> bool {
             true
         }
+        fn supports(&self, op: &dynface::graph::Op, inputs: &[&[usize]]) -> bool {
+            self.inner.supports(op, inputs)
+        }
         fn begin_capture(&self) -> BResult<()> {
             *self.recording.borrow_mut() = Some(vec![]);
             Ok(())

@@ -592,6 +592,11 @@ impl dynface::backend::Backend for Bf16Reference {
     ) -> dynface::backend::BResult<()> {
         self.0.copy(a, src, dst, len)
     }
+    /// The device's fusions, so both plan the same graph (the fused attention runs fp32 on
+    /// the device, no bf16 operands: exact here).
+    fn supports(&self, op: &Op, inputs: &[&[usize]]) -> bool {
+        dynface::backend::cuda::fuses(op, inputs)
+    }
     fn exec(
         &self,
         arena: &mut Vec<f64>,

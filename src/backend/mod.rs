@@ -7,7 +7,7 @@ pub mod cuda;
 pub mod device;
 pub mod fault;
 
-use crate::graph::Node;
+use crate::graph::{Node, Op};
 use crate::tensor::Scalar;
 
 /// Where an op's operand lives in the arena, and its shape.
@@ -48,6 +48,14 @@ pub trait Backend {
     /// host (the sampler feeds a step's output back as the next step's input). The regions
     /// must not overlap; on devices the copy is ordered after earlier work on the stream.
     fn copy(&self, arena: &mut Self::Arena, src: usize, dst: usize, len: usize) -> BResult<()>;
+    /// Whether this backend runs `op` on inputs of these shapes well: the graph rewrite
+    /// passes (`graph::rewrite`) replace an op-by-op pattern by a fused op only where the
+    /// backend says yes. Every backend must still execute every op; this is a choice of
+    /// speed, not of correctness.
+    fn supports(&self, op: &Op, inputs: &[&[usize]]) -> bool {
+        let _ = (op, inputs);
+        false
+    }
     /// Computes `node` (whose op is not a leaf and not a view) into `out`.
     fn exec(
         &self,
@@ -139,6 +147,9 @@ impl<T: Backend> Backend for std::rc::Rc<T> {
     }
     fn can_capture(&self) -> bool {
         (**self).can_capture()
+    }
+    fn supports(&self, op: &Op, inputs: &[&[usize]]) -> bool {
+        (**self).supports(op, inputs)
     }
     fn exec(
         &self,

@@ -17,7 +17,8 @@ pub struct CudaBenchReport {
     pub device: String,
     /// Convolution operand precision of this run.
     pub precision: Precision,
-    /// Whether the UNet used the fused GroupNorm+SiLU op.
+    /// Whether the UNet was planned with the rewrite passes (fused GroupNorm+SiLU and
+    /// attention) or op by op (`--unfused-norm`).
     pub fused_norm_silu: bool,
     pub conv: Vec<String>,
     pub unet: Vec<UNetTiming>,
@@ -50,16 +51,16 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
         println!("{table}");
         conv = table.lines().map(str::to_string).collect();
     }
-    let mut cfg = UNetConfig::ffhq512();
-    cfg.fused_norm_silu = !args.unfused_norm;
+    let cfg = UNetConfig::ffhq512();
+    let fuse = !args.unfused_norm;
     let weights = random_unet_weights(&cfg, 0)?;
     let mut unet = vec![];
     let mut replay = vec![];
     let mut prof = vec![];
     println!(
-        "FFHQ 512 UNet (random weights), convs and products {}, group norm + SiLU {}, median of {} after {} warm-up:",
+        "FFHQ 512 UNet (random weights), convs and products {}, group norm + SiLU and attention {}, median of {} after {} warm-up:",
         args.precision,
-        if cfg.fused_norm_silu { "fused" } else { "op by op" },
+        if fuse { "fused" } else { "op by op" },
         args.reps,
         args.warmup
     );
@@ -74,6 +75,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
                 with_grad,
                 args.warmup.min(2),
                 args.reps.min(5),
+                fuse,
             )?;
             println!(
                 "  batch {b} {:<22} {:>9.1} ms (min {:.1})  {:>7.2} img/s  arena {:.2} GB",
@@ -148,7 +150,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     Ok(CudaBenchReport {
         device,
         precision: args.precision,
-        fused_norm_silu: cfg.fused_norm_silu,
+        fused_norm_silu: fuse,
         conv,
         unet,
         unet_graph_replay: replay,

@@ -46,8 +46,9 @@ pub struct BenchArgs {
     /// bench is fp32 only (bf16 there is an error).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: crate::backend::cuda::Precision,
-    /// cuda: build the UNet's GroupNorm → (scale-shift) → SiLU op by op instead of the fused
-    /// op, to time what the fusion saves in the same run.
+    /// cuda: plan the UNet op by op as built, without the rewrite passes that fuse
+    /// GroupNorm → (scale-shift) → SiLU and attention, to time what fusion saves in the
+    /// same run.
     #[arg(long)]
     pub unfused_norm: bool,
 }

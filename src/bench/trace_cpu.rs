@@ -28,6 +28,7 @@ pub fn trace_cpu_unet(path: &Path) -> Result<usize> {
         false,
         0,
         1,
+        true,
     );
     let meta = serde_json::json!({
         "what": format!("one forward of the tiny random UNet at batch 1, {0}x{0}", cfg.image_size),

@@ -41,7 +41,8 @@ pub fn random_unet_weights(cfg: &UNetConfig, seed: u64) -> Result<HashMap<String
     Ok(m)
 }
 
-/// Times `reps` passes after `warmup` untimed ones, synchronising around each.
+/// Times `reps` passes after `warmup` untimed ones, synchronising around each; `fuse`:
+/// with the rewrite passes the backend asks for (see `PlanOptions::fuse`).
 #[allow(clippy::too_many_arguments)]
 pub fn time_unet<B: Backend>(
     backend: B,
@@ -52,9 +53,14 @@ pub fn time_unet<B: Backend>(
     with_grad: bool,
     warmup: usize,
     reps: usize,
+    fuse: bool,
 ) -> Result<(UNetTiming, Executor<B>)> {
     let ug = UNetGraph::new(cfg, batch, size, size, with_grad)?;
-    let mut ex = Executor::new(backend, &ug.graph, &ug.outputs(), PlanOptions::default())?;
+    let opts = PlanOptions {
+        fuse,
+        ..Default::default()
+    };
+    let mut ex = Executor::new(backend, &ug.graph, &ug.outputs(), opts)?;
     ex.bind_all(|k| weights.get(k).cloned())?;
     let mut rng = random::rng(1);
     let x: Tensor<f32> = random::normal(&mut rng, &[batch, cfg.in_channels, size, size], 1.0);

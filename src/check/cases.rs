@@ -7,7 +7,9 @@
 
 use crate::backend::cpu::run_op;
 use crate::backend::BackendError;
-use crate::graph::{autodiff::grad, Conv2dParams, Graph, NodeId, Op, Result as GResult, UnaryOp};
+use crate::graph::{
+    autodiff::grad, AttnLayout, Conv2dParams, Graph, NodeId, Op, Result as GResult, UnaryOp,
+};
 use crate::tensor::{numel, random, Tensor};
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -654,6 +656,74 @@ fn softmax_attention() -> Vec<Case> {
         ],
         |g, i| g.attention(i[0], i[1], i[2], 0.5, Some(i[3])),
     ));
+    // The fused op itself, each operand in either layout (false: [.., T, d], true:
+    // [.., d, T]); the 64-wide cases cross the CUDA kernels' 64-query and 32-key tiles.
+    let lay = |q, k, v, o| AttnLayout { q, k, v, o };
+    let stored = |t: bool, tok: usize, w: usize, b: &[usize]| {
+        let mut s = b.to_vec();
+        s.extend(if t { [w, tok] } else { [tok, w] });
+        s
+    };
+    for (name, l, b, tq, tk, d, dv) in [
+        (
+            "tokens-major",
+            lay(false, false, false, false),
+            vec![2],
+            5,
+            7,
+            4,
+            3,
+        ),
+        (
+            "channels-major",
+            lay(true, true, true, true),
+            vec![3],
+            6,
+            6,
+            4,
+            4,
+        ),
+        (
+            "mixed layouts",
+            lay(true, false, true, false),
+            vec![2, 2],
+            3,
+            5,
+            2,
+            3,
+        ),
+        (
+            "64-wide",
+            lay(false, false, false, false),
+            vec![2],
+            70,
+            40,
+            64,
+            64,
+        ),
+        (
+            "64-wide channels-major",
+            lay(true, true, true, true),
+            vec![1],
+            33,
+            65,
+            64,
+            64,
+        ),
+    ] {
+        let ins = vec![
+            n("q", &stored(l.q, tq, d, &b)),
+            n("k", &stored(l.k, tk, d, &b)),
+            n("v", &stored(l.v, tk, dv, &b)),
+        ];
+        let scale = 1.0 / (d as f32).sqrt();
+        v.push(case(
+            "attention",
+            format!("fused {name} q{tq} k{tk} d{d} dv{dv} batch {b:?}"),
+            ins,
+            move |g, i| g.fused_attention(i[0], i[1], i[2], scale, l),
+        ));
+    }
     v.push(case(
         "scale_shift",
         "[2,3,4,4]",
@@ -1098,6 +1168,8 @@ pub const ALL_OP_KINDS: &[&str] = &[
     "layer_norm",
     "layer_norm_backward",
     "layer_norm_backward_gamma",
+    "attention",
+    "attention_backward",
     "softmax",
     "softmax_backward",
     "concat",
@@ -1140,6 +1212,8 @@ pub fn covers_every_variant(op: &Op) -> bool {
         | Op::LayerNorm { .. }
         | Op::LayerNormBackward { .. }
         | Op::LayerNormBackwardGamma { .. }
+        | Op::Attention { .. }
+        | Op::AttentionBackward { .. }
         | Op::Softmax
         | Op::SoftmaxBackward
         | Op::Concat { .. }

@@ -44,6 +44,17 @@ pub fn graph_cost(g: &Graph) -> Cost {
                 };
                 Some(out * k as u64)
             }
+            Op::Attention { layout, .. } | Op::AttentionBackward { layout, .. } => {
+                let wrt = match &n.op {
+                    Op::AttentionBackward { wrt, .. } => Some(*wrt),
+                    _ => None,
+                };
+                let (q, k, v) = (shape(0), shape(1), shape(2));
+                layout
+                    .dims(&q, &k, &v)
+                    .ok()
+                    .map(|d| crate::graph::AttnLayout::macs(&d, wrt))
+            }
             _ => None,
         };
         c.flops += macs.map_or(out, |m| 2 * m);

@@ -260,7 +260,10 @@ pub(crate) fn compare_with_fd(
     let r: Tensor<f64> = random::normal(rng, &out_shape, 1.0);
 
     // Analytic gradients.
-    let no_reuse = PlanOptions { reuse: false };
+    let no_reuse = PlanOptions {
+        reuse: false,
+        ..Default::default()
+    };
     let mut gex = Executor::new(CpuBackend::<f64>::new(), p.graph, p.grads, no_reuse)?;
     for (name, x) in p.names.iter().zip(xs) {
         gex.set_input(name, x)?;

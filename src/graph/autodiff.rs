@@ -6,7 +6,7 @@
 //! gradients with respect to weights (training) needs no change here: it only needs those
 //! weight nodes listed in `wrt`.
 
-use super::{BinaryOp, Graph, GraphError, NodeId, Op, ReduceOp, Result, UnaryOp};
+use super::{AttnInput, BinaryOp, Graph, GraphError, NodeId, Op, ReduceOp, Result, UnaryOp};
 
 /// Appends the backward pass. `seeds` pairs each output with the node holding its
 /// cotangent (same shape; for a scalar loss, `g.fill(1.0, &[])`). Returns one gradient
@@ -341,6 +341,22 @@ fn vjp(g: &mut Graph, n: NodeId, dy: NodeId, want: &[bool]) -> Result<Vec<Option
         Op::Softmax => {
             out[0] = Some(g.push(Op::SoftmaxBackward, &[n, dy])?);
         }
+        Op::Attention { scale, layout } => {
+            let ins = [x(0), x(1), x(2), n, dy];
+            for (k, wrt) in [AttnInput::Q, AttnInput::K, AttnInput::V]
+                .into_iter()
+                .enumerate()
+            {
+                if want[k] {
+                    let op = Op::AttentionBackward {
+                        scale: *scale,
+                        layout: *layout,
+                        wrt,
+                    };
+                    out[k] = Some(g.push(op, &ins)?);
+                }
+            }
+        }
         Op::Concat { axis } => {
             let mut start = 0;
             for k in 0..node.inputs.len() {
@@ -408,6 +424,7 @@ fn vjp(g: &mut Graph, n: NodeId, dy: NodeId, want: &[bool]) -> Result<Vec<Option
         | Op::LayerNormBackward { .. }
         | Op::LayerNormBackwardGamma { .. }
         | Op::SoftmaxBackward
+        | Op::AttentionBackward { .. }
         | Op::TimestepEmbedding { .. }
         | Op::GaussianBlurDSigma => {}
     }

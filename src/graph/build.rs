@@ -2,7 +2,9 @@
 //! (linear, batch norm, attention, Swin windows, norms) built from them. Composites need no
 //! VJP of their own: reverse mode sees only the primitive ops.
 
-use super::{BinaryOp, Conv2dParams, Graph, GraphError, NodeId, Op, ReduceOp, Result, UnaryOp};
+use super::{
+    AttnLayout, BinaryOp, Conv2dParams, Graph, GraphError, NodeId, Op, ReduceOp, Result, UnaryOp,
+};
 use crate::tensor::numel;
 
 impl Graph {
@@ -478,6 +480,20 @@ impl Graph {
         }
         let p = self.softmax(logits)?;
         self.matmul(p, v, false, false)
+    }
+
+    /// The fused attention op: softmax(scale·q·kᵀ)·v with each operand stored as `layout`
+    /// says (the rewrite pass makes it from [`Graph::attention`]-like composites; tests and
+    /// the case table build it directly).
+    pub fn fused_attention(
+        &mut self,
+        q: NodeId,
+        k: NodeId,
+        v: NodeId,
+        scale: f32,
+        layout: AttnLayout,
+    ) -> Result<NodeId> {
+        self.push(Op::Attention { scale, layout }, &[q, k, v])
     }
 
     /// [B, H, W, C] → [B·(H/w)·(W/w), w·w, C] windows (Swin).

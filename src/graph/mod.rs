@@ -5,9 +5,10 @@ pub mod autodiff;
 pub mod build;
 pub mod op;
 pub mod plan;
+pub mod rewrite;
 pub mod shape;
 
-pub use op::{BinaryOp, Conv2dParams, Op, ReduceOp, UnaryOp};
+pub use op::{AttnDims, AttnInput, AttnLayout, BinaryOp, Conv2dParams, Op, ReduceOp, UnaryOp};
 
 use std::fmt;
 

@@ -38,6 +38,101 @@ pub enum ReduceOp {
     Mean,
 }
 
+/// How each operand of a fused attention is stored: `false` = tokens-major `[.., T, d]`,
+/// `true` = channels-major `[.., d, T]` (the UNet's 1×1-conv layout). The kernels read
+/// through strides, so no layout needs a permute copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttnLayout {
+    pub q: bool,
+    pub k: bool,
+    pub v: bool,
+    pub o: bool,
+}
+
+/// The sizes of one fused attention: `batch` products (the batch axes flattened), `tq`
+/// queries, `tk` keys, head width `d` (q and k) and `dv` (v and the output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnDims {
+    pub batch: usize,
+    pub tq: usize,
+    pub tk: usize,
+    pub d: usize,
+    pub dv: usize,
+}
+
+impl AttnLayout {
+    /// Checks q, k, v shapes against the layout: same batch axes, rank ≥ 2, keys of k and v
+    /// equal, head widths of q and k equal.
+    pub fn dims(&self, q: &[usize], k: &[usize], v: &[usize]) -> Result<AttnDims, String> {
+        if q.len() < 2 || k.len() != q.len() || v.len() != q.len() {
+            return Err(format!(
+                "attention needs q, k, v of one rank ≥ 2, got {q:?}, {k:?}, {v:?}"
+            ));
+        }
+        let r = q.len();
+        if q[..r - 2] != k[..r - 2] || q[..r - 2] != v[..r - 2] {
+            return Err(format!(
+                "attention batch axes differ: q {q:?}, k {k:?}, v {v:?}"
+            ));
+        }
+        // (tokens, width) of a stored operand.
+        let tw = |s: &[usize], t: bool| {
+            if t {
+                (s[r - 1], s[r - 2])
+            } else {
+                (s[r - 2], s[r - 1])
+            }
+        };
+        let (tq, d) = tw(q, self.q);
+        let (tk, dk) = tw(k, self.k);
+        let (tv, dv) = tw(v, self.v);
+        if d != dk || tk != tv || tk == 0 {
+            return Err(format!(
+                "attention q {q:?}, k {k:?}, v {v:?} (layout {self:?}): head widths or key counts differ, or no keys"
+            ));
+        }
+        Ok(AttnDims {
+            batch: q[..r - 2].iter().product(),
+            tq,
+            tk,
+            d,
+            dv,
+        })
+    }
+
+    /// Multiply-adds of the forward (`wrt` None) or of one backward op, which recomputes
+    /// the scores (and the statistics pass, one more score product).
+    pub fn macs(n: &AttnDims, wrt: Option<AttnInput>) -> u64 {
+        let pairs = (n.batch * n.tq * n.tk) as u64;
+        let (d, dv) = (n.d as u64, n.dv as u64);
+        pairs
+            * match wrt {
+                None => d + dv,
+                Some(AttnInput::V) => 2 * d + dv,
+                Some(_) => 3 * d + dv,
+            }
+    }
+
+    /// Shape of the output for q of shape `q` and value width `dv`.
+    pub fn out_shape(&self, q: &[usize], dims: &AttnDims) -> Vec<usize> {
+        let mut s = q[..q.len() - 2].to_vec();
+        if self.o {
+            s.extend([dims.dv, dims.tq]);
+        } else {
+            s.extend([dims.tq, dims.dv]);
+        }
+        s
+    }
+}
+
+/// Which input an [`Op::AttentionBackward`] differentiates with respect to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttnInput {
+    Q,
+    K,
+    V,
+}
+
 /// 2-D convolution geometry (NCHW input, OIHW weight).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conv2dParams {
@@ -140,6 +235,22 @@ pub enum Op {
         eps: f32,
     },
 
+    /// Fused attention o = softmax(scale·q·kᵀ)·v over the token axes, inputs (q, k, v) laid
+    /// out as `layout` says; batch axes equal (no broadcasting). Never builds the score
+    /// matrix of a whole head. Made by `graph::rewrite` from the op-by-op composite.
+    Attention {
+        scale: f32,
+        layout: AttnLayout,
+    },
+    /// inputs (q, k, v, o, do) → the gradient of the input `wrt` of `Attention`, in its
+    /// layout. Recomputes the scores from q and k (FlashAttention's backward), so the
+    /// forward keeps only its output.
+    AttentionBackward {
+        scale: f32,
+        layout: AttnLayout,
+        wrt: AttnInput,
+    },
+
     /// Softmax over the last axis.
     Softmax,
     /// inputs (y, dy) → dx where y = softmax(x).
@@ -219,6 +330,8 @@ impl Op {
             Op::LayerNorm { .. } => "layer_norm",
             Op::LayerNormBackward { .. } => "layer_norm_backward",
             Op::LayerNormBackwardGamma { .. } => "layer_norm_backward_gamma",
+            Op::Attention { .. } => "attention",
+            Op::AttentionBackward { .. } => "attention_backward",
             Op::Softmax => "softmax",
             Op::SoftmaxBackward => "softmax_backward",
             Op::Concat { .. } => "concat",

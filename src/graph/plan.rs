@@ -18,11 +18,17 @@ pub struct Region {
 pub struct PlanOptions {
     /// Reuse the regions of dead values. Off gives every value its own region (for checks).
     pub reuse: bool,
+    /// Run the rewrite passes (`graph::rewrite`) the backend asks for before planning. Off
+    /// plans the graph op by op as built (to measure what fusion saves, or to check it).
+    pub fuse: bool,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { reuse: true }
+        PlanOptions {
+            reuse: true,
+            fuse: true,
+        }
     }
 }
 

@@ -236,6 +236,28 @@ pub fn infer(
             out.push(n);
             Ok(out)
         }
+        Attention { layout, .. } => {
+            arity(op, ins, &[3])?;
+            let dims = layout.dims(ins[0], ins[1], ins[2])?;
+            Ok(layout.out_shape(ins[0], &dims))
+        }
+        AttentionBackward { layout, wrt, .. } => {
+            arity(op, ins, &[5])?;
+            let dims = layout.dims(ins[0], ins[1], ins[2])?;
+            let o = layout.out_shape(ins[0], &dims);
+            if ins[3] != o.as_slice() || ins[4] != o.as_slice() {
+                return Err(format!(
+                    "attention backward: o {:?} and do {:?} must be {o:?}",
+                    ins[3], ins[4]
+                ));
+            }
+            Ok(match wrt {
+                super::op::AttnInput::Q => ins[0],
+                super::op::AttnInput::K => ins[1],
+                super::op::AttnInput::V => ins[2],
+            }
+            .to_vec())
+        }
         GroupNorm { groups, .. } => {
             arity(op, ins, &[3])?;
             let x = ins[0];

@@ -8,6 +8,10 @@
 //! weight gradients, blur passes, norm statistics) share one growable workspace, sized by an
 //! uncaptured run before any graph capture.
 
+mod attention;
+/// Which fused ops the CUDA backend asks the rewrite passes for (shared with the emulator;
+/// a reference backend for whole-graph comparisons can plan the same graph).
+pub use attention::supports as fuses;
 pub mod bench;
 pub mod cache;
 pub mod check;
@@ -26,7 +30,7 @@ pub use probe::{probe, DeviceInfo};
 pub use variant::{LaunchLog, Variant};
 
 use super::{BResult, Backend, BackendError, Operand};
-use crate::graph::Node;
+use crate::graph::{Node, Op};
 use cudarc::driver::{
     sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DriverError,
 };
@@ -513,6 +517,10 @@ impl Backend for CudaBackend {
     fn copy(&self, arena: &mut CudaArena, src: usize, dst: usize, len: usize) -> BResult<()> {
         crate::backend::check_copy(arena.len, src, dst, len)?;
         ops::copy(self, arena.addr(src), arena.addr(dst), len)
+    }
+
+    fn supports(&self, op: &Op, inputs: &[&[usize]]) -> bool {
+        attention::supports(op, inputs)
     }
 
     fn exec(

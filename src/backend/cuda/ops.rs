@@ -995,6 +995,12 @@ pub(crate) fn exec(
                 ],
             )?;
         }
+        Op::Attention { scale, layout } => {
+            super::attention::forward(be, base, *scale, *layout, ins, out)?
+        }
+        Op::AttentionBackward { scale, layout, wrt } => {
+            super::attention::backward(be, base, *scale, *layout, *wrt, ins, out)?
+        }
         Op::Softmax => {
             let d = *s(0).last().unwrap();
             let rows = numel(s(0)) / d.max(1);

@@ -52,11 +52,6 @@ pub struct UNetConfig {
     /// [`UNetConfig::learns_sigma`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learn_sigma: Option<bool>,
-    /// How the graph is built, not what the network computes: GroupNorm32 → (scale-shift)
-    /// → SiLU as one fused op (true, the default) or op by op (false, kept to measure what
-    /// the fusion saves). Not part of a config file.
-    #[serde(skip)]
-    pub fused_norm_silu: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +176,6 @@ impl UNetConfig {
             conv_resample: true,
             dropout: 0.0,
             learn_sigma: None,
-            fused_norm_silu: true,
         }
     }
 
@@ -284,7 +278,6 @@ impl UNetConfig {
             conv_resample: r.conv_resample.unwrap_or(true),
             dropout: r.dropout.unwrap_or(0.0),
             learn_sigma: r.learn_sigma,
-            fused_norm_silu: true,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -46,6 +46,15 @@ pub fn node_macs(g: &Graph, i: usize) -> Macs {
             };
             m.matmul += numel(&node.shape) as u64 * k as u64;
         }
+        Op::Attention { layout, .. } | Op::AttentionBackward { layout, .. } => {
+            let wrt = match &node.op {
+                Op::AttentionBackward { wrt, .. } => Some(*wrt),
+                _ => None,
+            };
+            if let Ok(d) = layout.dims(shape_of(0), shape_of(1), shape_of(2)) {
+                m.matmul += crate::graph::AttnLayout::macs(&d, wrt);
+            }
+        }
         _ => {}
     }
     m

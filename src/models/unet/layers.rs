@@ -1,7 +1,7 @@
 //! Parameterised layers whose weights are graph constants named by their checkpoint keys
 //! (`{prefix}.weight`, `{prefix}.bias`), so a guided-diffusion state dict binds by name.
 
-use super::config::{UNetConfig, GN_EPS, GN_GROUPS};
+use super::config::{GN_EPS, GN_GROUPS};
 use crate::graph::{Graph, NodeId, Result};
 
 /// `prefix.suffix`, or `suffix` alone at the root.
@@ -54,33 +54,15 @@ pub fn norm(g: &mut Graph, prefix: &str, x: NodeId) -> Result<NodeId> {
     g.group_norm(x, gamma, beta, GN_GROUPS, GN_EPS)
 }
 
-/// GroupNorm32 → (optional FiLM `h·(1 + scale) + shift`, both `[B, C]`) → SiLU as the one
-/// fused op: the activation is read and written once instead of once per op, forward and
-/// backward. Same weights (`{prefix}.weight`, `{prefix}.bias`) as [`norm`].
-pub fn norm_silu(
-    g: &mut Graph,
-    prefix: &str,
-    x: NodeId,
-    film: Option<(NodeId, NodeId)>,
-) -> Result<NodeId> {
-    let c = g.shape(x)[1];
-    let gamma = g.constant(&key(prefix, "weight"), &[c]);
-    let beta = g.constant(&key(prefix, "bias"), &[c]);
-    g.group_norm_silu(x, gamma, beta, film, GN_GROUPS, GN_EPS)
-}
-
-/// GroupNorm32 → (FiLM) → SiLU: [`norm_silu`], or the same computation op by op (norm,
-/// scale-shift, SiLU) when `cfg.fused_norm_silu` is off.
+/// GroupNorm32 → (optional FiLM `h·(1 + scale) + shift`, both `[B, C]`) → SiLU, op by op;
+/// the executor's rewrite pass (`graph::rewrite`) makes it the one fused `GroupNormSilu`
+/// where the backend supports it.
 pub fn norm_act(
     g: &mut Graph,
-    cfg: &UNetConfig,
     prefix: &str,
     x: NodeId,
     film: Option<(NodeId, NodeId)>,
 ) -> Result<NodeId> {
-    if cfg.fused_norm_silu {
-        return norm_silu(g, prefix, x, film);
-    }
     let h = norm(g, prefix, x)?;
     let h = match film {
         Some((scale, shift)) => g.scale_shift(h, scale, shift)?,

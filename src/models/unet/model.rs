@@ -109,7 +109,7 @@ pub fn build_unet(g: &mut Graph, cfg: &UNetConfig, x: NodeId, t: NodeId) -> Resu
     }
 
     g.scope("out", |g| {
-        let h = norm_act(g, cfg, "out.0", h, None)?;
+        let h = norm_act(g, "out.0", h, None)?;
         conv(g, "out.2", h, cfg.out_channels, 3, 1)
     })
 }

@@ -20,8 +20,8 @@ pub fn resblock(
     g.scope(prefix, |g| {
         let in_ch = g.shape(x)[1];
         let batch = g.shape(x)[0];
-        // GN → (scale-shift) → SiLU is one fused op (`norm_act`, unless the config asks op by op).
-        let h = norm_act(g, cfg, &key(prefix, "in_layers.0"), x, None)?;
+        // GN → (scale-shift) → SiLU, fused by the executor's rewrite pass.
+        let h = norm_act(g, &key(prefix, "in_layers.0"), x, None)?;
         // Up/down blocks resample between the activation and the conv, and resample the
         // skip path the same way.
         let (h, x) = match updown {
@@ -41,7 +41,6 @@ pub fn resblock(
             let parts = g.split(emb_out, 1, &[out_ch, out_ch])?;
             norm_act(
                 g,
-                cfg,
                 &key(prefix, "out_layers.0"),
                 h,
                 Some((parts[0], parts[1])),
@@ -49,7 +48,7 @@ pub fn resblock(
         } else {
             let e = g.reshape(emb_out, &[batch, out_ch, 1, 1])?;
             let h = g.add(h, e)?;
-            norm_act(g, cfg, &key(prefix, "out_layers.0"), h, None)?
+            norm_act(g, &key(prefix, "out_layers.0"), h, None)?
         };
         // out_layers.2 is Dropout, the identity at inference (dropout is checked to be 0).
         let h = conv(g, &key(prefix, "out_layers.3"), h, out_ch, 3, 1)?;

@@ -8,7 +8,7 @@ use super::config::UNetConfig;
 use super::model::build_unet;
 use super::resblock::resblock;
 use crate::graph::autodiff::grad;
-use crate::graph::{Graph, NodeId, Op, Result};
+use crate::graph::{rewrite, Graph, NodeId, Op, Result};
 use crate::tensor::numel;
 
 /// Bytes of one element (the kernels compute in fp32).
@@ -72,12 +72,16 @@ pub struct Traffic {
     pub backward: u64,
 }
 
-/// Traffic of `f(x)` and of its VJP with respect to x alone (cotangent an input).
-fn fwd_and_grad(g: &mut Graph, x: NodeId, y: NodeId) -> Result<Traffic> {
+/// Traffic of `f(x)` and of its VJP with respect to x alone (cotangent an input); `fused`:
+/// after the rewrite passes (every fusion accepted), as a backend that supports them runs it.
+fn fwd_and_grad(g: &mut Graph, x: NodeId, y: NodeId, fused: bool) -> Result<Traffic> {
     let n_fwd = g.len();
     let shape = g.shape(y).to_vec();
     let ct = g.input("cotangent", &shape);
     let dx = grad(g, &[(y, ct)], &[x])?[0];
+    if fused {
+        rewrite::fuse(g, &[y, dx], &|_, _| true);
+    }
     Ok(Traffic {
         forward: traffic_bytes(g, &[y], 0..n_fwd),
         backward: traffic_bytes(g, &[dx], n_fwd..g.len()),
@@ -86,24 +90,29 @@ fn fwd_and_grad(g: &mut Graph, x: NodeId, y: NodeId) -> Result<Traffic> {
 
 /// One res block of `cfg` at `level` (input and output width of that level, its feature size,
 /// batch `batch`, no resampling).
-pub fn res_block_traffic(cfg: &UNetConfig, level: usize, batch: usize) -> Result<Traffic> {
+pub fn res_block_traffic(
+    cfg: &UNetConfig,
+    level: usize,
+    batch: usize,
+    fused: bool,
+) -> Result<Traffic> {
     let (c, size) = (cfg.width(level), cfg.level_sizes()[level]);
     let emb_dim = 4 * cfg.model_channels;
     let mut g = Graph::new();
     let x = g.input("x", &[batch, c, size, size]);
     let emb = g.input("emb_act", &[batch, emb_dim]);
     let y = resblock(&mut g, cfg, "block", x, emb, c, None)?;
-    fwd_and_grad(&mut g, x, y)
+    fwd_and_grad(&mut g, x, y, fused)
 }
 
 /// The whole UNet: forward to ε and the gradient with respect to the noisy image.
-pub fn unet_traffic(cfg: &UNetConfig, batch: usize) -> Result<Traffic> {
+pub fn unet_traffic(cfg: &UNetConfig, batch: usize, fused: bool) -> Result<Traffic> {
     let mut g = Graph::new();
     let s = cfg.image_size;
     let x = g.input("x", &[batch, cfg.in_channels, s, s]);
     let t = g.input("t", &[batch]);
     let y = build_unet(&mut g, cfg, x, t)?;
-    fwd_and_grad(&mut g, x, y)
+    fwd_and_grad(&mut g, x, y, fused)
 }
 
 #[cfg(test)]
@@ -139,23 +148,19 @@ mod tests {
     /// per scale-shift res block, forward and backward each; prints the table for the report.
     #[test]
     fn fusion_removes_memory_passes_at_ffhq512() {
-        let fused = UNetConfig::ffhq512();
-        let plain = UNetConfig {
-            fused_norm_silu: false,
-            ..fused.clone()
-        };
+        let cfg = UNetConfig::ffhq512();
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         println!("res block traffic, FFHQ-512, batch 1 (MiB: unfused → fused)");
-        for level in 0..fused.levels() {
+        for level in 0..cfg.levels() {
             let (a, b) = (
-                res_block_traffic(&plain, level, 1).unwrap(),
-                res_block_traffic(&fused, level, 1).unwrap(),
+                res_block_traffic(&cfg, level, 1, false).unwrap(),
+                res_block_traffic(&cfg, level, 1, true).unwrap(),
             );
-            let act = (fused.width(level) * fused.level_sizes()[level].pow(2)) as u64 * ELEM;
+            let act = (cfg.width(level) * cfg.level_sizes()[level].pow(2)) as u64 * ELEM;
             println!(
                 "level {level} ({}², {} ch): fwd {:.1} → {:.1}, bwd {:.1} → {:.1}",
-                fused.level_sizes()[level],
-                fused.width(level),
+                cfg.level_sizes()[level],
+                cfg.width(level),
                 mib(a.forward),
                 mib(b.forward),
                 mib(a.backward),
@@ -163,7 +168,7 @@ mod tests {
             );
             // in_layers 6 → 3 passes, out_layers 10 → 3 (forward); 10 → 6 and 12 → 6
             // (backward); besides, a few per-(image, channel) vectors (the 1 + scale).
-            let small = 16 * fused.width(level) as i64 * ELEM as i64;
+            let small = 16 * cfg.width(level) as i64 * ELEM as i64;
             for (what, saved) in [
                 ("forward", a.forward as i64 - b.forward as i64),
                 ("backward", a.backward as i64 - b.backward as i64),
@@ -173,8 +178,8 @@ mod tests {
             }
         }
         let (a, b) = (
-            unet_traffic(&plain, 1).unwrap(),
-            unet_traffic(&fused, 1).unwrap(),
+            unet_traffic(&cfg, 1, false).unwrap(),
+            unet_traffic(&cfg, 1, true).unwrap(),
         );
         println!(
             "whole UNet: fwd {:.0} → {:.0} MiB ({:.1}% less), bwd {:.0} → {:.0} MiB ({:.1}% less)",

@@ -248,6 +248,11 @@ impl Backend for EmuBackend {
         ops::copy(self, base + 4 * src as u64, base + 4 * dst as u64, len)
     }
 
+    /// The CUDA backend's choice, so tests on the emulator plan what a GPU plans.
+    fn supports(&self, op: &crate::graph::Op, inputs: &[&[usize]]) -> bool {
+        super::attention::supports(op, inputs)
+    }
+
     fn exec(
         &self,
         arena: &mut EmuArena,
