@@ -400,21 +400,33 @@ fn gen_abi(
             s.name
         )
         .unwrap();
+        let align = s
+            .fields
+            .iter()
+            .map(|(_, ty, _)| scalar_size(ty))
+            .max()
+            .unwrap_or(1);
         writeln!(
-            c,
-            "static_assert(sizeof({}) == {size}, \"{}: layout differs from its Rust mirror\");",
-            s.name, s.name
+            rs,
+            "const _: () = assert!(std::mem::align_of::<{}>() == {align});",
+            s.name
         )
         .unwrap();
-        for ((f, _, _), off) in s.fields.iter().zip(&offsets) {
+        writeln!(c, "static_assert(sizeof({0}) == {size} && alignof({0}) == {align}, \"{0}: layout differs from its Rust mirror\");", s.name).unwrap();
+        // NVRTC has no offsetof: it checks each field's size; the host compiler (the kernel
+        // emulator, built by every test run) each offset too.
+        let mut offs = String::new();
+        for ((f, ty, len), off) in s.fields.iter().zip(&offsets) {
             writeln!(
                 rs,
                 "const _: () = assert!(std::mem::offset_of!({}, {f}) == {off});",
                 s.name
             )
             .unwrap();
-            writeln!(c, "static_assert(__builtin_offsetof({}, {f}) == {off}, \"{}.{f}: offset differs from its Rust mirror\");", s.name, s.name).unwrap();
+            writeln!(c, "static_assert(sizeof({0}::{f}) == {1}, \"{0}.{f}: size differs from its Rust mirror\");", s.name, scalar_size(ty) * len).unwrap();
+            writeln!(offs, "static_assert(__builtin_offsetof({0}, {f}) == {off}, \"{0}.{f}: offset differs from its Rust mirror\");", s.name).unwrap();
         }
+        writeln!(c, "#ifndef __CUDACC_RTC__\n{offs}#endif").unwrap();
     }
     for e in enums {
         writeln!(rs, "\n/// `enum {}` of kernels/abi.cuh.", e.name).unwrap();

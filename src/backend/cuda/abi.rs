@@ -4,7 +4,7 @@
 //! .launch(be, grid)`), so the launch code names no kernel by a string and a call that does
 //! not match its kernel's parameters does not compile.
 
-use super::variant::Variant;
+use super::variant::{LaunchLog, Variant};
 use super::Precision;
 use crate::backend::BResult;
 use std::ffi::c_void;
@@ -78,23 +78,26 @@ pub struct Grid {
     pub threads: u32,
 }
 
-/// The state the launch code reads from an executor of kernels.
+/// The state the launch code reads from an executor of kernels, and the log it writes.
 #[derive(Debug)]
-pub struct LaunchConfig {
+pub struct LaunchState {
     /// Multiprocessor count (for tile-size and split-K choices).
     pub sms: usize,
     /// Operand precision of the convolutions (forward and input gradient) and products.
     pub precision: Precision,
     /// A forced tile shape / split count (tests); the default keeps the heuristics.
     pub variant: std::sync::Mutex<Variant>,
+    /// Launches per entry point.
+    pub log: LaunchLog,
 }
 
-impl LaunchConfig {
+impl LaunchState {
     pub fn new(sms: usize, precision: Precision) -> Self {
-        LaunchConfig {
+        LaunchState {
             sms: sms.max(1),
             precision,
             variant: std::sync::Mutex::new(Variant::default()),
+            log: LaunchLog::default(),
         }
     }
     pub fn variant(&self) -> Variant {
@@ -119,7 +122,7 @@ pub(crate) trait Launcher {
     /// exactly that parameter's C type (of `args.sizes` bytes), and every device address among
     /// them is valid for the launch.
     unsafe fn launch_raw(&self, kernel: &'static str, grid: Grid, args: KernelArgs) -> BResult<()>;
-    fn config(&self) -> &LaunchConfig;
+    fn state(&self) -> &LaunchState;
 }
 
 /// The entry points of one argument struct (variants of one kernel: tile shape, tensor cores,

@@ -90,7 +90,7 @@ pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<Con
             let dy = normal::<f32>(&mut r, &xs, 1.0);
             // Layout: x | w | y | dy | dx | dw | scratch (the largest split-K partials of
             // any direction and tile timed).
-            let cfg = be.config();
+            let cfg = be.state();
             let tiles = [(128, 128), (64, 128), (64, 64)];
             let scratch_len = [Direction::Forward, Direction::BackwardInput]
                 .iter()

@@ -4,8 +4,8 @@
 //! launch code, op dispatch, variant forcing and launch log are written once, here and in
 //! `ops/`.
 
-use super::abi::{DevMut, DevPtr, Grid, KernelArgs, LaunchConfig, Launcher};
-use super::{ops, LaunchLog, Precision, Variant};
+use super::abi::{DevMut, DevPtr, Grid, KernelArgs, LaunchState, Launcher};
+use super::{ops, Precision, Variant};
 use crate::backend::{BResult, Backend, BackendError, Operand, Scratch};
 use crate::graph::Node;
 
@@ -31,8 +31,7 @@ pub trait Driver {
     type Arena: DriverArena;
     /// The backend's name, before and after the precision note.
     fn name_parts(&self) -> (String, String);
-    fn launch_config(&self) -> &LaunchConfig;
-    fn launch_log(&self) -> &LaunchLog;
+    fn launch_state(&self) -> &LaunchState;
     /// Launches `kernel` on a grid with no empty dimension.
     ///
     /// # Safety
@@ -64,12 +63,12 @@ impl<D: Driver> Launcher for D {
         if x == 0 || y == 0 || z == 0 {
             return Ok(());
         }
-        self.launch_log().record(kernel);
+        self.launch_state().log.record(kernel);
         // SAFETY: forwarded from the caller.
         unsafe { self.launch_nonempty(kernel, grid, args) }
     }
-    fn config(&self) -> &LaunchConfig {
-        self.launch_config()
+    fn state(&self) -> &LaunchState {
+        self.launch_state()
     }
 }
 
@@ -83,7 +82,7 @@ impl<D: Driver> Backend for D {
 
     fn name(&self) -> String {
         let (before, after) = self.name_parts();
-        match self.launch_config().precision {
+        match self.launch_state().precision {
             Precision::Fp32 => format!("{before}{after}"),
             Precision::Bf16 => format!("{before} (bf16 tensor-core convs, products){after}"),
         }
@@ -116,7 +115,7 @@ impl<D: Driver> Backend for D {
     }
 
     fn scratch_len(&self, node: &Node, inputs: &[&[usize]]) -> usize {
-        ops::scratch_len(self.launch_config(), &node.op, inputs, &node.shape)
+        ops::scratch_len(self.launch_state(), &node.op, inputs, &node.shape)
     }
 
     fn exec(
@@ -241,13 +240,13 @@ impl<D: Driver> KernelBackend for D {
 
     fn force_variant(&self, v: Variant) {
         *self
-            .launch_config()
+            .launch_state()
             .variant
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = v;
     }
 
     fn launched(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        self.launch_log().snapshot()
+        self.launch_state().log.snapshot()
     }
 }

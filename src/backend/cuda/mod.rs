@@ -31,7 +31,7 @@ pub use probe::{probe, DeviceInfo};
 pub use variant::{LaunchLog, Variant};
 
 use super::{BResult, BackendError};
-use abi::{Grid, KernelArgs, LaunchConfig};
+use abi::{Grid, KernelArgs, LaunchState};
 use cudarc::driver::{
     sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DriverError,
 };
@@ -89,8 +89,7 @@ pub struct CudaBackend {
     /// Op kind of the node being executed (labels profile rows).
     current_op: Mutex<&'static str>,
     notes: Mutex<Vec<String>>,
-    config: LaunchConfig,
-    launch_log: LaunchLog,
+    launch: LaunchState,
 }
 
 pub(crate) fn dev_err(what: &str, e: DriverError) -> BackendError {
@@ -151,7 +150,7 @@ impl CudaBackend {
             .map_err(|e| format!("cannot create a CUDA stream: {e:?}"))?;
         let mut opts = CompileOpts::new(&info.arch());
         opts.fast_math = options.fast_math;
-        let config = LaunchConfig::new(info.multiprocessors as usize, options.precision);
+        let launch = LaunchState::new(info.multiprocessors as usize, options.precision);
         Ok(CudaBackend {
             ctx,
             stream,
@@ -162,8 +161,7 @@ impl CudaBackend {
             profiler: Mutex::new(None),
             current_op: Mutex::new(""),
             notes: Mutex::new(vec![]),
-            config,
-            launch_log: LaunchLog::default(),
+            launch,
         })
     }
 
@@ -171,12 +169,12 @@ impl CudaBackend {
     /// backend in an `Rc`; a plan captured as a CUDA graph keeps the kernels it recorded).
     pub fn set_precision(&mut self, precision: Precision) -> Result<(), String> {
         check_precision(&self.info, precision)?;
-        self.config.precision = precision;
+        self.launch.precision = precision;
         Ok(())
     }
 
     pub fn precision(&self) -> Precision {
-        self.config.precision
+        self.launch.precision
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -312,12 +310,8 @@ impl driver::Driver for CudaBackend {
         ("cuda-f32".into(), format!(" {}", self.info.name))
     }
 
-    fn launch_config(&self) -> &LaunchConfig {
-        &self.config
-    }
-
-    fn launch_log(&self) -> &LaunchLog {
-        &self.launch_log
+    fn launch_state(&self) -> &LaunchState {
+        &self.launch
     }
 
     unsafe fn launch_nonempty(

@@ -4,10 +4,10 @@
 //! argument marshalling and kernel index arithmetic are tested on machines without a GPU;
 //! it says nothing about speed, and races that need true concurrency can still hide.
 
-use super::abi::{Grid, KernelArgs, LaunchConfig};
+use super::abi::{Grid, KernelArgs, LaunchState};
 use super::driver::{Driver, DriverArena, GraphCapture};
 use super::kernels::{FILES, PRELUDE};
-use super::{LaunchLog, Precision};
+use super::Precision;
 use crate::backend::{BResult, BackendError};
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
@@ -33,8 +33,7 @@ pub struct EmuBackend {
     /// Multiprocessor count the launch code plans for (132: an H100 SXM, so the emulator
     /// exercises the tile and split-K choices the GPU will make) and the operand precision
     /// of the convolutions and products (default fp32), as on the CUDA backend.
-    config: LaunchConfig,
-    launch_log: LaunchLog,
+    launch: LaunchState,
     /// Graph capture, when enabled ([`EmuBackend::with_capture`]).
     capture: Option<Mutex<Recorder>>,
 }
@@ -141,15 +140,14 @@ impl EmuBackend {
         Ok(EmuBackend {
             _lib: lib,
             launch_fn,
-            config: LaunchConfig::new(132, Precision::Fp32),
-            launch_log: LaunchLog::default(),
+            launch: LaunchState::new(132, Precision::Fp32),
             capture: None,
         })
     }
 
     /// The same emulator with the convolutions and products at `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.config.precision = precision;
+        self.launch.precision = precision;
         self
     }
 
@@ -164,7 +162,7 @@ impl EmuBackend {
 
     /// Plans the launches for a device of `sms` multiprocessors.
     pub fn set_sms(&mut self, sms: usize) {
-        self.config.sms = sms.max(1);
+        self.launch.sms = sms.max(1);
     }
 }
 
@@ -274,12 +272,8 @@ impl Driver for EmuBackend {
         ("cuda-emulated-on-cpu".into(), String::new())
     }
 
-    fn launch_config(&self) -> &LaunchConfig {
-        &self.config
-    }
-
-    fn launch_log(&self) -> &LaunchLog {
-        &self.launch_log
+    fn launch_state(&self) -> &LaunchState {
+        &self.launch
     }
 
     unsafe fn launch_nonempty(

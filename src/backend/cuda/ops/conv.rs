@@ -5,7 +5,7 @@ use super::tile::{splits_for, tile_for};
 use super::{grid1, i64of, DevScratch, OpArgs, THREADS};
 use crate::backend::cuda::abi::{
     select, Bf16Round, ConvBwdInput, ConvBwdWeight, ConvFwd, ConvGeo, DevMut, DevPtr, Grid,
-    KernelFamily, LaunchConfig, Launcher, MmaProbe, SplitkReduce,
+    KernelFamily, LaunchState, Launcher, MmaProbe, SplitkReduce,
 };
 use crate::backend::cuda::Precision;
 use crate::backend::BResult;
@@ -53,7 +53,7 @@ struct ConvGemm {
 
 impl ConvGemm {
     /// `tile` forces the tile shape (the benchmark's sweep; the weight gradient has none).
-    fn new(cfg: &LaunchConfig, g: &ConvGeo, dir: Direction, tile: Option<(usize, usize)>) -> Self {
+    fn new(cfg: &LaunchState, g: &ConvGeo, dir: Direction, tile: Option<(usize, usize)>) -> Self {
         let groups = g.groups as usize;
         let (og, cg) = ((g.o / g.groups) as usize, (g.c / g.groups) as usize);
         let khkw = (g.kh * g.kw) as usize;
@@ -73,7 +73,7 @@ impl ConvGemm {
         }
     }
 
-    fn plan(&self, cfg: &LaunchConfig) -> ConvLaunch {
+    fn plan(&self, cfg: &LaunchState) -> ConvLaunch {
         let (t, m, n, groups) = (self.t, self.m, self.n, self.groups);
         let tiles = m.div_ceil(t.0) * n.div_ceil(t.1) * groups;
         let total = m * n * groups;
@@ -96,7 +96,7 @@ impl ConvGemm {
 
 /// Scratch elements of one conv launch (the split-K partials).
 pub(crate) fn conv_scratch_len(
-    cfg: &LaunchConfig,
+    cfg: &LaunchState,
     g: &ConvGeo,
     dir: Direction,
     tile: Option<(usize, usize)>,
@@ -105,7 +105,7 @@ pub(crate) fn conv_scratch_len(
 }
 
 pub(super) fn fwd_scratch_len(
-    cfg: &LaunchConfig,
+    cfg: &LaunchState,
     ins: &[&[usize]],
     p: &Conv2dParams,
     n: usize,
@@ -127,7 +127,7 @@ fn bwd_input_geo(dy: &[usize], w: &[usize], p: &Conv2dParams, in_hw: (usize, usi
 }
 
 pub(super) fn bwd_input_scratch_len(
-    cfg: &LaunchConfig,
+    cfg: &LaunchState,
     ins: &[&[usize]],
     p: &Conv2dParams,
     in_hw: (usize, usize),
@@ -141,7 +141,7 @@ pub(super) fn bwd_input_scratch_len(
 }
 
 pub(super) fn bwd_weight_scratch_len(
-    cfg: &LaunchConfig,
+    cfg: &LaunchState,
     ins: &[&[usize]],
     p: &Conv2dParams,
     w_shape: &[usize],
@@ -254,7 +254,7 @@ impl ConvLaunch {
 
 /// The entry point of family `K` for tile `t` at the backend's precision (`tc`: whether the
 /// family has tensor-core variants).
-fn kernel<K: KernelFamily>(cfg: &LaunchConfig, t: (usize, usize), tc: bool) -> BResult<K> {
+fn kernel<K: KernelFamily>(cfg: &LaunchState, t: (usize, usize), tc: bool) -> BResult<K> {
     let on_tc = tc && cfg.precision == Precision::Bf16;
     select(
         |k: K| k.tile() == Some(t) && k.tensor_cores() == on_tc,
@@ -274,7 +274,7 @@ pub(crate) fn conv_fwd(
     y: DevMut<f32>,
     tile: Option<(usize, usize)>,
 ) -> BResult<()> {
-    let cfg = be.config();
+    let cfg = be.state();
     let gemm = ConvGemm::new(cfg, &g, Direction::Forward, tile);
     let l = gemm.plan(cfg);
     let out = l.target(scratch, y)?;
@@ -303,7 +303,7 @@ pub(crate) fn conv_bwd_input(
     dx: DevMut<f32>,
     tile: Option<(usize, usize)>,
 ) -> BResult<()> {
-    let cfg = be.config();
+    let cfg = be.state();
     let gemm = ConvGemm::new(cfg, &g, Direction::BackwardInput, tile);
     let l = gemm.plan(cfg);
     let out = l.target(scratch, dx)?;
@@ -329,7 +329,7 @@ pub(crate) fn conv_bwd_weight(
     dy: DevPtr<f32>,
     dw: DevMut<f32>,
 ) -> BResult<()> {
-    let cfg = be.config();
+    let cfg = be.state();
     let gemm = ConvGemm::new(cfg, &g, Direction::BackwardWeight, None);
     let l = gemm.plan(cfg);
     let out = l.target(scratch, dw)?;

@@ -34,8 +34,8 @@ pub(super) fn matmul(a: &OpArgs, ta: bool, tb: bool) -> BResult<()> {
         &batch_strides(sa, ar * ac),
         &batch_strides(sb, br * bc),
     )?;
-    let t = tile_for(a.be.config(), m, n, nb);
-    let on_tc = a.be.config().precision == Precision::Bf16;
+    let t = tile_for(a.be.state(), m, n, nb);
+    let on_tc = a.be.state().precision == Precision::Bf16;
     let operands = (a_cs == 1, b_cs == 1);
     let kernel = select(
         |k: GemmKernel| {

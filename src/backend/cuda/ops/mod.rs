@@ -19,7 +19,7 @@ pub(crate) use conv::{bf16_round, mma_probe};
 pub(crate) use conv::{conv_bwd_input, conv_bwd_weight, conv_fwd, conv_scratch_len, Direction};
 pub(crate) use elementwise::{copy, fill};
 
-use super::abi::{DevMut, DevPtr, Grid, LaunchConfig, Launcher};
+use super::abi::{DevMut, DevPtr, Grid, LaunchState, Launcher};
 use crate::backend::{BResult, BackendError, Operand};
 use crate::graph::Op;
 use crate::tensor::numel;
@@ -112,7 +112,7 @@ impl<'a> OpArgs<'a> {
 /// Elements of scratch `op` needs with inputs of shapes `ins` and output shape `out` (split-K
 /// partial sums, norm statistics, the intermediate image of separable blurs); the planner
 /// gives each node a region of that size in its own arena.
-pub(crate) fn scratch_len(cfg: &LaunchConfig, op: &Op, ins: &[&[usize]], out: &[usize]) -> usize {
+pub(crate) fn scratch_len(cfg: &LaunchState, op: &Op, ins: &[&[usize]], out: &[usize]) -> usize {
     let n = numel(out);
     match op {
         Op::Conv2d(p) => conv::fwd_scratch_len(cfg, ins, p, n),

@@ -1,11 +1,11 @@
 //! The tile shapes and split-K of the tiled products (`kernels/tile.cuh`), shared by the
 //! convolutions and the matrix products.
 
-use crate::backend::cuda::abi::LaunchConfig;
+use crate::backend::cuda::abi::LaunchState;
 use crate::backend::cuda::variant::forced_split;
 
 /// The tile of a product: the forced one, else [`pick_tile`]'s.
-pub(super) fn tile_for(c: &LaunchConfig, m: usize, n: usize, batch: usize) -> (usize, usize) {
+pub(super) fn tile_for(c: &LaunchState, m: usize, n: usize, batch: usize) -> (usize, usize) {
     c.variant()
         .tile
         .unwrap_or_else(|| pick_tile(m, n, batch, c.sms))
@@ -34,7 +34,7 @@ fn pick_tile(m: usize, n: usize, batch: usize, sms: usize) -> (usize, usize) {
 /// (splits, chunk) of a product over `k` with `tiles` output tiles: the forced split, else
 /// [`split_k`]'s.
 pub(super) fn splits_for(
-    c: &LaunchConfig,
+    c: &LaunchState,
     tiles: usize,
     k: usize,
     out_elems: usize,
