@@ -59,14 +59,14 @@ impl<T> DevMut<T> {
         DevPtr::at(self.0)
     }
     /// The address `elems` elements further on.
-    pub fn add(self, elems: usize) -> Self {
+    pub fn offset(self, elems: usize) -> Self {
         DevMut::at(self.0 + (elems * std::mem::size_of::<T>()) as u64)
     }
 }
 
 impl<T> DevPtr<T> {
     /// The address `elems` elements further on.
-    pub fn add(self, elems: usize) -> Self {
+    pub fn offset(self, elems: usize) -> Self {
         DevPtr::at(self.0 + (elems * std::mem::size_of::<T>()) as u64)
     }
 }

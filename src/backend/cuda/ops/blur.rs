@@ -100,8 +100,8 @@ pub(super) fn blur_dsigma(a: &OpArgs) -> BResult<()> {
     let per_image = n / b.max(1);
     let (chunks, len) = dsigma_layout(s);
     let ws = a.scratch(len)?;
-    let (t, u) = (ws, ws.add(n));
-    let partial: DevMut<f64> = DevMut::at(ws.add(2 * n).addr());
+    let (t, u) = (ws, ws.offset(n));
+    let partial: DevMut<f64> = DevMut::at(ws.offset(2 * n).addr());
     let x = a.x(0);
     pass(a, x, t, s, Axis::Rows, BlurMode::G, false)?;
     pass(a, t.input(), u, s, Axis::Columns, BlurMode::Dg, false)?;

@@ -79,7 +79,7 @@ pub(super) fn concat(a: &OpArgs, axis: usize) -> BResult<()> {
         strided_copy(
             a,
             a.x(i),
-            a.y().add(at),
+            a.y().offset(at),
             &[outer, len],
             &[len, 1],
             &[row, 1],
@@ -93,7 +93,7 @@ pub(super) fn slice(a: &OpArgs, axis: usize, start: usize) -> BResult<()> {
     let sx = a.s(0);
     let (outer, inner) = outer_inner(sx, axis);
     let (full, len) = (sx[axis] * inner, a.ys()[axis] * inner);
-    let x = a.x(0).add(start * inner);
+    let x = a.x(0).offset(start * inner);
     strided_copy(a, x, a.y(), &[outer, len], &[full, 1], &[len, 1])
 }
 
@@ -109,7 +109,7 @@ pub(super) fn pad(a: &OpArgs, axis: usize, start: usize) -> BResult<()> {
         }
         .launch(a.be, grid1(n))?;
     }
-    let y = a.y().add(start * inner);
+    let y = a.y().offset(start * inner);
     strided_copy(a, a.x(0), y, &[outer, len], &[len, 1], &[full, 1])
 }
 
