@@ -249,10 +249,10 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-// D[r] = Σ_c o[r, c]·g[r, c] for the B·L rows of the output and its cotangent; one warp per
+// rowdot[r] = Σ_c o[r, c]·g[r, c] for the B·L rows of the output and its cotangent; one warp per
 // row.
 extern "C" __global__ void attn_rowdot(const float* __restrict__ o, const float* __restrict__ g,
-                                       float* __restrict__ D, i64 rows, i64 L, i64 dv,
+                                       float* __restrict__ rowdot, i64 rows, i64 L, i64 dv,
                                        i64 o_ts, i64 o_cs) {
     i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     if (row >= rows) return;
@@ -262,18 +262,18 @@ extern "C" __global__ void attn_rowdot(const float* __restrict__ o, const float*
     double s = 0.0;
     for (i64 c = lane; c < dv; c += 32) s += (double)o[base + c * o_cs] * (double)g[base + c * o_cs];
     s = warp_sum_d(s);
-    if (lane == 0) D[row] = (float)s;
+    if (lane == 0) rowdot[row] = (float)s;
 }
 
 #define AB_QW 4   // rows per warp in the backward kernels
 #define AB_B 32   // rows per block: 8 warps × 4
 
-// dq = scale·Σ_j dS_ij·k_j with dS = P∘(dO·vᵀ − D), P = exp(scale·q·kᵀ − lse). Grid
+// dq = scale·Σ_j dS_ij·k_j with dS = P∘(dO·vᵀ − rowdot), P = exp(scale·q·kᵀ − lse). Grid
 // (ceil(L/32), B), 256 threads: 8 warps × 4 queries, keys in tiles of 32.
 extern "C" __global__ void __launch_bounds__(256)
     attn_bwd_dq(const float* __restrict__ q, const float* __restrict__ k,
                 const float* __restrict__ v, const float* __restrict__ g,
-                const float* __restrict__ lse, const float* __restrict__ D,
+                const float* __restrict__ lse, const float* __restrict__ rowdot,
                 float* __restrict__ dq, i64 L, i64 S, i64 d, i64 dv, i64 q_ts, i64 q_cs,
                 i64 k_ts, i64 k_cs, i64 v_ts, i64 v_cs, i64 o_ts, i64 o_cs, float scale) {
     __shared__ __align__(16) float Qs[AB_B][AT_D];
@@ -293,7 +293,7 @@ extern "C" __global__ void __launch_bounds__(256)
     for (int i = 0; i < AB_QW; ++i) {
         i64 qi = q0 + wid * AB_QW + i;
         ls[i] = qi < L ? lse[b * L + qi] : 0.0f;
-        dd[i] = qi < L ? D[b * L + qi] : 0.0f;
+        dd[i] = qi < L ? rowdot[b * L + qi] : 0.0f;
         a0[i] = 0.0f;
         a1[i] = 0.0f;
     }
@@ -370,7 +370,7 @@ extern "C" __global__ void __launch_bounds__(256)
 extern "C" __global__ void __launch_bounds__(256)
     attn_bwd_dkdv(const float* __restrict__ q, const float* __restrict__ k,
                   const float* __restrict__ v, const float* __restrict__ g,
-                  const float* __restrict__ lse, const float* __restrict__ D,
+                  const float* __restrict__ lse, const float* __restrict__ rowdot,
                   float* __restrict__ dst, i64 L, i64 S, i64 d, i64 dv, i64 q_ts, i64 q_cs,
                   i64 k_ts, i64 k_cs, i64 v_ts, i64 v_cs, i64 o_ts, i64 o_cs, float scale,
                   int want_k) {
@@ -401,7 +401,7 @@ extern "C" __global__ void __launch_bounds__(256)
         if (tid < AT_BK) {
             i64 t = i0 + tid;
             Ls[tid] = t < L ? lse[b * L + t] : 0.0f;
-            Dl[tid] = t < L ? D[b * L + t] : 0.0f;
+            Dl[tid] = t < L ? rowdot[b * L + t] : 0.0f;
         }
         __syncthreads();
         const bool q_ok = i0 + lane < L;

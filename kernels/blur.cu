@@ -10,10 +10,7 @@
 
 #define BLUR_THREADS 256
 #define BLUR_MAXTAPS 1025  // R ≤ 512 (σ ≤ 170) keeps taps in shared memory; beyond, on the fly
-
-#define MODE_G 0      // forward with g
-#define MODE_DG 1     // forward with ∂g/∂σ
-#define MODE_ADJ 2    // adjoint with g
+// Modes: BlurMode in abi.cuh (shared with Rust).
 
 __device__ __forceinline__ int reflect_idx(int t, int n) {
     if (n == 1) return 0;
@@ -36,7 +33,7 @@ __device__ float tap_direct(int k, int R, double sigma, bool deriv) {
 // in/out: [B, C, H, W]. axis 0 runs along W (rows), axis 1 along H (columns).
 extern "C" __global__ void __launch_bounds__(BLUR_THREADS)
     blur_pass(const float* __restrict__ in, float* __restrict__ out,
-              const float* __restrict__ sigma, i64 C, i64 H, i64 W, int axis, int mode,
+              const float* __restrict__ sigma, i64 C, i64 H, i64 W, int axis, BlurMode mode,
               int accumulate) {
     __shared__ float taps[BLUR_MAXTAPS];
     __shared__ double sh[32];

@@ -2,19 +2,7 @@
 // file compiles with NVRTC and no headers at all. fp32 storage; int64 (long long) for any
 // index that can exceed 2^31.
 
-typedef long long i64;
-
-#define MAXR 8
-
-// Shape and two stride sets of a strided view (rank ≤ MAXR). Passed by value; the Rust side
-// mirrors this layout with #[repr(C)].
-struct Strided {
-    int rank;
-    int pad_;
-    i64 dims[MAXR];
-    i64 sa[MAXR];
-    i64 sb[MAXR];
-};
+// i64, MAXR and `Strided` are defined in abi.cuh (shared with Rust).
 
 // Offsets of linear output index i under the strides of `s` (sa and sb).
 __device__ __forceinline__ void strided_offsets(const Strided& s, i64 i, i64& oa, i64& ob) {

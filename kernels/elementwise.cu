@@ -2,19 +2,7 @@
 // fills, and sums over axes (sum_to and reduce). Reductions accumulate in double so that
 // large sums agree with the f64-accumulating CPU reference independent of order.
 
-// Unary op codes; the Rust side maps UnaryOp to these.
-#define U_NEG 0
-#define U_EXP 1
-#define U_SQRT 2
-#define U_SQUARE 3
-#define U_SILU 4
-#define U_GELU 5
-#define U_ELU 6
-#define U_LEAKY 7
-#define U_CLAMP 8
-#define U_AFFINE 9
-#define U_TANH 10
-#define U_SIGMOID 11
+// Op codes: UnaryCode and BinaryCode in abi.cuh (shared with Rust).
 
 __device__ __forceinline__ float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -68,19 +56,14 @@ __device__ __forceinline__ float unary_df(int op, float x, float a, float b) {
 }
 
 extern "C" __global__ void unary_fwd(const float* __restrict__ x, float* __restrict__ y, i64 n,
-                                     int op, float a, float b) {
+                                     UnaryCode op, float a, float b) {
     GRID_STRIDE(i, n) { y[i] = unary_f(op, x[i], a, b); }
 }
 
 extern "C" __global__ void unary_bwd(const float* __restrict__ x, const float* __restrict__ dy,
-                                     float* __restrict__ dx, i64 n, int op, float a, float b) {
+                                     float* __restrict__ dx, i64 n, UnaryCode op, float a, float b) {
     GRID_STRIDE(i, n) { dx[i] = dy[i] * unary_df(op, x[i], a, b); }
 }
-
-#define B_ADD 0
-#define B_SUB 1
-#define B_MUL 2
-#define B_DIV 3
 
 __device__ __forceinline__ float bin(int op, float p, float q) {
     switch (op) {
@@ -94,14 +77,14 @@ __device__ __forceinline__ float bin(int op, float p, float q) {
 
 // Same shapes: a flat loop.
 extern "C" __global__ void binary_same(const float* __restrict__ a, const float* __restrict__ b,
-                                       float* __restrict__ y, i64 n, int op) {
+                                       float* __restrict__ y, i64 n, BinaryCode op) {
     GRID_STRIDE(i, n) { y[i] = bin(op, a[i], b[i]); }
 }
 
 // Broadcasting: s.dims is the output shape, s.sa / s.sb the operands' strides in it (0 along
 // broadcast axes).
 extern "C" __global__ void binary_bcast(const float* __restrict__ a, const float* __restrict__ b,
-                                        float* __restrict__ y, i64 n, int op, Strided s) {
+                                        float* __restrict__ y, i64 n, BinaryCode op, Strided s) {
     GRID_STRIDE(i, n) {
         i64 oa, ob;
         strided_offsets(s, i, oa, ob);

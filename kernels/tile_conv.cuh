@@ -8,9 +8,7 @@
 // The K orders put the channel fastest so a loader walks K with a cheap carry instead of
 // dividing per element; per-thread pixel coordinates are computed once per block.
 
-struct ConvGeo {
-    i64 n, c, h, w, o, kh, kw, oh, ow, stride, pad, groups;
-};
+// `ConvGeo` is defined in abi.cuh (shared with Rust).
 
 // ---------------------------------------------------------------- forward
 template <int BM>

@@ -1,8 +1,8 @@
 //! The executor: plans a graph once, binds weights once, then runs it as often as needed
 //! with new inputs (one built graph serves every sampling step).
 
-use crate::backend::{Backend, BackendError, Operand};
-use crate::graph::plan::{plan, Plan, PlanOptions};
+use crate::backend::{Backend, BackendError, Operand, Scratch};
+use crate::graph::plan::{plan_with_scratch, Plan, PlanOptions};
 use crate::graph::{rewrite, Graph, NodeId, Op};
 use crate::tensor::{Scalar, Tensor};
 use std::collections::HashMap;
@@ -55,7 +55,9 @@ impl<B: Backend> Executor<B> {
                 backend.supports(op, shapes)
             });
         }
-        let plan = plan(&graph, outputs, opts);
+        let plan = plan_with_scratch(&graph, outputs, opts, &|node, shapes| {
+            backend.scratch_len(node, shapes)
+        });
         let mut arena = backend.alloc(plan.arena_len)?;
         let mut bound = vec![false; graph.len()];
         let mut const_ids: HashMap<String, Vec<NodeId>> = HashMap::new();
@@ -212,8 +214,12 @@ impl<B: Backend> Executor<B> {
             offset: self.plan.region(id).offset,
             shape: &node.shape,
         };
+        let scratch = self.plan.scratch[id.0].map_or(Scratch::default(), |r| Scratch {
+            offset: r.offset,
+            len: r.len,
+        });
         self.backend
-            .exec(&mut self.arena, node, &ins, out)
+            .exec(&mut self.arena, node, &ins, out, scratch)
             .map_err(|source| ExecError::Op {
                 backend: self.backend.name(),
                 node: id.0,

@@ -449,6 +449,7 @@ mod replaying {
             node: &Node,
             inputs: &[Operand],
             out: Operand,
+            scratch: dynface::backend::Scratch,
         ) -> BResult<()> {
             if let Some(rec) = self.recording.borrow_mut().as_mut() {
                 rec.push(Step {
@@ -462,7 +463,7 @@ mod replaying {
                 });
                 return Ok(());
             }
-            self.inner.exec(a, node, inputs, out)
+            self.inner.exec(a, node, inputs, out, scratch)
         }
         fn can_capture(&self) -> bool {
             true

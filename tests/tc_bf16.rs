@@ -230,7 +230,7 @@ fn bf16_tensor_core_conv_forward_and_input_gradient() {
         Some(Device::Emu(mut e)) => {
             let mut f = vec![];
             for sms in [132, 1] {
-                e.sms = sms;
+                e.set_sms(sms);
                 f.extend(run_cases(&e, &format!("emu, {sms} SMs")));
             }
             f
@@ -291,7 +291,7 @@ fn bf16_tensor_core_matmul_batched_transposed_broadcast() {
         Some(Device::Emu(mut e)) => {
             let mut f = vec![];
             for sms in [132, 1] {
-                e.sms = sms;
+                e.set_sms(sms);
                 f.extend(run_matmul_cases(&e, &format!("emu, {sms} SMs")));
             }
             f
@@ -603,12 +603,13 @@ impl dynface::backend::Backend for Bf16Reference {
         node: &dynface::graph::Node,
         inputs: &[Operand],
         out: Operand,
+        scratch: dynface::backend::Scratch,
     ) -> dynface::backend::BResult<()> {
         if !matches!(
             node.op,
             Op::Conv2d(_) | Op::Conv2dBackwardInput { .. } | Op::MatMul { .. }
         ) {
-            return self.0.exec(arena, node, inputs, out);
+            return self.0.exec(arena, node, inputs, out, scratch);
         }
         let ins: Vec<Vec<f64>> = inputs
             .iter()

@@ -17,6 +17,15 @@ pub struct Operand<'a> {
     pub shape: &'a [usize],
 }
 
+/// The arena region an op may use as scratch during its own `exec` (none when `len` is 0):
+/// planned per node in that node's graph arena, from [`Backend::scratch_len`], so work recorded
+/// for one graph never touches another's memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scratch {
+    pub offset: usize,
+    pub len: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("{0}")]
@@ -56,13 +65,21 @@ pub trait Backend {
         let _ = (op, inputs);
         false
     }
-    /// Computes `node` (whose op is not a leaf and not a view) into `out`.
+    /// Elements of scratch `node` needs with inputs of shapes `inputs` (its output shape is
+    /// `node.shape`); the planner reserves that much of the arena for it. Default: none.
+    fn scratch_len(&self, node: &Node, inputs: &[&[usize]]) -> usize {
+        let _ = (node, inputs);
+        0
+    }
+    /// Computes `node` (whose op is not a leaf and not a view) into `out`, using at most the
+    /// `scratch` region (of `scratch_len` elements) as temporary memory.
     fn exec(
         &self,
         arena: &mut Self::Arena,
         node: &Node,
         inputs: &[Operand],
         out: Operand,
+        scratch: Scratch,
     ) -> BResult<()>;
     /// Waits until all issued work is done (a no-op on the CPU).
     fn synchronize(&self) -> BResult<()> {
@@ -75,31 +92,29 @@ pub trait Backend {
     /// Starts recording the launches of the following `exec` calls into a replayable graph
     /// (CUDA graphs). Backends without such a facility say so.
     fn begin_capture(&self) -> BResult<()> {
-        Err(BackendError::Unsupported(format!(
-            "{}: graph capture is not supported",
-            self.name()
-        )))
+        Err(no_capture(&self.name()))
     }
     /// Ends the recording begun by `begin_capture`, prepares the graph for replay and returns
     /// its handle (one backend may hold the graphs of several executors).
     fn end_capture(&self) -> BResult<usize> {
-        Err(BackendError::Unsupported(format!(
-            "{}: graph capture is not supported",
-            self.name()
-        )))
+        Err(no_capture(&self.name()))
     }
     /// Re-issues the captured work of graph `graph` on the current arena contents.
     fn replay(&self, graph: usize) -> BResult<()> {
         let _ = graph;
-        Err(BackendError::Unsupported(format!(
-            "{}: graph replay is not supported",
-            self.name()
-        )))
+        Err(no_capture(&self.name()))
     }
     /// Frees graph `graph` (its executor is dropped or records anew).
     fn release_capture(&self, graph: usize) {
         let _ = graph;
     }
+}
+
+/// The error of a backend without graph capture (`name`: the backend's name).
+pub fn no_capture(name: &str) -> BackendError {
+    BackendError::Unsupported(format!(
+        "{name}: graph capture and replay are not supported"
+    ))
 }
 
 /// Checks that `[src, src+len)` and `[dst, dst+len)` lie in an arena of `arena_len` elements
@@ -151,14 +166,18 @@ impl<T: Backend> Backend for std::rc::Rc<T> {
     fn supports(&self, op: &Op, inputs: &[&[usize]]) -> bool {
         (**self).supports(op, inputs)
     }
+    fn scratch_len(&self, node: &Node, inputs: &[&[usize]]) -> usize {
+        (**self).scratch_len(node, inputs)
+    }
     fn exec(
         &self,
         arena: &mut Self::Arena,
         node: &Node,
         inputs: &[Operand],
         out: Operand,
+        scratch: Scratch,
     ) -> BResult<()> {
-        (**self).exec(arena, node, inputs, out)
+        (**self).exec(arena, node, inputs, out, scratch)
     }
     fn synchronize(&self) -> BResult<()> {
         (**self).synchronize()

@@ -13,7 +13,7 @@ use crate::backend::cpu::run_op;
 use crate::backend::cuda::kernels::FILES;
 use crate::backend::cuda::variant::TILES;
 use crate::backend::cuda::{KernelBackend, Precision, Variant};
-use crate::backend::{BackendError, Operand};
+use crate::backend::{BackendError, Operand, Scratch};
 use crate::graph::{Graph, Op};
 use crate::tensor::{numel, random, Tensor};
 
@@ -195,7 +195,13 @@ pub fn run_op_poisoned<B: KernelBackend>(
     }
     let out_off = at;
     let n_out = numel(&node.shape);
-    let total = at + n_out.max(1) + 64;
+    // Input shapes, then the op's scratch after the guard band (poisoned too).
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape.as_slice()).collect();
+    let scratch = Scratch {
+        offset: at + n_out.max(1) + 64,
+        len: be.scratch_len(&node, &shapes),
+    };
+    let total = scratch.offset + scratch.len;
     let e = |e: BackendError| e.to_string();
     let mut arena = be.alloc(total).map_err(e)?;
     be.fill(&mut arena, 0, total, f32::NAN).map_err(e)?;
@@ -214,7 +220,7 @@ pub fn run_op_poisoned<B: KernelBackend>(
         offset: out_off,
         shape: &node.shape,
     };
-    be.exec(&mut arena, &node, &ops, out).map_err(e)?;
+    be.exec(&mut arena, &node, &ops, out, scratch).map_err(e)?;
     let data = be.read(&arena, out_off, n_out).map_err(e)?;
     if be
         .read(&arena, out_off + n_out, 64)

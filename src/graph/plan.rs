@@ -1,8 +1,9 @@
 //! Memory planning: every value gets a region of one arena. Values of inputs, constants and
 //! fills live for the whole run; every other value's region is returned to a free list after
-//! its last reader ran, so later values reuse it. Reshapes alias their input.
+//! its last reader ran, so later values reuse it. Reshapes alias their input. A node that
+//! needs scratch space (the backend says how much) gets a region live only while it runs.
 
-use super::{Graph, NodeId, Op};
+use super::{Graph, Node, NodeId, Op};
 use crate::tensor::numel;
 
 /// Offsets are aligned so that every region starts on a 256-byte boundary for f32.
@@ -38,6 +39,8 @@ pub struct Plan {
     pub order: Vec<NodeId>,
     /// Region of each node's value (`None` for nodes not needed).
     pub regions: Vec<Option<Region>>,
+    /// Scratch region of each node that asked for one.
+    pub scratch: Vec<Option<Region>>,
     /// Elements in the arena.
     pub arena_len: usize,
     /// Elements held by inputs, constants and fills.
@@ -123,7 +126,19 @@ fn is_leaf(op: &Op) -> bool {
     matches!(op, Op::Input { .. } | Op::Const { .. } | Op::Fill { .. })
 }
 
+/// The plan of a graph whose ops need no scratch space.
 pub fn plan(g: &Graph, outputs: &[NodeId], opts: PlanOptions) -> Plan {
+    plan_with_scratch(g, outputs, opts, &|_, _| 0)
+}
+
+/// The plan with `scratch_len(node, input shapes)` elements of scratch for each node, placed
+/// apart from the node's inputs and output and free again once the node ran.
+pub fn plan_with_scratch(
+    g: &Graph,
+    outputs: &[NodeId],
+    opts: PlanOptions,
+    scratch_len: &dyn Fn(&Node, &[&[usize]]) -> usize,
+) -> Plan {
     let n = g.len();
     let mut needed = vec![false; n];
     for &o in outputs {
@@ -175,6 +190,7 @@ pub fn plan(g: &Graph, outputs: &[NodeId], opts: PlanOptions) -> Plan {
         top: persistent,
         peak: persistent,
     };
+    let mut scratch: Vec<Option<Region>> = vec![None; n];
     for (pos, &id) in order.iter().enumerate() {
         let node = &g.nodes[id.0];
         if is_leaf(&node.op) {
@@ -192,6 +208,13 @@ pub fn plan(g: &Graph, outputs: &[NodeId], opts: PlanOptions) -> Plan {
                 offset: fl.alloc(len),
                 len,
             });
+            let shapes: Vec<&[usize]> = node.inputs.iter().map(|j| g.shape(*j)).collect();
+            let len = scratch_len(node, &shapes);
+            if len > 0 {
+                let offset = fl.alloc(len);
+                fl.release(offset, len);
+                scratch[id.0] = Some(Region { offset, len });
+            }
         }
         if opts.reuse {
             let mut roots: Vec<usize> = node.inputs.iter().map(|j| root[j.0]).collect();
@@ -209,6 +232,7 @@ pub fn plan(g: &Graph, outputs: &[NodeId], opts: PlanOptions) -> Plan {
     Plan {
         order,
         regions,
+        scratch,
         arena_len: fl.peak,
         persistent_len: persistent,
     }

@@ -19,7 +19,7 @@ pub use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Co
 pub use matmul::gemm_into;
 pub use scratch::release as release_scratch;
 
-use super::{BResult, Backend, BackendError, Operand};
+use super::{BResult, Backend, BackendError, Operand, Scratch};
 use crate::graph::{Node, Op};
 use crate::tensor::{numel, Scalar};
 use std::marker::PhantomData;
@@ -99,6 +99,7 @@ impl<T: Scalar> Backend for CpuBackend<T> {
         node: &Node,
         inputs: &[Operand],
         out: Operand,
+        _scratch: Scratch,
     ) -> BResult<()> {
         let base = arena.as_mut_ptr();
         let total = arena.len();

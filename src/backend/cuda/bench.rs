@@ -2,10 +2,12 @@
 //! input-gradient and weight-gradient GFLOP/s, timed with CUDA events (median of repeats,
 //! after a warm-up that also compiles the kernels).
 
+use super::abi::{ConvGeo, DevMut, DevPtr};
 use super::ops::{
-    conv_bwd_input, conv_bwd_input_tiled, conv_bwd_weight, conv_fwd, conv_fwd_tiled, ConvGeo,
+    conv_bwd_input, conv_bwd_weight, conv_fwd, conv_scratch_len, DevScratch, Direction,
 };
 use super::{dev_err, CudaBackend};
+use crate::backend::cuda::abi::Launcher;
 use crate::backend::{BResult, Backend};
 use crate::graph::Conv2dParams;
 use crate::tensor::random::{normal, rng};
@@ -86,31 +88,54 @@ pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<Con
             let x = normal::<f32>(&mut r, &xs, 1.0);
             let w = normal::<f32>(&mut r, &ws, 0.05);
             let dy = normal::<f32>(&mut r, &xs, 1.0);
-            // Layout: x | w | y | dy | dx | dw
-            let mut arena = be.alloc(4 * nx + 2 * nw)?;
+            // Layout: x | w | y | dy | dx | dw | scratch (the largest split-K partials of
+            // any direction and tile timed).
+            let cfg = be.state();
+            let tiles = [(128, 128), (64, 128), (64, 64)];
+            let scratch_len = [Direction::Forward, Direction::BackwardInput]
+                .iter()
+                .flat_map(|&d| {
+                    std::iter::once(None)
+                        .chain(tiles.map(Some))
+                        .map(move |t| conv_scratch_len(cfg, &g, d, t))
+                })
+                .chain(std::iter::once(conv_scratch_len(
+                    cfg,
+                    &g,
+                    Direction::BackwardWeight,
+                    None,
+                )))
+                .max()
+                .unwrap_or(0);
+            let mut arena = be.alloc(4 * nx + 2 * nw + scratch_len)?;
             be.write(&mut arena, 0, &x.data)?;
             be.write(&mut arena, nx, &w.data)?;
             be.write(&mut arena, 2 * nx + nw, &dy.data)?;
-            let (ax, aw, ay) = (arena.addr(0), arena.addr(nx), arena.addr(nx + nw));
-            let (ady, adx) = (arena.addr(2 * nx + nw), arena.addr(3 * nx + nw));
-            let adw = arena.addr(4 * nx + nw);
-            // Warm-up (compiles, sizes the split-K workspace).
-            conv_fwd(be, g, ax, aw, None, ay)?;
-            conv_bwd_input(be, g, ady, aw, adx)?;
-            conv_bwd_weight(be, g, ax, ady, adw)?;
+            let at = |o: usize| DevPtr::<f32>::at(arena.addr(o));
+            let at_mut = |o: usize| DevMut::<f32>::at(arena.addr(o));
+            let (ax, aw, ay) = (at(0), at(nx), at_mut(nx + nw));
+            let (ady, adx) = (at(2 * nx + nw), at_mut(3 * nx + nw));
+            let adw = at_mut(4 * nx + nw);
+            let ws = DevScratch {
+                at: at_mut(4 * nx + 2 * nw),
+                len: scratch_len,
+            };
+            let fwd = |t| conv_fwd(be, ws, g, ax, aw, None, ay, t);
+            let bwd_input = |t| conv_bwd_input(be, ws, g, ady, aw, adx, t);
+            let bwd_weight = || conv_bwd_weight(be, ws, g, ax, ady, adw);
+            // Warm-up (compiles the kernels).
+            fwd(None)?;
+            bwd_input(None)?;
+            bwd_weight()?;
             be.synchronize()?;
-            let fwd_ms = median_ms(be, args.iters, || conv_fwd(be, g, ax, aw, None, ay))?;
-            let bwd_input_ms = median_ms(be, args.iters, || conv_bwd_input(be, g, ady, aw, adx))?;
-            let bwd_weight_ms = median_ms(be, args.iters, || conv_bwd_weight(be, g, ax, ady, adw))?;
-            let mut tiles = vec![];
-            for t in [(128, 128), (64, 128), (64, 64)] {
-                let f = median_ms(be, args.iters, || {
-                    conv_fwd_tiled(be, g, ax, aw, None, ay, Some(t))
-                })?;
-                let d = median_ms(be, args.iters, || {
-                    conv_bwd_input_tiled(be, g, ady, aw, adx, Some(t))
-                })?;
-                tiles.push((t, f, d));
+            let fwd_ms = median_ms(be, args.iters, || fwd(None))?;
+            let bwd_input_ms = median_ms(be, args.iters, || bwd_input(None))?;
+            let bwd_weight_ms = median_ms(be, args.iters, bwd_weight)?;
+            let mut tiles_ms = vec![];
+            for t in tiles {
+                let f = median_ms(be, args.iters, || fwd(Some(t)))?;
+                let d = median_ms(be, args.iters, || bwd_input(Some(t)))?;
+                tiles_ms.push((t, f, d));
             }
             rows.push(ConvBenchRow {
                 channels: c,
@@ -120,7 +145,7 @@ pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<Con
                 bwd_input_ms,
                 bwd_weight_ms,
                 gflop: 2.0 * (n * c * hw * hw * c * 9) as f64 / 1e9,
-                tiles,
+                tiles: tiles_ms,
             });
         }
     }

@@ -5,16 +5,19 @@
 //! capture must not see cudarc's bookkeeping events). The arena is ONE device allocation; ops
 //! receive raw device addresses (base + offset·4) as kernel arguments, so an op's inputs and
 //! output may be views of the same allocation. Ops that need temporary memory (split-K conv
-//! weight gradients, blur passes, norm statistics) share one growable workspace, sized by an
-//! uncaptured run before any graph capture.
+//! partial sums, blur passes, norm statistics) get a scratch region of their own graph's arena
+//! (`Backend::scratch_len`, planned per node), so a recorded graph touches only its own arena.
+//! The launch code is `ops/` (one file per kernel family) on the typed launchers of `abi.rs`;
+//! the `Backend` impl is shared with the emulator (`driver.rs`).
 
-mod attention;
+pub mod abi;
 /// Which fused ops the CUDA backend asks the rewrite passes for (shared with the emulator;
 /// a reference backend for whole-graph comparisons can plan the same graph).
-pub use attention::supports as fuses;
+pub use ops::fuses;
 pub mod bench;
 pub mod cache;
 pub mod check;
+mod driver;
 #[cfg(unix)]
 pub mod emu;
 pub mod kernels;
@@ -25,12 +28,13 @@ pub mod probe;
 pub mod profile;
 pub mod variant;
 
+pub use driver::KernelBackend;
 pub use precision::Precision;
 pub use probe::{probe, DeviceInfo};
 pub use variant::{LaunchLog, Variant};
 
-use super::{BResult, Backend, BackendError, Operand};
-use crate::graph::{Node, Op};
+use super::{BResult, BackendError};
+use abi::{Grid, KernelArgs, LaunchState};
 use cudarc::driver::{
     sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DriverError,
 };
@@ -71,14 +75,7 @@ impl CudaArena {
     }
 }
 
-struct Workspace {
-    buf: Option<CudaSlice<f32>>,
-    base: u64,
-    bytes: usize,
-}
-
 struct CaptureState {
-    active: bool,
     /// Recorded graphs by handle: several executors (the pipeline's samplers for different
     /// batch sizes) share one backend, each replaying its own graph on its own arena.
     graphs: Vec<Option<CudaGraph>>,
@@ -90,41 +87,12 @@ pub struct CudaBackend {
     info: DeviceInfo,
     opts: CompileOpts,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
-    workspace: Mutex<Workspace>,
     capture: Mutex<CaptureState>,
     profiler: Mutex<Option<Profiler>>,
     /// Op kind of the node being executed (labels profile rows).
     current_op: Mutex<&'static str>,
     notes: Mutex<Vec<String>>,
-    precision: Precision,
-    variant: Mutex<Variant>,
-    launch_log: LaunchLog,
-}
-
-/// A kernel argument (kept alive until the launch call returns).
-#[derive(Clone, Copy)]
-pub(crate) enum Arg {
-    Ptr(u64),
-    I64(i64),
-    I32(i32),
-    F32(f32),
-    F64(f64),
-    Strided(ops::Strided),
-    Geo(ops::ConvGeo),
-}
-
-impl Arg {
-    fn as_param(&mut self) -> *mut c_void {
-        match self {
-            Arg::Ptr(v) => v as *mut u64 as *mut c_void,
-            Arg::I64(v) => v as *mut i64 as *mut c_void,
-            Arg::I32(v) => v as *mut i32 as *mut c_void,
-            Arg::F32(v) => v as *mut f32 as *mut c_void,
-            Arg::F64(v) => v as *mut f64 as *mut c_void,
-            Arg::Strided(v) => v as *mut ops::Strided as *mut c_void,
-            Arg::Geo(v) => v as *mut ops::ConvGeo as *mut c_void,
-        }
-    }
+    launch: LaunchState,
 }
 
 pub(crate) fn dev_err(what: &str, e: DriverError) -> BackendError {
@@ -185,27 +153,18 @@ impl CudaBackend {
             .map_err(|e| format!("cannot create a CUDA stream: {e:?}"))?;
         let mut opts = CompileOpts::new(&info.arch());
         opts.fast_math = options.fast_math;
+        let launch = LaunchState::new(info.multiprocessors as usize, options.precision);
         Ok(CudaBackend {
             ctx,
             stream,
             info,
             opts,
             functions: Mutex::new(HashMap::new()),
-            workspace: Mutex::new(Workspace {
-                buf: None,
-                base: 0,
-                bytes: 0,
-            }),
-            capture: Mutex::new(CaptureState {
-                active: false,
-                graphs: vec![],
-            }),
+            capture: Mutex::new(CaptureState { graphs: vec![] }),
             profiler: Mutex::new(None),
             current_op: Mutex::new(""),
             notes: Mutex::new(vec![]),
-            precision: options.precision,
-            variant: Mutex::new(Variant::default()),
-            launch_log: LaunchLog::default(),
+            launch,
         })
     }
 
@@ -213,12 +172,12 @@ impl CudaBackend {
     /// backend in an `Rc`; a plan captured as a CUDA graph keeps the kernels it recorded).
     pub fn set_precision(&mut self, precision: Precision) -> Result<(), String> {
         check_precision(&self.info, precision)?;
-        self.precision = precision;
+        self.launch.precision = precision;
         Ok(())
     }
 
     pub fn precision(&self) -> Precision {
-        self.precision
+        self.launch.precision
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -273,37 +232,35 @@ impl CudaBackend {
         Ok(map[name].clone())
     }
 
-    /// Launches `name` with `block` threads per block on the backend's stream.
-    fn launch_impl(
+    /// Launches `name` on the backend's stream.
+    ///
+    /// # Safety
+    /// As [`abi::Launcher::launch_raw`].
+    unsafe fn launch_impl(
         &self,
         name: &'static str,
-        grid: (u32, u32, u32),
-        block: u32,
-        mut args: Vec<Arg>,
+        grid: Grid,
+        params: &mut [*mut c_void],
     ) -> BResult<()> {
-        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
-            return Ok(());
-        }
         let f = self.function(name)?;
         self.ctx
             .bind_to_thread()
             .map_err(|e| dev_err("binding the context", e))?;
-        let mut params: Vec<*mut c_void> = args.iter_mut().map(Arg::as_param).collect();
         let mut prof = self.profiler.lock().unwrap();
         let start = match prof.as_mut() {
             Some(p) => Some(p.start(&self.ctx, &self.stream)?),
             None => None,
         };
-        // SAFETY: argument lists are built by ops.rs to match each kernel's signature; every
-        // pointer is inside the arena or the workspace, which outlive the stream's work.
+        // SAFETY: the parameters match the kernel's signature (the caller's contract); every
+        // pointer is inside the arena, which outlive the stream's work.
         unsafe {
             cudarc::driver::result::launch_kernel(
                 f.cu_function(),
-                grid,
-                (block, 1, 1),
+                grid.blocks,
+                (grid.threads, 1, 1),
                 0,
                 self.stream.cu_stream(),
-                &mut params,
+                params,
             )
         }
         .map_err(|e| dev_err(&format!("launching {name}"), e))?;
@@ -312,30 +269,6 @@ impl CudaBackend {
             p.finish(&self.ctx, &self.stream, op, name, s)?;
         }
         Ok(())
-    }
-
-    /// Device address of a workspace of at least `bytes` bytes (contents undefined). Grows
-    /// only outside graph capture: a captured graph keeps the address it saw.
-    fn workspace_impl(&self, bytes: usize) -> BResult<u64> {
-        let mut ws = self.workspace.lock().unwrap();
-        if ws.bytes >= bytes && ws.buf.is_some() {
-            return Ok(ws.base);
-        }
-        if self.capture.lock().unwrap().active {
-            return Err(BackendError::Device(format!(
-                "workspace must grow to {bytes} bytes during graph capture; run the graph once \
-                 uncaptured first (Executor::capture does)"
-            )));
-        }
-        let elems = bytes.div_ceil(4).max(1);
-        // SAFETY: f32 has no invalid bit patterns; the workspace is written before read.
-        let buf = unsafe { self.stream.alloc::<f32>(elems) }
-            .map_err(|e| dev_err(&format!("allocating a {bytes}-byte workspace"), e))?;
-        let base = buf.device_ptr(&self.stream).0;
-        ws.base = base;
-        ws.bytes = elems * 4;
-        ws.buf = Some(buf);
-        Ok(ws.base)
     }
 
     /// Starts recording per-launch device times (CUDA events around every kernel).
@@ -364,112 +297,37 @@ impl CudaBackend {
     }
 }
 
-/// The kernel entry points beyond the graph ops, shared by the CUDA backend and its CPU
-/// emulator so the same tests run on both.
-pub trait KernelBackend: Backend<Elem = f32> {
-    /// y[i] = x[i] rounded to bf16 (as fp32) by the rounding helper of the tensor-core kernels
-    /// (`bf16_rne` in kernels/mma.cuh), for n elements at arena offsets x and y.
-    fn bf16_round(&self, arena: &Self::Arena, x: usize, y: usize, n: usize) -> BResult<()>;
-
-    /// One warp-wide bf16 tensor-core product (`mma_probe`): d = c + a·b with a 16×16, b 16×8,
-    /// c and d 16×8, row-major fp32 at the given arena offsets (operands rounded to bf16).
-    fn mma_probe(&self, arena: &Self::Arena, a: usize, b: usize, c: usize, d: usize)
-        -> BResult<()>;
-
-    /// Fused attention for head width 64: out = softmax(scale·q·kᵀ)·v with q [b, l, 64],
-    /// k, v [b, s, 64], out [b, l, 64] at the given arena offsets; `dims` = (b, l, s).
-    #[allow(clippy::too_many_arguments)]
-    fn fused_attention(
-        &self,
-        arena: &Self::Arena,
-        q: usize,
-        k: usize,
-        v: usize,
-        out: usize,
-        dims: (usize, usize, usize),
-        scale: f32,
-    ) -> BResult<()>;
-
-    /// Forces the conv / matrix-product tile and split count of later launches (tests that
-    /// must reach every kernel variant); `Variant::default()` restores the heuristics.
-    fn force_variant(&self, v: Variant);
-
-    /// How often each kernel entry point was launched so far.
-    fn launched(&self) -> std::collections::BTreeMap<&'static str, u64>;
-}
-
-impl KernelBackend for CudaBackend {
-    fn bf16_round(&self, arena: &CudaArena, x: usize, y: usize, n: usize) -> BResult<()> {
-        ops::bf16_round(self, arena.base, x, y, n)
+impl driver::DriverArena for CudaArena {
+    fn base(&self) -> u64 {
+        self.base
     }
-
-    fn mma_probe(&self, arena: &CudaArena, a: usize, b: usize, c: usize, d: usize) -> BResult<()> {
-        ops::mma_probe(self, arena.base, a, b, c, d)
-    }
-
-    fn fused_attention(
-        &self,
-        arena: &CudaArena,
-        q: usize,
-        k: usize,
-        v: usize,
-        out: usize,
-        (b, l, s): (usize, usize, usize),
-        scale: f32,
-    ) -> BResult<()> {
-        ops::fused_attention(self, arena.base, q, k, v, out, b, l, s, scale)
-    }
-
-    fn force_variant(&self, v: Variant) {
-        *self.variant.lock().unwrap_or_else(|e| e.into_inner()) = v;
-    }
-
-    fn launched(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        self.launch_log.snapshot()
+    fn len(&self) -> usize {
+        self.len
     }
 }
 
-impl ops::Launcher for CudaBackend {
-    fn launch(
-        &self,
-        name: &'static str,
-        grid: (u32, u32, u32),
-        block: u32,
-        args: Vec<Arg>,
-    ) -> BResult<()> {
-        self.launch_log.record(name);
-        self.launch_impl(name, grid, block, args)
-    }
-    fn workspace(&self, bytes: usize) -> BResult<u64> {
-        self.workspace_impl(bytes)
-    }
-    fn sms(&self) -> usize {
-        self.info.multiprocessors.max(1) as usize
-    }
-    fn precision(&self) -> Precision {
-        self.precision
-    }
-    fn variant(&self) -> Variant {
-        *self.variant.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Backend for CudaBackend {
-    type Elem = f32;
+impl driver::Driver for CudaBackend {
     type Arena = CudaArena;
 
-    fn name(&self) -> String {
-        match self.precision {
-            Precision::Fp32 => format!("cuda-f32 {}", self.info.name),
-            Precision::Bf16 => format!(
-                "cuda-f32 (bf16 tensor-core convs, products) {}",
-                self.info.name
-            ),
-        }
+    fn name_parts(&self) -> (String, String) {
+        ("cuda-f32".into(), format!(" {}", self.info.name))
+    }
+
+    fn launch_state(&self) -> &LaunchState {
+        &self.launch
+    }
+
+    unsafe fn launch_nonempty(
+        &self,
+        kernel: &'static str,
+        grid: Grid,
+        args: KernelArgs,
+    ) -> BResult<()> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_impl(kernel, grid, args.ptrs) }
     }
 
     fn alloc(&self, len: usize) -> BResult<CudaArena> {
-        crate::backend::fault::check_alloc(len as u64 * 4)?;
         let buf = self
             .stream
             .alloc_zeros::<f32>(len.max(1))
@@ -479,7 +337,6 @@ impl Backend for CudaBackend {
     }
 
     fn write(&self, arena: &mut CudaArena, offset: usize, data: &[f32]) -> BResult<()> {
-        check_range(arena, offset, data.len())?;
         if data.is_empty() {
             return Ok(());
         }
@@ -494,7 +351,6 @@ impl Backend for CudaBackend {
     }
 
     fn read(&self, arena: &CudaArena, offset: usize, len: usize) -> BResult<Vec<f32>> {
-        check_range(arena, offset, len)?;
         if len == 0 {
             return Ok(vec![]);
         }
@@ -509,29 +365,8 @@ impl Backend for CudaBackend {
         Ok(host)
     }
 
-    fn fill(&self, arena: &mut CudaArena, offset: usize, len: usize, value: f32) -> BResult<()> {
-        check_range(arena, offset, len)?;
-        ops::fill(self, arena.addr(offset), len, value)
-    }
-
-    fn copy(&self, arena: &mut CudaArena, src: usize, dst: usize, len: usize) -> BResult<()> {
-        crate::backend::check_copy(arena.len, src, dst, len)?;
-        ops::copy(self, arena.addr(src), arena.addr(dst), len)
-    }
-
-    fn supports(&self, op: &Op, inputs: &[&[usize]]) -> bool {
-        attention::supports(op, inputs)
-    }
-
-    fn exec(
-        &self,
-        arena: &mut CudaArena,
-        node: &Node,
-        inputs: &[Operand],
-        out: Operand,
-    ) -> BResult<()> {
-        *self.current_op.lock().unwrap() = node.op.kind();
-        ops::exec(self, arena.base, &node.op, inputs, out)
+    fn set_current_op(&self, kind: &'static str) {
+        *self.current_op.lock().unwrap() = kind;
     }
 
     fn synchronize(&self) -> BResult<()> {
@@ -540,23 +375,27 @@ impl Backend for CudaBackend {
             .map_err(|e| dev_err("stream synchronize (a kernel failed?)", e))
     }
 
-    fn begin_capture(&self) -> BResult<()> {
+    fn capture(&self) -> Option<&dyn driver::GraphCapture> {
+        Some(self)
+    }
+}
+
+impl driver::GraphCapture for CudaBackend {
+    fn begin(&self) -> BResult<()> {
         if self.profiler.lock().unwrap().is_some() {
             return Err(BackendError::Unsupported(
                 "graph capture while profiling (events per launch) is not supported".into(),
             ));
         }
-        self.synchronize()?;
+        driver::Driver::synchronize(self)?;
         self.stream
             .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             .map_err(|e| dev_err("begin graph capture", e))?;
-        self.capture.lock().unwrap().active = true;
         Ok(())
     }
 
-    fn end_capture(&self) -> BResult<usize> {
+    fn end(&self) -> BResult<usize> {
         let mut cap = self.capture.lock().unwrap();
-        cap.active = false;
         let g = self
             .stream
             .end_capture(sys::CUgraphInstantiate_flags(0))
@@ -584,16 +423,12 @@ impl Backend for CudaBackend {
         g.launch().map_err(|e| dev_err("graph launch", e))
     }
 
-    fn release_capture(&self, graph: usize) {
+    fn release(&self, graph: usize) {
         // Let a launched replay finish before its executable graph is destroyed.
-        let _ = self.synchronize();
+        let _ = driver::Driver::synchronize(self);
         if let Some(slot) = self.capture.lock().unwrap().graphs.get_mut(graph) {
             *slot = None;
         }
-    }
-
-    fn can_capture(&self) -> bool {
-        true
     }
 }
 
@@ -604,17 +439,6 @@ fn check_precision(info: &DeviceInfo, precision: Precision) -> Result<(), String
             "--precision bf16 needs bf16 tensor cores (compute capability 8.0 or newer); {} is {}.{}",
             info.name, info.compute_capability.0, info.compute_capability.1
         ));
-    }
-    Ok(())
-}
-
-fn check_range(arena: &CudaArena, offset: usize, len: usize) -> BResult<()> {
-    if offset + len > arena.len {
-        return Err(BackendError::Device(format!(
-            "region {offset}..{} outside the arena of {} elements",
-            offset + len,
-            arena.len
-        )));
     }
     Ok(())
 }

@@ -4,11 +4,11 @@
 //! argument marshalling and kernel index arithmetic are tested on machines without a GPU;
 //! it says nothing about speed, and races that need true concurrency can still hide.
 
+use super::abi::{Grid, KernelArgs, LaunchState};
+use super::driver::{Driver, DriverArena, GraphCapture};
 use super::kernels::{FILES, PRELUDE};
-use super::ops::{self, Launcher};
-use super::{Arg, KernelBackend, LaunchLog, Precision, Variant};
-use crate::backend::{BResult, Backend, BackendError, Operand};
-use crate::graph::Node;
+use super::Precision;
+use crate::backend::{BResult, BackendError};
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -30,24 +30,38 @@ type LaunchFn = unsafe extern "C" fn(
 pub struct EmuBackend {
     _lib: libloading::Library,
     launch_fn: LaunchFn,
-    workspace: Mutex<Vec<f32>>,
-    /// Multiprocessor count the launch code plans for (132: an H100 SXM), so the emulator
-    /// exercises the tile and split-K choices the GPU will make.
-    pub sms: usize,
-    /// Operand precision of the convolutions and products, as on the CUDA backend (default
-    /// fp32).
-    pub precision: Precision,
-    variant: Mutex<Variant>,
-    launch_log: LaunchLog,
+    /// Multiprocessor count the launch code plans for (132: an H100 SXM, so the emulator
+    /// exercises the tile and split-K choices the GPU will make) and the operand precision
+    /// of the convolutions and products (default fp32), as on the CUDA backend.
+    launch: LaunchState,
+    /// Graph capture, when enabled ([`EmuBackend::with_capture`]).
+    capture: Option<Mutex<Recorder>>,
+}
+
+/// One recorded launch: the kernel, its grid and a copy of its parameter values (8-byte
+/// aligned, as the kernels read them), as a CUDA graph keeps them.
+struct Recorded {
+    kernel: &'static str,
+    grid: Grid,
+    params: Vec<Vec<u64>>,
+}
+
+#[derive(Default)]
+struct Recorder {
+    recording: Option<Vec<Recorded>>,
+    graphs: Vec<Option<Vec<Recorded>>>,
 }
 
 pub struct EmuArena {
     data: Vec<f32>,
 }
 
-impl EmuArena {
+impl DriverArena for EmuArena {
     fn base(&self) -> u64 {
         self.data.as_ptr() as u64
+    }
+    fn len(&self) -> usize {
+        self.data.len()
     }
 }
 
@@ -126,52 +140,63 @@ impl EmuBackend {
         Ok(EmuBackend {
             _lib: lib,
             launch_fn,
-            workspace: Mutex::new(vec![]),
-            sms: 132,
-            precision: Precision::Fp32,
-            variant: Mutex::new(Variant::default()),
-            launch_log: LaunchLog::default(),
+            launch: LaunchState::new(132, Precision::Fp32),
+            capture: None,
         })
     }
 
     /// The same emulator with the convolutions and products at `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
+        self.launch.precision = precision;
         self
+    }
+
+    /// The same emulator with graph capture: between `begin_capture` and `end_capture`
+    /// launches are recorded (kernel, grid, argument values) and not run, and `replay` runs
+    /// them again on whatever memory they address, as CUDA graphs do, so tests can check
+    /// the executor's record/replay paths (and what a recording points into) without a GPU.
+    pub fn with_capture(mut self) -> Self {
+        self.capture = Some(Mutex::new(Recorder::default()));
+        self
+    }
+
+    /// Plans the launches for a device of `sms` multiprocessors.
+    pub fn set_sms(&mut self, sms: usize) {
+        self.launch.sms = sms.max(1);
     }
 }
 
-impl Launcher for EmuBackend {
-    fn launch(
+impl EmuBackend {
+    /// Runs one launch now.
+    ///
+    /// # Safety
+    /// As [`super::abi::Launcher::launch_raw`].
+    unsafe fn run(
         &self,
         name: &'static str,
-        grid: (u32, u32, u32),
-        block: u32,
-        mut args: Vec<Arg>,
+        grid: Grid,
+        params: &mut [*mut c_void],
     ) -> BResult<()> {
-        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
-            return Ok(());
-        }
-        self.launch_log.record(name);
-        if grid.1 > 65535 || grid.2 > 65535 || block > 1024 {
+        let ((gx, gy, gz), block) = (grid.blocks, grid.threads);
+        if gy > 65535 || gz > 65535 || block > 1024 {
             return Err(BackendError::Device(format!(
-                "{name}: invalid launch grid {grid:?} block {block}"
+                "{name}: invalid launch grid {:?} block {block}",
+                grid.blocks
             )));
         }
-        let mut params: Vec<*mut c_void> = args.iter_mut().map(Arg::as_param).collect();
         let cname = CString::new(name).expect("kernel names have no NUL");
         let mut err = vec![0 as c_char; 256];
         // The emulator's scheduler state is process-global: one launch at a time.
         static LAUNCH: Mutex<()> = Mutex::new(());
         let _one = LAUNCH.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: parameters are laid out exactly as for cuLaunchKernel; pointers inside them
-        // address host memory owned by the arena or the workspace.
+        // SAFETY: parameters are laid out exactly as for cuLaunchKernel (the caller's
+        // contract); pointers inside them address host memory of the arena.
         let rc = unsafe {
             (self.launch_fn)(
                 cname.as_ptr(),
-                grid.0,
-                grid.1,
-                grid.2,
+                gx,
+                gy,
+                gz,
                 block,
                 params.as_mut_ptr(),
                 err.as_mut_ptr(),
@@ -188,42 +213,111 @@ impl Launcher for EmuBackend {
         }
         Ok(())
     }
+}
 
-    fn workspace(&self, bytes: usize) -> BResult<u64> {
-        let mut ws = self.workspace.lock().unwrap();
-        let n = bytes.div_ceil(4);
-        if ws.len() < n {
-            *ws = vec![f32::NAN; n];
+impl GraphCapture for EmuBackend {
+    fn begin(&self) -> BResult<()> {
+        let mut rec = self.recorder().lock().unwrap();
+        rec.recording = Some(vec![]);
+        Ok(())
+    }
+
+    fn end(&self) -> BResult<usize> {
+        let mut rec = self.recorder().lock().unwrap();
+        let steps = rec.recording.take().unwrap_or_default();
+        rec.graphs.push(Some(steps));
+        Ok(rec.graphs.len() - 1)
+    }
+
+    fn replay(&self, graph: usize) -> BResult<()> {
+        let rec = self.recorder().lock().unwrap();
+        let steps = rec
+            .graphs
+            .get(graph)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| BackendError::Device(format!("no captured graph {graph} to replay")))?;
+        for st in steps {
+            let mut values = st.params.clone();
+            let mut ptrs: Vec<*mut c_void> = values
+                .iter_mut()
+                .map(|v| v.as_mut_ptr() as *mut c_void)
+                .collect();
+            // SAFETY: the values the launch was recorded with, of its kernel's parameter
+            // types; the memory they address belongs to the executor that recorded them,
+            // which releases the graph before it frees that memory.
+            unsafe { self.run(st.kernel, st.grid, &mut ptrs)? };
         }
-        Ok(ws.as_ptr() as u64)
+        Ok(())
     }
 
-    fn sms(&self) -> usize {
-        self.sms
-    }
-
-    fn precision(&self) -> Precision {
-        self.precision
-    }
-
-    fn variant(&self) -> Variant {
-        *self.variant.lock().unwrap_or_else(|e| e.into_inner())
+    fn release(&self, graph: usize) {
+        if let Some(slot) = self.recorder().lock().unwrap().graphs.get_mut(graph) {
+            *slot = None;
+        }
     }
 }
 
-impl Backend for EmuBackend {
-    type Elem = f32;
+impl EmuBackend {
+    fn recorder(&self) -> &Mutex<Recorder> {
+        self.capture
+            .as_ref()
+            .expect("graph capture is only reached when enabled")
+    }
+}
+
+impl Driver for EmuBackend {
     type Arena = EmuArena;
 
-    fn name(&self) -> String {
-        match self.precision {
-            Precision::Fp32 => "cuda-emulated-on-cpu".into(),
-            Precision::Bf16 => "cuda-emulated-on-cpu (bf16 tensor-core convs, products)".into(),
+    fn name_parts(&self) -> (String, String) {
+        ("cuda-emulated-on-cpu".into(), String::new())
+    }
+
+    fn launch_state(&self) -> &LaunchState {
+        &self.launch
+    }
+
+    unsafe fn launch_nonempty(
+        &self,
+        name: &'static str,
+        grid: Grid,
+        args: KernelArgs,
+    ) -> BResult<()> {
+        if let Some(rec) = &self.capture {
+            if let Some(steps) = rec.lock().unwrap().recording.as_mut() {
+                let params = args
+                    .ptrs
+                    .iter()
+                    .zip(args.sizes)
+                    .map(|(&p, &size)| {
+                        let mut words = vec![0u64; size.div_ceil(8)];
+                        // SAFETY: `p` points at a value of `size` bytes (the caller's contract).
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                p as *const u8,
+                                words.as_mut_ptr() as *mut u8,
+                                size,
+                            )
+                        };
+                        words
+                    })
+                    .collect();
+                steps.push(Recorded {
+                    kernel: name,
+                    grid,
+                    params,
+                });
+                return Ok(());
+            }
         }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.run(name, grid, args.ptrs) }
+    }
+
+    fn capture(&self) -> Option<&dyn GraphCapture> {
+        self.capture.as_ref().map(|_| self as &dyn GraphCapture)
     }
 
     fn alloc(&self, len: usize) -> BResult<EmuArena> {
-        crate::backend::fault::check_alloc(len as u64 * 4)?;
         Ok(EmuArena {
             data: vec![0.0; len.max(1)],
         })
@@ -236,61 +330,5 @@ impl Backend for EmuBackend {
 
     fn read(&self, arena: &EmuArena, offset: usize, len: usize) -> BResult<Vec<f32>> {
         Ok(arena.data[offset..offset + len].to_vec())
-    }
-
-    fn fill(&self, arena: &mut EmuArena, offset: usize, len: usize, value: f32) -> BResult<()> {
-        ops::fill(self, arena.base() + 4 * offset as u64, len, value)
-    }
-
-    fn copy(&self, arena: &mut EmuArena, src: usize, dst: usize, len: usize) -> BResult<()> {
-        crate::backend::check_copy(arena.data.len(), src, dst, len)?;
-        let base = arena.base();
-        ops::copy(self, base + 4 * src as u64, base + 4 * dst as u64, len)
-    }
-
-    /// The CUDA backend's choice, so tests on the emulator plan what a GPU plans.
-    fn supports(&self, op: &crate::graph::Op, inputs: &[&[usize]]) -> bool {
-        super::attention::supports(op, inputs)
-    }
-
-    fn exec(
-        &self,
-        arena: &mut EmuArena,
-        node: &Node,
-        inputs: &[Operand],
-        out: Operand,
-    ) -> BResult<()> {
-        ops::exec(self, arena.base(), &node.op, inputs, out)
-    }
-}
-
-impl KernelBackend for EmuBackend {
-    fn bf16_round(&self, arena: &EmuArena, x: usize, y: usize, n: usize) -> BResult<()> {
-        ops::bf16_round(self, arena.base(), x, y, n)
-    }
-
-    fn mma_probe(&self, arena: &EmuArena, a: usize, b: usize, c: usize, d: usize) -> BResult<()> {
-        ops::mma_probe(self, arena.base(), a, b, c, d)
-    }
-
-    fn fused_attention(
-        &self,
-        arena: &EmuArena,
-        q: usize,
-        k: usize,
-        v: usize,
-        out: usize,
-        (b, l, s): (usize, usize, usize),
-        scale: f32,
-    ) -> BResult<()> {
-        ops::fused_attention(self, arena.base(), q, k, v, out, b, l, s, scale)
-    }
-
-    fn force_variant(&self, v: Variant) {
-        *self.variant.lock().unwrap_or_else(|e| e.into_inner()) = v;
-    }
-
-    fn launched(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        self.launch_log.snapshot()
     }
 }

@@ -1,0 +1,284 @@
+//! `kernels/attention.cu`: row softmax (forward, backward), the graph's fused attention
+//! (`Op::Attention` and its backward, `attn_*`) and the head-width-64 kernel of the tests.
+//! Also which fused ops the CUDA backend (and its emulator) asks the rewrite passes for.
+
+use super::{i64of, OpArgs};
+use crate::backend::cuda::abi::{
+    AttentionFwdD64, AttnBwdDkdv, AttnBwdDq, AttnFwd, AttnRowdot, DevMut, DevPtr, Grid, Launcher,
+    SoftmaxBwd, SoftmaxFwd,
+};
+use crate::backend::{BResult, BackendError};
+use crate::graph::{AttnDims, AttnInput, AttnLayout, Op};
+use crate::tensor::numel;
+
+/// Widest head the `attn_*` kernels take (their tiles are 64 channels wide, zero-padded).
+const MAX_WIDTH: usize = 64;
+/// The batch is the grid's y extent.
+const MAX_BATCH: usize = 65535;
+
+fn fits(n: &AttnDims) -> bool {
+    n.d <= MAX_WIDTH && n.dv <= MAX_WIDTH && n.batch <= MAX_BATCH && n.tk > 0
+}
+
+/// The fused ops the rewrite passes may make on CUDA: GroupNorm+SiLU (one kernel each way),
+/// and attention where the kernels take its shape.
+pub fn fuses(op: &Op, inputs: &[&[usize]]) -> bool {
+    match op {
+        Op::GroupNormSilu { .. } | Op::GroupNormSiluBackward { .. } => true,
+        Op::Attention { layout, .. } | Op::AttentionBackward { layout, .. } => {
+            inputs.len() >= 3
+                && layout
+                    .dims(inputs[0], inputs[1], inputs[2])
+                    .is_ok_and(|n| fits(&n))
+        }
+        _ => false,
+    }
+}
+
+/// Scratch of `Op::AttentionBackward`: per query row its log-sum-exp and Σ dO·O.
+pub(super) fn backward_scratch_len(l: AttnLayout, ins: &[&[usize]]) -> usize {
+    match l.dims(ins[0], ins[1], ins[2]) {
+        Ok(n) => 2 * n.batch * n.tq,
+        Err(_) => 0,
+    }
+}
+
+/// (token stride, channel stride) of a `[T, w]` operand stored channels-major or not.
+fn strides(channels_major: bool, tokens: usize, width: usize) -> (i64, i64) {
+    let (ts, cs) = if channels_major {
+        (1, tokens)
+    } else {
+        (width, 1)
+    };
+    (i64of(ts), i64of(cs))
+}
+
+/// The sizes and the four operands' strides every `attn_*` kernel takes.
+struct Geometry {
+    l: i64,
+    s: i64,
+    d: i64,
+    dv: i64,
+    q: (i64, i64),
+    k: (i64, i64),
+    v: (i64, i64),
+    o: (i64, i64),
+}
+
+fn geometry(l: AttnLayout, n: &AttnDims) -> Geometry {
+    Geometry {
+        l: i64of(n.tq),
+        s: i64of(n.tk),
+        d: i64of(n.d),
+        dv: i64of(n.dv),
+        q: strides(l.q, n.tq, n.d),
+        k: strides(l.k, n.tk, n.d),
+        v: strides(l.v, n.tk, n.dv),
+        o: strides(l.o, n.tq, n.dv),
+    }
+}
+
+fn dims(l: AttnLayout, a: &OpArgs) -> BResult<AttnDims> {
+    let n = l
+        .dims(a.s(0), a.s(1), a.s(2))
+        .map_err(BackendError::Unsupported)?;
+    if !fits(&n) {
+        return Err(BackendError::Unsupported(format!(
+            "fused attention: head widths {} and {} (≤ {MAX_WIDTH}), batch {} (≤ {MAX_BATCH})",
+            n.d, n.dv, n.batch
+        )));
+    }
+    Ok(n)
+}
+
+/// One block per `tile` queries (x) and batch entry (y), 256 threads.
+fn grid_rows(rows: usize, tile: usize, batch: usize) -> Grid {
+    Grid {
+        blocks: (rows.div_ceil(tile) as u32, batch as u32, 1),
+        threads: 256,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch_fwd(
+    a: &OpArgs,
+    g: &Geometry,
+    n: &AttnDims,
+    out: DevMut<f32>,
+    lse: DevMut<f32>,
+    scale: f32,
+) -> BResult<()> {
+    AttnFwd {
+        q: a.x(0),
+        k: a.x(1),
+        v: a.x(2),
+        out,
+        lse,
+        l: g.l,
+        s: g.s,
+        d: g.d,
+        dv: g.dv,
+        q_ts: g.q.0,
+        q_cs: g.q.1,
+        k_ts: g.k.0,
+        k_cs: g.k.1,
+        v_ts: g.v.0,
+        v_cs: g.v.1,
+        o_ts: g.o.0,
+        o_cs: g.o.1,
+        scale,
+    }
+    .launch(a.be, grid_rows(n.tq, 64, n.batch))
+}
+
+/// `Op::Attention` (inputs q, k, v): softmax(scale·q·kᵀ)·v without the score matrix.
+pub(super) fn attention(a: &OpArgs, scale: f32, l: AttnLayout) -> BResult<()> {
+    let n = dims(l, a)?;
+    let g = geometry(l, &n);
+    launch_fwd(a, &g, &n, a.y(), DevMut::at(0), scale)
+}
+
+/// `Op::AttentionBackward` (inputs q, k, v, o, do): the statistics (log-sum-exp per query,
+/// Σ dO·O per query) into the node's scratch, then the one gradient asked for. The forward
+/// is recomputed for the log-sum-exp; its output goes nowhere (null `out`).
+pub(super) fn attention_backward(
+    a: &OpArgs,
+    scale: f32,
+    l: AttnLayout,
+    wrt: AttnInput,
+) -> BResult<()> {
+    let n = dims(l, a)?;
+    let g = geometry(l, &n);
+    let rows = n.batch * n.tq;
+    let ws = a.scratch(2 * rows)?;
+    let (lse, rowdot) = (ws, ws.offset(rows));
+    launch_fwd(a, &g, &n, DevMut::at(0), lse, scale)?;
+    AttnRowdot {
+        o: a.x(3),
+        g: a.x(4),
+        rowdot,
+        rows: i64of(rows),
+        l: g.l,
+        dv: g.dv,
+        o_ts: g.o.0,
+        o_cs: g.o.1,
+    }
+    .launch(a.be, super::grid_x((rows * 32).div_ceil(256), 256))?;
+    match wrt {
+        AttnInput::Q => AttnBwdDq {
+            q: a.x(0),
+            k: a.x(1),
+            v: a.x(2),
+            g: a.x(4),
+            lse: lse.input(),
+            rowdot: rowdot.input(),
+            dq: a.y(),
+            l: g.l,
+            s: g.s,
+            d: g.d,
+            dv: g.dv,
+            q_ts: g.q.0,
+            q_cs: g.q.1,
+            k_ts: g.k.0,
+            k_cs: g.k.1,
+            v_ts: g.v.0,
+            v_cs: g.v.1,
+            o_ts: g.o.0,
+            o_cs: g.o.1,
+            scale,
+        }
+        .launch(a.be, grid_rows(n.tq, 32, n.batch)),
+        AttnInput::K | AttnInput::V => AttnBwdDkdv {
+            q: a.x(0),
+            k: a.x(1),
+            v: a.x(2),
+            g: a.x(4),
+            lse: lse.input(),
+            rowdot: rowdot.input(),
+            dst: a.y(),
+            l: g.l,
+            s: g.s,
+            d: g.d,
+            dv: g.dv,
+            q_ts: g.q.0,
+            q_cs: g.q.1,
+            k_ts: g.k.0,
+            k_cs: g.k.1,
+            v_ts: g.v.0,
+            v_cs: g.v.1,
+            o_ts: g.o.0,
+            o_cs: g.o.1,
+            scale,
+            want_k: (wrt == AttnInput::K) as i32,
+        }
+        .launch(a.be, grid_rows(n.tk, 32, n.batch)),
+    }
+}
+
+/// (rows, row length) of input 0, and the grid of one warp per row.
+fn rows(a: &OpArgs) -> (usize, usize, Grid) {
+    let d = *a.s(0).last().unwrap();
+    let rows = numel(a.s(0)) / d.max(1);
+    (rows, d, super::grid_x(rows.div_ceil(8), 256))
+}
+
+pub(super) fn softmax(a: &OpArgs) -> BResult<()> {
+    let (r, d, grid) = rows(a);
+    SoftmaxFwd {
+        x: a.x(0),
+        y: a.y(),
+        rows: i64of(r),
+        d: i64of(d),
+    }
+    .launch(a.be, grid)
+}
+
+pub(super) fn softmax_backward(a: &OpArgs) -> BResult<()> {
+    let (r, d, grid) = rows(a);
+    SoftmaxBwd {
+        y: a.x(0),
+        dy: a.x(1),
+        dx: a.y(),
+        rows: i64of(r),
+        d: i64of(d),
+    }
+    .launch(a.be, grid)
+}
+
+/// Fused attention for head width 64: out = softmax(scale·q·kᵀ)·v, q [b, l, 64], k and v
+/// [b, s, 64].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fused_attention(
+    be: &dyn Launcher,
+    q: DevPtr<f32>,
+    k: DevPtr<f32>,
+    v: DevPtr<f32>,
+    out: DevMut<f32>,
+    (b, l, s): (usize, usize, usize),
+    scale: f32,
+) -> BResult<()> {
+    if b > 65535 {
+        return Err(BackendError::Unsupported(format!(
+            "fused attention over {b} (> 65535) batches"
+        )));
+    }
+    if s == 0 {
+        return Err(BackendError::Unsupported(
+            "fused attention with no keys".into(),
+        ));
+    }
+    let grid = Grid {
+        blocks: (l.div_ceil(64) as u32, b as u32, 1),
+        threads: 256,
+    };
+    AttentionFwdD64 {
+        q,
+        k,
+        v,
+        out,
+        l: i64of(l),
+        s: i64of(s),
+        scale,
+    }
+    .launch(be, grid)
+}
