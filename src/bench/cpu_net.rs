@@ -14,7 +14,7 @@ use crate::graph::plan::PlanOptions;
 use crate::graph::{Graph, NodeId, Op};
 use crate::models::swinir::{self, SwinIRConfig};
 use crate::models::unet::cost::node_macs;
-use crate::models::unet::model::UNetGraph;
+use crate::models::unet::model::{parameter_count, unet_spec, UNetGraph};
 use crate::models::unet::UNetConfig;
 use crate::models::WeightMap;
 use crate::tensor::{numel, random, Tensor};
@@ -60,6 +60,9 @@ pub struct OpRow {
     pub calls: usize,
     pub ms: f64,
     pub share: f64,
+    /// CPU-milliseconds of all threads (load-robust), and its share of the run's.
+    pub cpu_ms: Option<f64>,
+    pub cpu_share: Option<f64>,
     /// Convolutions and products: 2 FLOP per multiply-add over the time.
     pub gflops: Option<f64>,
     /// Everything else: bytes of the f32 inputs read and the output written once.
@@ -85,16 +88,22 @@ pub struct NetBenchReport {
     pub min_ms: f64,
     /// CPU-seconds of all threads per wall second over the timed runs (2 threads: at most 2).
     pub cpu_per_wall: Option<f64>,
+    /// CPU-seconds of all threads per timed run: on a loaded machine it grows less than the
+    /// wall time (waiting for a core is not counted), so before/after stay comparable.
+    pub cpu_s_per_run: Option<f64>,
     /// 2 × multiply-adds of the convolutions and matrix products per run.
     pub gflop: f64,
     pub arena_bytes: usize,
     pub nodes: usize,
+    /// Parameters of the network (the PyTorch script checks its own count against it).
+    pub parameters: usize,
     pub profile: Vec<OpRow>,
 }
 
 /// A network ready to plan: its graph, the outputs to compute, the per-run inputs and the
 /// weights by name.
 pub struct NetGraph {
+    pub parameters: usize,
     pub graph: Graph,
     pub outputs: Vec<NodeId>,
     pub inputs: Vec<(String, Tensor<f32>)>,
@@ -119,6 +128,7 @@ pub fn build_net(net: Net, batch: usize, size: usize, with_grad: bool) -> Result
                 inputs.push(("cotangent".into(), random::normal(&mut rng, &shape, 1.0)));
             }
             Ok(NetGraph {
+                parameters: parameter_count(&unet_spec(&cfg)?),
                 outputs: ug.outputs(),
                 graph: ug.graph,
                 inputs,
@@ -140,6 +150,7 @@ pub fn build_net(net: Net, batch: usize, size: usize, with_grad: bool) -> Result
                 inputs.push(("cotangent".into(), random::normal(&mut rng, &shape, 1.0)));
             }
             Ok(NetGraph {
+                parameters: swinir::parameter_count(&cfg),
                 graph: g,
                 outputs,
                 inputs,
@@ -202,6 +213,8 @@ pub fn op_profile(g: &Graph, times: &[NodeTiming]) -> Vec<OpRow> {
                         calls: 0,
                         ms: 0.0,
                         share: 0.0,
+                        cpu_ms: None,
+                        cpu_share: None,
                         gflops: None,
                         gbps: None,
                     },
@@ -214,15 +227,20 @@ pub fn op_profile(g: &Graph, times: &[NodeTiming]) -> Vec<OpRow> {
         let r = &mut rows[i];
         r.0.calls += 1;
         r.0.ms += t.seconds * 1e3;
+        if let Some(c) = t.cpu_seconds {
+            r.0.cpu_ms = Some(r.0.cpu_ms.unwrap_or(0.0) + c * 1e3);
+        }
         r.1 += flop;
         r.2 += bytes;
     }
     let total: f64 = rows.iter().map(|r| r.0.ms).sum();
+    let cpu_total: f64 = rows.iter().filter_map(|r| r.0.cpu_ms).sum();
     let mut out: Vec<OpRow> = rows
         .into_iter()
         .map(|(mut r, flop, bytes)| {
             let s = r.ms * 1e-3;
             r.share = if total > 0.0 { r.ms / total } else { 0.0 };
+            r.cpu_share = r.cpu_ms.filter(|_| cpu_total > 0.0).map(|c| c / cpu_total);
             if s > 0.0 {
                 if flop > 0.0 {
                     r.gflops = Some(flop / s / 1e9);
@@ -240,8 +258,8 @@ pub fn op_profile(g: &Graph, times: &[NodeTiming]) -> Vec<OpRow> {
 /// The profile as a text table (the CUDA bench's columns plus a rate).
 pub fn format_profile(rows: &[OpRow]) -> String {
     let mut s = format!(
-        "{:<28} {:>6} {:>11} {:>7} {:>10}\n",
-        "op", "calls", "ms", "share", "rate"
+        "{:<28} {:>6} {:>11} {:>7} {:>11} {:>7} {:>14}\n",
+        "op", "calls", "ms", "share", "CPU ms", "share", "rate"
     );
     for r in rows {
         let rate = match (r.gflops, r.gbps) {
@@ -250,16 +268,23 @@ pub fn format_profile(rows: &[OpRow]) -> String {
             _ => "-".into(),
         };
         s.push_str(&format!(
-            "{:<28} {:>6} {:>11.1} {:>6.1}% {:>14}\n",
+            "{:<28} {:>6} {:>11.1} {:>6.1}% {:>11} {:>7} {:>14}\n",
             r.op,
             r.calls,
             r.ms,
             100.0 * r.share,
+            r.cpu_ms.map_or("-".into(), |c| format!("{c:.1}")),
+            r.cpu_share
+                .map_or("-".into(), |c| format!("{:.1}%", 100.0 * c)),
             rate
         ));
     }
     let total: f64 = rows.iter().map(|r| r.ms).sum();
-    s.push_str(&format!("{:<28} {:>6} {:>11.1}\n", "total", "", total));
+    let cpu: f64 = rows.iter().filter_map(|r| r.cpu_ms).sum();
+    s.push_str(&format!(
+        "{:<28} {:>6} {:>11.1} {:>7} {:>11.1}\n",
+        "total", "", total, "", cpu
+    ));
     s
 }
 
@@ -322,10 +347,12 @@ pub fn run_net(opts: &NetBenchOptions) -> Result<NetBenchReport> {
         times_ms.push(ms);
     }
     let wall = w0.elapsed().as_secs_f64();
-    let cpu_per_wall = match (c0, process_cpu_seconds()) {
-        (Some(a), Some(b)) if wall > 0.0 => Some((b - a) / wall),
+    let cpu_s = match (c0, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let cpu_per_wall = cpu_s.filter(|_| wall > 0.0).map(|c| c / wall);
+    let cpu_s_per_run = cpu_s.map(|c| c / opts.iters as f64);
     let mut sorted = times_ms.clone();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
@@ -335,15 +362,17 @@ pub fn run_net(opts: &NetBenchOptions) -> Result<NetBenchReport> {
         0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
     };
     println!(
-        "{} {}: median {median_ms:.1} ms of {n} (min {:.1}), {:.1} GFLOP/s, {} CPU-s per wall-s",
+        "{} {}: median {median_ms:.1} ms of {n} (min {:.1}), {:.1} GFLOP/s, {} CPU-s per wall-s, \
+         {} CPU-s per run",
         opts.net.name(),
         if opts.with_grad { "fwd+grad" } else { "fwd" },
         sorted[0],
         gflop / (median_ms * 1e-3),
-        cpu_per_wall.map_or("n/a".into(), |c| format!("{c:.2}"))
+        cpu_per_wall.map_or("n/a".into(), |c| format!("{c:.2}")),
+        cpu_s_per_run.map_or("n/a".into(), |c| format!("{c:.2}"))
     );
     let profile = if opts.profile {
-        let times = ex.run_profiled()?;
+        let times = ex.run_profiled_with_clock(&process_cpu_seconds)?;
         let rows = op_profile(&ng.graph, &times);
         println!("per-op profile, one run:\n{}", format_profile(&rows));
         rows
@@ -365,9 +394,11 @@ pub fn run_net(opts: &NetBenchOptions) -> Result<NetBenchReport> {
         median_ms,
         min_ms: sorted[0],
         cpu_per_wall,
+        cpu_s_per_run,
         gflop,
         arena_bytes: ex.peak_bytes(),
         nodes,
+        parameters: ng.parameters,
         profile,
     })
 }
@@ -400,6 +431,13 @@ mod tests {
             let conv = r.profile.iter().find(|p| p.op == "conv2d").unwrap();
             assert!(conv.gflops.unwrap() > 0.0 && conv.gbps.is_none());
             assert!(r.gflop > 0.0 && r.median_ms > 0.0);
+            // The counts PyTorch's builds of the same networks report
+            // (tools/reference/bench_torch_cpu_net.py), so both sides time one network.
+            let want = match net {
+                Net::Unet => 159_788_454,
+                Net::Swinir => 15_792_587,
+            };
+            assert_eq!(r.parameters, want, "{net:?}");
         }
     }
 }

@@ -123,11 +123,12 @@ def run(args):
         fn()
         times.append((time.perf_counter() - s) * 1e3)
         print(f"  run {i + 1}: {times[-1]:.1f} ms", flush=True)
-    cpu_per_wall = (time.process_time() - c0) / (time.perf_counter() - w0)
+    cpu_s = time.process_time() - c0
+    cpu_per_wall = cpu_s / (time.perf_counter() - w0)
     return dict(net=args.net, batch=args.batch, size=args.size, with_grad=args.grad,
                 threads=torch.get_num_threads(), warmup=args.warmup, iters=args.iters,
                 times_ms=times, median_ms=statistics.median(times), min_ms=min(times),
-                cpu_per_wall=cpu_per_wall, torch=torch.__version__,
+                cpu_per_wall=cpu_per_wall, cpu_s_per_run=cpu_s / args.iters, torch=torch.__version__,
                 parameters=sum(p.numel() for p in model.parameters()))
 
 
@@ -135,19 +136,24 @@ def compare(torch_row, path):
     with open(path) as f:
         ours = json.load(f)
     ours = ours.get("net") or {}
-    for k in ("net", "batch", "size", "with_grad", "threads"):
+    for k in ("net", "batch", "size", "with_grad", "threads", "parameters"):
         if ours.get(k) != torch_row[k]:
             sys.exit(f"{path}: {k} = {ours.get(k)!r}, but PyTorch ran {torch_row[k]!r}: not the same case")
     mode = "fwd+grad" if torch_row["with_grad"] else "fwd"
     cpu = ours.get("cpu_per_wall")
     print(f"{torch_row['net']} {mode}, batch {torch_row['batch']}, {torch_row['size']}², "
           f"{torch_row['threads']} threads:")
+    ocpu = ours.get("cpu_s_per_run")
     print(f"  pytorch {torch_row['torch']:<14} median {torch_row['median_ms']:10.1f} ms  "
-          f"{torch_row['cpu_per_wall']:.2f} CPU-s/wall-s")
+          f"{torch_row['cpu_per_wall']:.2f} CPU-s/wall-s  {torch_row['cpu_s_per_run']:.2f} CPU-s/run")
     print(f"  dynface {'':<14} median {ours['median_ms']:10.1f} ms  "
-          f"{'n/a' if cpu is None else format(cpu, '.2f')} CPU-s/wall-s")
+          f"{'n/a' if cpu is None else format(cpu, '.2f')} CPU-s/wall-s  "
+          f"{'n/a' if ocpu is None else format(ocpu, '.2f')} CPU-s/run")
     ratio = torch_row["median_ms"] / ours["median_ms"]
     print(f"  ratio (pytorch ms / dynface ms): {ratio:.2f}x")
+    if ocpu:
+        print(f"  ratio of CPU-s per run (pytorch / dynface, load-robust): "
+              f"{torch_row['cpu_s_per_run'] / ocpu:.2f}x")
     return ratio
 
 
@@ -168,7 +174,7 @@ def main():
           f"batch {args.batch}, {args.size}², {torch.get_num_threads()} threads", flush=True)
     row = run(args)
     print(f"{args.net}: median {row['median_ms']:.1f} ms of {args.iters} (min {row['min_ms']:.1f}), "
-          f"{row['cpu_per_wall']:.2f} CPU-s per wall-s")
+          f"{row['cpu_per_wall']:.2f} CPU-s per wall-s, {row['cpu_s_per_run']:.2f} CPU-s per run")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(row, f, indent=2)
