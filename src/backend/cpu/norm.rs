@@ -3,7 +3,7 @@
 //! the loops vectorise; the element loops run in f64 too, with the branch-free exp of
 //! `vmath` (a libm call per element kept them scalar) and compiled for AVX2 where present.
 
-use super::vmath::{exp as vexp, run, sigmoid, Kernel};
+use super::vmath::{run, sigmoid, Kernel};
 use crate::tensor::Scalar;
 use rayon::prelude::*;
 
@@ -476,44 +476,17 @@ pub fn softmax<T: Scalar>(x: &[T], s: &[usize], y: &mut [T]) {
     y.par_chunks_mut(d)
         .zip(x.par_chunks(d))
         .with_min_len(rows_per_task(d))
-        .for_each(|(yr, xr)| run(SoftmaxRow { x: xr, y: yr }));
-}
-
-/// One softmax row: exponentials in f64 with the vectorised exp (a libm `expf` per element
-/// kept the loop scalar), summed in `LANES` partial sums.
-struct SoftmaxRow<'a, T> {
-    x: &'a [T],
-    y: &'a mut [T],
-}
-
-impl<T: Scalar> Kernel for SoftmaxRow<'_, T> {
-    type Out = ();
-    #[inline(always)]
-    fn run(self) {
-        let m = self.x.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-        let mut acc = [0.0f64; LANES];
-        let mut yc = self.y.chunks_exact_mut(LANES);
-        let mut xc = self.x.chunks_exact(LANES);
-        for (o, v) in (&mut yc).zip(&mut xc) {
-            for i in 0..LANES {
-                let e = T::of_f64(vexp((v[i] - m).as_f64()));
-                o[i] = e;
-                acc[i] += e.as_f64();
+        .for_each(|(yr, xr)| {
+            let m = xr.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+            let mut sum = 0.0f64;
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                let e = (v - m).exp();
+                *o = e;
+                sum += e.as_f64();
             }
-        }
-        for (i, (o, &v)) in yc
-            .into_remainder()
-            .iter_mut()
-            .zip(xc.remainder())
-            .enumerate()
-        {
-            let e = T::of_f64(vexp((v - m).as_f64()));
-            *o = e;
-            acc[i] += e.as_f64();
-        }
-        let inv = T::of_f64(1.0 / acc.iter().sum::<f64>());
-        self.y.iter_mut().for_each(|o| *o *= inv);
-    }
+            let inv = T::of_f64(1.0 / sum);
+            yr.iter_mut().for_each(|o| *o *= inv);
+        });
 }
 
 pub fn softmax_backward<T: Scalar>(y: &[T], dy: &[T], s: &[usize], dx: &mut [T]) {
