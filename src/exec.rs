@@ -33,6 +33,8 @@ pub struct NodeTiming {
     pub op: &'static str,
     pub label: String,
     pub seconds: f64,
+    /// CPU-seconds of the process over the node, when the profile was given a CPU clock.
+    pub cpu_seconds: Option<f64>,
 }
 
 pub struct Executor<B: Backend> {
@@ -262,20 +264,34 @@ impl<B: Backend> Executor<B> {
 
     /// Runs once, synchronising after each node, and returns each node's wall time.
     pub fn run_profiled(&mut self) -> Result<Vec<NodeTiming>> {
+        self.run_profiled_with_clock(&|| None)
+    }
+
+    /// [`Executor::run_profiled`], also reading `cpu_clock` (CPU-seconds of the process)
+    /// around each node: on a loaded machine a node's CPU time is what it cost, its wall
+    /// time includes the waits for a core.
+    pub fn run_profiled_with_clock(
+        &mut self,
+        cpu_clock: &dyn Fn() -> Option<f64>,
+    ) -> Result<Vec<NodeTiming>> {
         self.check_bound()?;
         let mut times = vec![];
         self.backend.synchronize()?;
         for i in 0..self.plan.order.len() {
             let id = self.plan.order[i];
+            let c0 = cpu_clock();
             let t0 = Instant::now();
             self.exec_node(id)?;
             self.backend.synchronize()?;
+            let seconds = t0.elapsed().as_secs_f64();
+            let cpu_seconds = c0.zip(cpu_clock()).map(|(a, b)| b - a);
             let node = self.graph.node(id);
             times.push(NodeTiming {
                 node: id.0,
                 op: node.op.kind(),
                 label: node.label.clone(),
-                seconds: t0.elapsed().as_secs_f64(),
+                seconds,
+                cpu_seconds,
             });
         }
         Ok(times)

@@ -62,7 +62,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
         args.precision,
         if fuse { "fused" } else { "op by op" },
         args.reps,
-        args.warmup
+        args.warmup.unwrap_or(3)
     );
     for &b in &args.unet_batches {
         for with_grad in [false, true] {
@@ -73,7 +73,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
                 b,
                 512,
                 with_grad,
-                args.warmup.min(2),
+                args.warmup.unwrap_or(3).min(2),
                 args.reps.min(5),
                 fuse,
             )?;

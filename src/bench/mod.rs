@@ -2,6 +2,7 @@
 //! the same run, so the ratio stays meaningful on a shared or throttled machine.
 
 pub mod cpu_conv;
+pub mod cpu_net;
 pub mod cuda;
 pub mod timing;
 pub mod trace_cpu;
@@ -18,9 +19,9 @@ pub struct BenchArgs {
     /// the UNet's forward and DPS step, graph replay, per-kernel profile; needs a GPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Untimed runs before timing each case.
-    #[arg(long, default_value_t = 3)]
-    pub warmup: usize,
+    /// Untimed runs before timing each case (default 3; 1 with --net).
+    #[arg(long)]
+    pub warmup: Option<usize>,
     /// Timed runs per case; the median is reported.
     #[arg(long, default_value_t = 11)]
     pub reps: usize,
@@ -38,7 +39,8 @@ pub struct BenchArgs {
     /// per op (host, synchronised) and per kernel (CUDA events).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
-    /// cuda: print the per-kernel profile of one forward + input gradient.
+    /// cuda: print the per-kernel profile of one forward + input gradient; cpu --net: the
+    /// per-op profile of one more run.
     #[arg(long)]
     pub profile: bool,
     /// cuda: convolution and matrix-product operands, fp32 or bf16 (tensor cores, fp32
@@ -46,6 +48,22 @@ pub struct BenchArgs {
     /// bench is fp32 only (bf16 there is an error).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: crate::backend::cuda::Precision,
+    /// cpu: time one whole network at its real size instead of the convolution table:
+    /// DifFace's FFHQ 512 UNet or its SwinIR restorer, random weights, f32.
+    #[arg(long, value_enum)]
+    pub net: Option<cpu_net::Net>,
+    /// --net: time the forward + input gradient (one DPS step's network cost).
+    #[arg(long)]
+    pub grad: bool,
+    /// --net: timed runs; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// --net: batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// --net: input size in pixels (square).
+    #[arg(long, default_value_t = 512)]
+    pub size: usize,
     /// cuda: plan the UNet op by op as built, without the rewrite passes that fuse
     /// GroupNorm → (scale-shift) → SiLU and attention, to time what fusion saves in the
     /// same run.
@@ -60,6 +78,8 @@ pub struct CpuBenchReport {
     pub warmup: usize,
     pub reps: usize,
     pub conv: Vec<ConvResult>,
+    /// The `--net` run, when asked for.
+    pub net: Option<cpu_net::NetBenchReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,7 +97,29 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
             args.precision
         );
     }
+    if args.net.is_some() && args.device != "cpu" {
+        bail!("--net needs --device cpu (the cuda bench times the UNet on its own)");
+    }
     let report = match args.device.as_str() {
+        "cpu" if args.net.is_some() => {
+            let net = args.net.expect("checked");
+            let r = cpu_net::run_net(&cpu_net::NetBenchOptions {
+                net,
+                batch: args.batch,
+                size: args.size,
+                with_grad: args.grad,
+                warmup: args.warmup.unwrap_or(1),
+                iters: args.iters,
+                profile: args.profile,
+            })?;
+            BenchReport::Cpu(CpuBenchReport {
+                threads: r.threads,
+                warmup: r.warmup,
+                reps: r.iters,
+                conv: vec![],
+                net: Some(r),
+            })
+        }
         "cpu" => {
             let r = BenchReport::Cpu(run_cpu(args));
             if let Some(p) = &args.trace {
@@ -98,11 +140,12 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
 
 fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
     let threads = rayon::current_num_threads();
+    let warmup = args.warmup.unwrap_or(3);
     println!(
         "cpu bench: f32, {threads} threads, median of {} reps after {} warm-up; each conv is \
          timed in alternation with the gemm crate's f32 product (1024³ and the conv's own \
          im2col MxNxK); '% gemm cpu' compares FLOP per CPU-second instead of per second",
-        args.reps, args.warmup
+        args.reps, warmup
     );
     if args.skip_conv {
         println!("convolution table skipped (--skip-conv)");
@@ -122,7 +165,7 @@ fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
     let mut conv = Vec::new();
     for shape in UNET_SHAPES.iter().filter(|_| !args.skip_conv) {
         for dir in [Direction::Forward, Direction::InputGrad] {
-            let r = bench_shape(*shape, dir, args.warmup, args.reps);
+            let r = bench_shape(*shape, dir, warmup, args.reps);
             println!(
                 "{:<12} {:<11} {:>8.2} {:>9.1} {:>14.1} {:>7.0}% {:>10} {:>16.1}",
                 format!("{}ch {}²", shape.channels, shape.size),
@@ -140,9 +183,10 @@ fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
     }
     CpuBenchReport {
         threads,
-        warmup: args.warmup,
+        warmup,
         reps: args.reps,
         conv,
+        net: None,
     }
 }
 
@@ -153,9 +197,14 @@ mod tests {
     fn args(device: &str) -> BenchArgs {
         BenchArgs {
             device: device.to_string(),
-            warmup: 0,
+            warmup: Some(0),
             reps: 1,
             json: None,
+            net: None,
+            grad: false,
+            iters: 1,
+            batch: 1,
+            size: 64,
             unet_batches: vec![1],
             skip_conv: true,
             trace: None,
@@ -203,6 +252,7 @@ mod tests {
                 cpu_pct_of_gemm: Some(80.0),
                 same_dims_gemm_gflops: 190.0,
             }],
+            net: None,
         });
         let v: serde_json::Value = serde_json::to_value(&report).unwrap();
         assert_eq!(v["device"], "cpu");

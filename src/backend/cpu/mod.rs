@@ -14,6 +14,7 @@ mod norm;
 mod reduce;
 mod resample;
 mod scratch;
+mod vmath;
 
 pub use conv::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvAlgo, ConvGeom};
 pub use matmul::gemm_into;
