@@ -3,7 +3,7 @@
 //! faces facenet-pytorch found in the shared photos as decoded by our loader (`dynface debug
 //! decode`), so decoder differences cannot hide a detector difference. Per photo: the same
 //! count, each face matched one to one by overlap, boxes and landmarks within a tolerance
-//! in pixels, probabilities within theirs. The photos are read by path (never copied).
+//! in pixels, probabilities within one f32 step. The photos are read by path (never copied).
 //! Also `dynface debug decode` itself, which the generator reads our pixels through.
 
 #[path = "support/photos.rs"]
@@ -176,16 +176,22 @@ fn mtcnn_matches_facenet_pytorch_on_the_shared_photos() {
                     p.file
                 );
             }
-            // Measured: every probability is the same f32 value as facenet-pytorch's (it
-            // carries them through one f64 step: 1.1e-16 apart as f64). Near 1, where all
-            // of these are, an f32 step is 6e-8, far above what the networks' rounding moves
-            // them, so the same value is what agreement means here.
+            // Measured: all 20 probabilities are the same f32 value as facenet-pytorch's
+            // (1.1e-16 apart as f64: it carries them through one f64 step). The networks'
+            // rounding (1e-7 relative, the boxes' figure) is far below an f32 step near 1
+            // (6e-8), but the last rounding of a softmax can still land one step apart under
+            // another summation order (another CPU's vector width): the bound is that one
+            // step.
+            let want = r.prob as f32;
+            let step = f32::from_bits(want.to_bits() + 1) - want;
             let e = (f.score as f64 - r.prob).abs();
             worst_prob = worst_prob.max(e);
-            assert_eq!(
-                f.score, r.prob as f32,
+            assert!(
+                (f.score - want).abs() <= step,
                 "{} face {k}: probability {} vs facenet-pytorch {}",
-                p.file, f.score, r.prob
+                p.file,
+                f.score,
+                r.prob
             );
             faces_compared += 1;
         }
