@@ -2,7 +2,8 @@
 //! from tools/reference/gen_retinaface_golden.py, network in float64, stored as f32): the
 //! three head outputs element by element on the CPU backend in f64 and f32, and the
 //! detections (boxes, scores, five landmarks after the threshold and NMS) of our host side,
-//! on our own heads and on facexlib's. The MobileNet-0.25 weights come from a facexlib-style
+//! on our own heads and on facexlib's; and our whole f32 detector end to end against
+//! facexlib's whole f32 pipeline (`detections_f32`) and the f64 reference. The MobileNet-0.25 weights come from a facexlib-style
 //! `.pth` (`module.` keys, f16, num_batches_tracked) through the product's loader; ResNet-50's
 //! 25 M weights are redrawn here by the generator's formula, its batch-norm statistics read
 //! from the fixture's `.pth`.
