@@ -84,7 +84,8 @@ pub struct DgsaTrainConfig {
     /// DISTS's VGG16 weights: torchvision's `vgg16-397923af.pth` (or a safetensors file
     /// with its `features.N.*` keys). With `dists_alpha_beta`, the loss adds λ·DISTS.
     pub dists_weights: Option<PathBuf>,
-    /// DISTS-pytorch 0.1's α/β: its wheel or the `weights.pt` inside (SHA-256 pinned).
+    /// DISTS-pytorch 0.1's α/β: its wheel, the `weights.pt` inside, or that file as
+    /// safetensors (SHA-256 pinned).
     pub dists_alpha_beta: Option<PathBuf>,
     /// λ of the DISTS term (METHOD.md Eq. 24 adds it with weight 1).
     pub dists_lambda: f32,
