@@ -12,6 +12,7 @@ pub mod compare;
 pub mod cost;
 pub mod dot_test;
 pub mod kernel_cases;
+pub mod network_vjp;
 pub mod parity;
 pub mod skip;
 pub mod table;

@@ -2,6 +2,7 @@
 //! weights as constants named by the official checkpoint keys.
 
 pub mod dgsa;
+pub mod dists;
 pub mod sde;
 pub mod swinir;
 pub mod unet;

@@ -5,15 +5,19 @@
 //! k_σ̂ ⊛ RM(y) of an Eq. 16 degradation y, σ̂ from the model set's SE or the training-free
 //! estimate). One graph: the sampler's own step graph gives x̂₀(x_t), the guidance gradient
 //! ∇ = ∇_{x_t}‖ŷ − k_σ ⊛ x̂₀‖₂ and S_t = DGSA(ŷ, x̂₀, t); then x̃_t = x_t − ζ·S_t ⊙ ∇, the
-//! UNet again on x̃_t, x̂₀(x̃_t), and the SWT subband L1 against x ([`super::swt`]).
-//! Gradients flow only to DGSA's weights (∇ does not depend on them).
+//! UNet again on x̃_t, x̂₀(x̃_t), and the SWT subband L1 against x ([`super::swt`]), plus
+//! λ·DISTS(x̂₀(x̃_t), x) ([`crate::models::dists`], mean over the batch) when its VGG16
+//! weights and α/β are given ([`super::dists_weights`]). Gradients flow only to DGSA's
+//! weights (∇ does not depend on them); DISTS's VGG is frozen, only its input gradient is
+//! built.
 //!
-//! DISTS needs VGG16 weights and is not built yet: the SWT term alone is the loss (METHOD.md's
-//! **choice** without them), and the run says so on stderr.
+//! Without the DISTS files the SWT term alone is the loss (METHOD.md's **choice** without
+//! VGG16 weights), and the run says so on stderr.
 
 use super::data::{
     blurred_window, load_faces, sample_rng, split_files, DegradedPairs, Face, MakeBatch, Prefetch,
 };
+use super::dists_weights::{self, VggSource};
 use super::labels::{Net, RestorerWeights, SigmaHat};
 use super::optim::{AdamWConfig, Params};
 use super::sde::to_store;
@@ -45,6 +49,8 @@ use std::sync::Arc;
 pub const WEIGHTS: &str = "dgsa.safetensors";
 pub const VALIDATION: &str = "validation.json";
 const PREFIX: &str = "dgsa.";
+/// DISTS's constants in the loss graph (VGG16, α/β, window, normalisation).
+const DISTS_PREFIX: &str = "dists.";
 
 /// Which guidance images train DGSA (METHOD.md: 20,000 iterations of the first, then 7,000
 /// of the second starting from the first's weights).
@@ -75,8 +81,14 @@ pub struct DgsaTrainConfig {
     pub init_scale: f32,
     /// λ of the SWT subbands LL, LH, HL, HH (METHOD.md).
     pub lambda: [f32; 4],
-    /// DISTS's VGG16 weights; not supported yet (an error when given).
+    /// DISTS's VGG16 weights: torchvision's `vgg16-397923af.pth` (or a safetensors file
+    /// with its `features.N.*` keys). With `dists_alpha_beta`, the loss adds λ·DISTS.
     pub dists_weights: Option<PathBuf>,
+    /// DISTS-pytorch 0.1's α/β: its wheel, the `weights.pt` inside, or that file as
+    /// safetensors (SHA-256 pinned).
+    pub dists_alpha_beta: Option<PathBuf>,
+    /// λ of the DISTS term (METHOD.md Eq. 24 adds it with weight 1).
+    pub dists_lambda: f32,
     /// ζ of x̃_t = x_t − ζ·S_t ⊙ ∇; absent: the model set's sampler ζ.
     pub zeta: Option<f64>,
     /// t is drawn uniformly from these original steps (inclusive).
@@ -115,6 +127,8 @@ impl Default for DgsaTrainConfig {
             init_scale: 1.0,
             lambda: [0.0, 0.01, 0.01, 0.05],
             dists_weights: None,
+            dists_alpha_beta: None,
+            dists_lambda: 1.0,
             zeta: None,
             t_min: 0,
             t_max: 999,
@@ -156,11 +170,21 @@ impl DgsaTrainConfig {
         if !(0.0..1.0).contains(&self.ema_decay) {
             bail!("ema_decay must be in [0, 1)");
         }
-        if let Some(p) = &self.dists_weights {
-            bail!(
-                "dists_weights ({}): the DISTS term is not built yet; remove it to train with the SWT term alone",
-                p.display()
-            );
+        match (&self.dists_weights, &self.dists_alpha_beta) {
+            (Some(p), None) => bail!(
+                "dists_weights ({}) needs dists_alpha_beta too; {}",
+                p.display(),
+                dists_weights::how_to_get()
+            ),
+            (None, Some(p)) => bail!(
+                "dists_alpha_beta ({}) needs dists_weights (VGG16) too; {}",
+                p.display(),
+                dists_weights::how_to_get()
+            ),
+            _ => {}
+        }
+        if !(self.dists_lambda.is_finite() && self.dists_lambda >= 0.0) {
+            bail!("dists_lambda must be finite and ≥ 0");
         }
         Ok(())
     }
@@ -175,6 +199,16 @@ impl DgsaTrainConfig {
         Ok(c)
     }
 
+    /// The loss has the DISTS term (both of its files given).
+    pub fn uses_dists(&self) -> bool {
+        self.dists_weights.is_some() && self.dists_alpha_beta.is_some()
+    }
+
+    /// The DISTS term's λ, when the loss has it.
+    fn dists_term(&self) -> Option<f32> {
+        self.uses_dists().then_some(self.dists_lambda)
+    }
+
     pub fn loop_settings(&self) -> LoopSettings {
         LoopSettings {
             steps: self.steps,
@@ -187,7 +221,11 @@ impl DgsaTrainConfig {
             ema_decay: self.ema_decay,
             checkpoint_every: self.checkpoint_every,
             val_every: self.val_every,
-            loss_title: "training loss (Eq. 24: SWT subband L1)",
+            loss_title: if self.uses_dists() {
+                "training loss (Eq. 24: SWT subband L1 + λ·DISTS)"
+            } else {
+                "training loss (Eq. 24: SWT subband L1)"
+            },
         }
     }
 }
@@ -340,16 +378,19 @@ impl Source {
 struct DgsaGraph {
     graph: Graph,
     loss: NodeId,
+    /// The loss's terms before weighting (`swt`, `dists`), for the metrics log.
+    terms: Vec<(&'static str, NodeId)>,
     grads: Vec<(String, NodeId)>,
 }
 
-/// Eq. 24 on a batch, gradients to DGSA's weights only.
+/// Eq. 24 on a batch, gradients to DGSA's weights only; `dists`: λ of the DISTS term.
 fn dgsa_graph(
     ucfg: &UNetConfig,
     dcfg: &DgsaConfig,
     shape: [usize; 4],
     clip_x0: bool,
     lambda: [f32; 4],
+    dists: Option<f32>,
 ) -> Result<DgsaGraph> {
     let [b, c, ..] = shape;
     let opts = GraphOptions {
@@ -379,7 +420,7 @@ fn dgsa_graph(
         input(&g, names::RECIP_SQRT_AB)?,
         input(&g, names::RECIPM1_SQRT_AB)?,
     );
-    let loss = g.scope("dgsa_loss", |g| -> crate::graph::Result<NodeId> {
+    let (loss, terms) = g.scope("dgsa_loss", |g| -> crate::graph::Result<_> {
         let zeta = g.input("dgsa_zeta", &[b]);
         let zeta = g.reshape(zeta, &[b, 1, 1, 1])?;
         let sg = g.mul(s_map, nabla)?;
@@ -397,7 +438,19 @@ fn dgsa_graph(
         let d = g.sub(x0, hq)?;
         // The SWT term on [0, 1] images, as the other losses.
         let d = g.scale(d, 0.5)?;
-        swt_l1(g, d, lambda)
+        let swt = swt_l1(g, d, lambda)?;
+        let mut terms = vec![("swt", swt)];
+        let Some(lam) = dists else {
+            return Ok((swt, terms));
+        };
+        // DISTS takes images on [0, 1].
+        let a = g.affine(x0, 0.5, 0.5)?;
+        let h = g.affine(hq, 0.5, 0.5)?;
+        let per_image = crate::models::dists::build(g, a, h, DISTS_PREFIX)?;
+        let dist = g.mean(per_image, &[0], false)?;
+        terms.push(("dists", dist));
+        let weighted = g.scale(dist, lam)?;
+        Ok((g.add(swt, weighted)?, terms))
     })?;
     let weights: Vec<(String, NodeId)> = g
         .nodes
@@ -414,6 +467,7 @@ fn dgsa_graph(
     Ok(DgsaGraph {
         graph: g,
         loss,
+        terms,
         grads: weights
             .into_iter()
             .map(|(n, _)| n[PREFIX.len()..].to_string())
@@ -429,6 +483,8 @@ struct Feed {
     /// ᾱ of every original step.
     alpha_bar: Vec<f64>,
     unet: WeightMap,
+    /// DISTS's constants, keyed with [`DISTS_PREFIX`], when the loss has the term.
+    dists: Option<WeightMap>,
 }
 
 impl Feed {
@@ -436,6 +492,7 @@ impl Feed {
         ex.bind_all(|n| match n.strip_prefix(PREFIX) {
             Some(k) => p.get(k).cloned(),
             None if n == HAAR => Some(haar_filters()),
+            None if n.starts_with(DISTS_PREFIX) => self.dists.as_ref()?.get(n).cloned(),
             None => self.unet.get(n).cloned(),
         })?;
         Ok(())
@@ -523,6 +580,10 @@ impl Stage for DgsaStage {
             grads.insert(name.clone(), self.ex.output(*id)?);
         }
         let mut extra = Record::new();
+        for (name, id) in &self.graph.terms {
+            let v = self.ex.output(*id)?.data[0] as f64;
+            extra.insert(format!("loss_{name}"), json!(v));
+        }
         let mt = batch.t.iter().sum::<usize>() as f64 / batch.t.len() as f64;
         extra.insert("mean_t".into(), json!(mt));
         Ok(StepOut { loss, grads, extra })
@@ -568,8 +629,9 @@ pub fn init_weights(cfg: &DgsaConfig, seed: u64, scale: f32) -> Params {
     p
 }
 
-/// Multiply-accumulates of one training step (two UNet forwards, the guidance gradient and
-/// the backward to DGSA's weights, read off the graph), from the model set's `models.json`.
+/// Multiply-accumulates of one training step (two UNet forwards, the guidance gradient,
+/// DISTS's two VGG16 passes and its input gradient when configured, and the backward to
+/// DGSA's weights, read off the graph), from the model set's `models.json`.
 pub fn step_macs(cfg: &DgsaTrainConfig) -> Result<u64> {
     let set = crate::restore::models::ModelSet::load(&cfg.models)?;
     let dcfg = cfg
@@ -584,10 +646,59 @@ pub fn step_macs(cfg: &DgsaTrainConfig) -> Result<u64> {
         [cfg.batch, 3, s, s],
         set.sampler.clip_x0,
         cfg.lambda,
+        cfg.dists_term(),
     )?;
     let mut outs = vec![g.loss];
     outs.extend(g.grads.iter().map(|x| x.1));
     Ok(crate::models::unet::cost::graph_macs(&g.graph, &outs).total())
+}
+
+/// DISTS's constants and which VGG16 they hold, when the config gives both files.
+fn load_dists(cfg: &DgsaTrainConfig, quiet: bool) -> Result<Option<(WeightMap, VggSource)>> {
+    let (Some(vgg), Some(ab)) = (&cfg.dists_weights, &cfg.dists_alpha_beta) else {
+        if !quiet {
+            eprintln!(
+                "note: no DISTS (dists_weights and dists_alpha_beta not given): the loss is the SWT subband L1 alone; {}",
+                dists_weights::how_to_get()
+            );
+        }
+        return Ok(None);
+    };
+    let (vgg, src) = dists_weights::load_vgg16(vgg).context("DISTS's VGG16 (dists_weights)")?;
+    let ab = dists_weights::load_alpha_beta(ab).context("DISTS's α/β (dists_alpha_beta)")?;
+    if !quiet {
+        if !src.torchvision_imagenet {
+            eprintln!(
+                "warning: {} is not torchvision's ImageNet VGG16 (SHA-256 {}…, {} expected): \
+                 the DISTS term is not the metric the paper trains with",
+                src.path,
+                &src.sha256[..8],
+                dists_weights::VGG16_SHA256_PREFIX
+            );
+        }
+        eprintln!("{}", loss_description(cfg, Some(&src)));
+    }
+    Ok(Some((
+        dists_weights::dists_constants(vgg, ab, DISTS_PREFIX),
+        src,
+    )))
+}
+
+/// The loss in words, for stderr and the run's report.
+fn loss_description(cfg: &DgsaTrainConfig, vgg: Option<&VggSource>) -> String {
+    match vgg {
+        None => "SWT subband L1 (no DISTS)".into(),
+        Some(v) => format!(
+            "SWT subband L1 + {}·DISTS (VGG16 {}: {})",
+            cfg.dists_lambda,
+            if v.torchvision_imagenet {
+                "torchvision ImageNet"
+            } else {
+                "NOT torchvision's ImageNet weights"
+            },
+            v.path
+        ),
+    }
 }
 
 #[derive(Debug)]
@@ -601,11 +712,7 @@ pub struct DgsaTrainSummary {
 
 pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaTrainSummary> {
     cfg.validate()?;
-    if !opts.quiet {
-        eprintln!(
-            "note: no DISTS (its VGG16 weights are not supported yet): the loss is the SWT subband L1 alone"
-        );
-    }
+    let dists = load_dists(cfg, opts.quiet)?;
     let models = crate::restore::load_models(&cfg.models)?;
     let set = models.set.clone();
     let s = set.image_size;
@@ -707,9 +814,18 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
     }
     let ucfg = models.unet_config.clone();
     let shape = [cfg.batch, 3, s, s];
-    let graph = dgsa_graph(&ucfg, &dcfg, shape, set.sampler.clip_x0, cfg.lambda)?;
+    let graph = dgsa_graph(
+        &ucfg,
+        &dcfg,
+        shape,
+        set.sampler.clip_x0,
+        cfg.lambda,
+        cfg.dists_term(),
+    )?;
     let mut outs = vec![graph.loss];
     outs.extend(graph.grads.iter().map(|g| g.1));
+    let terms = graph.terms.iter().map(|t| t.1);
+    outs.extend(terms.filter(|&id| id != graph.loss));
     let backend = CpuBackend::<f32>::new;
     let ex = Executor::new(backend(), &graph.graph, &outs, PlanOptions::default())?;
     let eval = Executor::new(
@@ -724,6 +840,7 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
             zeta,
             alpha_bar: sched.alphas_cumprod.clone(),
             unet: models.unet,
+            dists: dists.as_ref().map(|d| d.0.clone()),
         },
         graph,
         ex,
@@ -764,7 +881,12 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
         let report = json!({
             "steps": state.step,
             "seconds_this_run": sum.seconds,
-            "loss": "SWT subband L1 (no DISTS)",
+            "loss": loss_description(cfg, dists.as_ref().map(|d| &d.1)),
+            "dists": dists.as_ref().map(|d| json!({
+                "lambda": cfg.dists_lambda,
+                "vgg16": d.1,
+                "alpha_beta_sha256": dists_weights::ALPHA_BETA_SHA256,
+            })),
             "validation": sum.last_val,
         });
         crate::atomic_file::write_atomic(

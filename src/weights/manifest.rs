@@ -86,7 +86,8 @@ mod tests {
                 "iddpm_ffhq512",
                 "general_face_ffhq512",
                 "retinaface_resnet50",
-                "retinaface_mobilenet0.25"
+                "retinaface_mobilenet0.25",
+                "dists_pytorch"
             ]
         );
         assert!(m.entries.iter().all(|e| e.url.starts_with("https://")));

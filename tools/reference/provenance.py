@@ -31,6 +31,8 @@ FIXTURES = {
     "retinaface": (["gen_retinaface_golden.py", "refcommon.py"],
                    ["torch", "torchvision", "numpy", "safetensors", "opencv-python-headless", "facexlib"]),
     "mtcnn/photos.json": (["gen_mtcnn_golden.py"], ["torch", "torchvision", "numpy", "facenet-pytorch"]),
+    "dists": (["gen_dists_golden.py", "refcommon.py"],
+              ["torch", "torchvision", "numpy", "safetensors", "DISTS-pytorch"]),
     "pth/reader": (["gen_pth_reader_fixtures.py"], ["torch"]),
     "metrics/metrics.json": (["ssim_reference.py"], ["numpy", "scikit-image", "scipy", "pillow"]),
     "metrics/expected.json": (["ssim_fixture.py"], ["numpy", "scikit-image", "scipy", "pillow"]),
