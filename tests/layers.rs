@@ -110,12 +110,6 @@ const CLI_USERS_TODO: &[&str] = &[];
 /// Files outside `src/cli/` that still use clap (argument structs not yet moved). The list
 /// may only shrink: a file not listed here that uses clap fails the test.
 const CLAP_TODO: &[&str] = &[
-    // `dynface bench`'s flags and the CUDA conv bench's; src/bench/ is being reworked on
-    // another branch (CPU speed), so they move after that merge.
-    "bench/mod.rs",
-    "backend/cuda/bench.rs",
-    // `Precision` derives `ValueEnum` because bench/mod.rs takes it as a flag (above).
-    "backend/cuda/precision.rs",
     // `restore`'s photo flags and `weights mtcnn`: src/face/detect/ and the photo flags are
     // being extended on another branch (RetinaFace, `--detector`).
     "face/photo_run.rs",

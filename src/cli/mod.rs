@@ -1,6 +1,7 @@
 //! The `dynface` command line: every clap derive and every printed result of a subcommand
 //! lives under this module, one file per subcommand family; `src/main.rs` only calls [`main`].
 
+pub mod bench;
 pub mod debug_blur;
 pub mod degrade;
 pub mod demo;
@@ -58,7 +59,7 @@ enum Cmd {
     #[command(subcommand)]
     Report(ReportCmd),
     /// Throughput of the expensive ops against a reference rate measured in the same run.
-    Bench(crate::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Train the learned parts (SDE, SE, DGSA) with AdamW, checkpoints, resume and validation.
     #[command(subcommand)]
     Train(train::TrainCmd),
@@ -136,7 +137,7 @@ pub fn main() -> ExitCode {
         Cmd::Report(ReportCmd::Html(a)) => {
             crate::report::run_html(&a.options()).map(|_| ExitCode::SUCCESS)
         }
-        Cmd::Bench(a) => crate::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Bench(a) => crate::bench::run_bench(&a.options()).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty()))),
         Cmd::Weights(WeightsCmd::Convert(a)) => weights::run_convert(&a).map(|_| ExitCode::SUCCESS),

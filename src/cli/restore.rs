@@ -2,7 +2,7 @@
 //! bars; a JSON report; one bad file is reported and the rest still run; outputs are written
 //! atomically and inputs are never overwritten.
 
-use super::values::{PresetArg, UpdateOnArg};
+use super::values::{PrecisionArg, PresetArg, UpdateOnArg};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::{CudaOptions, Precision};
 use crate::backend::device::{self, Device, BF16_ON_CPU};
@@ -42,7 +42,7 @@ pub struct RestoreArgs {
     /// (fp32 accumulation, ~2e-3 relative error per product). The CPU computes in fp32 only: bf16 with a CPU
     /// device (also `auto` without a GPU) is an error.
     #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: Precision,
+    pub precision: PrecisionArg,
     #[arg(long, default_value = "full")]
     pub preset: PresetArg,
     /// DDIM stochasticity η: a number ≥ 0, or sigma/10 (η = σ̂/10 per image, the authors'
@@ -281,7 +281,8 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if args.precision == Precision::Bf16 && args.device.eq_ignore_ascii_case("cpu") {
+    let precision = Precision::from(args.precision);
+    if precision == Precision::Bf16 && args.device.eq_ignore_ascii_case("cpu") {
         bail!("{}", BF16_ON_CPU);
     }
     let files = expand_inputs(&args.inputs)?;
@@ -307,26 +308,22 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     if let Device::Cpu { note: Some(n) } = &device {
         eprintln!("{n}");
     }
-    eprintln!(
-        "device: {}, precision {}",
-        device.describe(),
-        args.precision
-    );
+    eprintln!("device: {}, precision {}", device.describe(), precision);
     match device {
         Device::Cpu { .. } => {
-            if args.precision == Precision::Bf16 {
+            if precision == Precision::Bf16 {
                 bail!("--device {}: {}", args.device, BF16_ON_CPU);
             }
             run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files, shard)
         }
         Device::Cuda(name) => {
             let opts = CudaOptions {
-                precision: args.precision,
+                precision,
                 ..Default::default()
             };
             let be = crate::backend::cuda::CudaBackend::with_options(opts)
                 .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
-            let label = match args.precision {
+            let label = match precision {
                 Precision::Fp32 => format!("cuda: {name}"),
                 Precision::Bf16 => format!("cuda: {name} (bf16 tensor-core convs and products)"),
             };

@@ -2,8 +2,48 @@
 //! mirrors with the same variant names and help, so the domain types carry no clap; each
 //! mirror converts into its domain type.
 
+use crate::bench::cpu_net::Net;
+use crate::graph::Precision;
 use crate::restore::preset::Preset;
 use crate::sampler::UpdateOn;
+
+/// `--precision` (of `restore` and `bench`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrecisionArg {
+    /// fp32 operands and accumulation everywhere.
+    #[default]
+    Fp32,
+    /// Convolutions (forward, input gradient) and matrix products with bf16 operands on
+    /// tensor cores, fp32 accumulation; everything else fp32.
+    Bf16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
+}
+
+/// `bench --net`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetArg {
+    /// DifFace's FFHQ 512 prior (guided-diffusion ADM UNet, 159.8 M parameters).
+    Unet,
+    /// DifFace's SwinIR restorer (pixel-unshuffle ×8 front, 8 stages × 6 blocks, embed 180).
+    Swinir,
+}
+
+impl From<NetArg> for Net {
+    fn from(n: NetArg) -> Self {
+        match n {
+            NetArg::Unet => Net::Unet,
+            NetArg::Swinir => Net::Swinir,
+        }
+    }
+}
 
 /// `--step-on`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +108,16 @@ mod tests {
         for p in PresetArg::value_variants() {
             let name = p.to_possible_value().unwrap().get_name().to_string();
             let serde = serde_json::to_value(Preset::from(*p)).unwrap();
+            assert_eq!(serde.as_str(), Some(name.as_str()));
+        }
+        for n in NetArg::value_variants() {
+            let name = n.to_possible_value().unwrap().get_name().to_string();
+            let serde = serde_json::to_value(Net::from(*n)).unwrap();
+            assert_eq!(serde.as_str(), Some(name.as_str()));
+        }
+        for p in PrecisionArg::value_variants() {
+            let name = p.to_possible_value().unwrap().get_name().to_string();
+            let serde = serde_json::to_value(Precision::from(*p)).unwrap();
             assert_eq!(serde.as_str(), Some(name.as_str()));
         }
     }
