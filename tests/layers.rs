@@ -107,22 +107,6 @@ const BELOW_APPS: &[&str] = &[
 /// The list may only shrink.
 const CLI_USERS_TODO: &[&str] = &[];
 
-/// Files outside `src/cli/` that still use clap (argument structs not yet moved). The list
-/// may only shrink: a file not listed here that uses clap fails the test.
-const CLAP_TODO: &[&str] = &[
-    // `restore`'s photo flags and `weights mtcnn`: src/face/detect/ and the photo flags are
-    // being extended on another branch (RetinaFace, `--detector`).
-    "face/photo_run.rs",
-    "face/detect/mtcnn_weights.rs",
-    // Merged from branches written beside the CLI move: `--align-fit`'s and the RetinaFace
-    // variant's `ValueEnum` derives, `weights retinaface`'s arguments, `train dgsa --guide`.
-    // Each needs a mirror in cli/values.rs or its args struct moved to cli/.
-    "face/align.rs",
-    "face/detect/retinaface_nets.rs",
-    "face/detect/retinaface_weights.rs",
-    "train/dgsa.rs",
-];
-
 /// Code that may not name a concrete backend (it takes a `B: Backend`): the models never run
 /// anything, and the method layer runs on whatever backend the pipeline was given.
 const NO_CONCRETE_BACKEND: &[&str] = &["models", "sampler", "dblm", "dsst", "diffusion", "degrade"];
@@ -202,8 +186,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Checks the tree under `src`; `clap_todo` and `cli_users_todo` are the allowed leftovers.
-fn check_tree(src: &Path, clap_todo: &[&str], cli_users_todo: &[&str]) -> Vec<Violation> {
+/// Checks the tree under `src`; `cli_users_todo` are the allowed leftovers.
+fn check_tree(src: &Path, cli_users_todo: &[&str]) -> Vec<Violation> {
     let mut files = vec![];
     rust_files(src, &mut files);
     let mut v = vec![];
@@ -251,7 +235,7 @@ fn check_tree(src: &Path, clap_todo: &[&str], cli_users_todo: &[&str]) -> Vec<Vi
                 }
             }
         }
-        if module != "cli" && code.contains("clap") && !clap_todo.contains(&name.as_str()) {
+        if module != "cli" && code.contains("clap") {
             push("no clap outside src/cli/", "uses clap".into());
         }
     }
@@ -265,21 +249,14 @@ fn src_dir() -> PathBuf {
 
 #[test]
 fn the_source_tree_keeps_the_layer_rules() {
-    let v = check_tree(&src_dir(), CLAP_TODO, CLI_USERS_TODO);
+    let v = check_tree(&src_dir(), CLI_USERS_TODO);
     assert!(v.is_empty(), "layer rules broken:\n{v:#?}");
 }
 
-/// The leftover lists only name files that still need them, so they shrink as the code moves.
+/// The leftover list only names files that still need it, so it shrinks as the code moves.
 #[test]
 fn the_todo_lists_name_only_real_leftovers() {
     let src = src_dir();
-    for f in CLAP_TODO {
-        let code = code_of(&std::fs::read_to_string(src.join(f)).expect(f));
-        assert!(
-            code.contains("clap"),
-            "{f} no longer uses clap: drop it from CLAP_TODO"
-        );
-    }
     for f in CLI_USERS_TODO {
         let code = code_of(&std::fs::read_to_string(src.join(f)).expect(f));
         assert!(
@@ -321,7 +298,7 @@ fn every_rule_fires_on_a_tree_that_breaks_it() {
     write("metrics/mod.rs", "// not clap\n");
     // Broken: a module with no row in the table.
     write("newthing.rs", "\n");
-    let v = check_tree(&root, &[], &[]);
+    let v = check_tree(&root, &[]);
     let _ = std::fs::remove_dir_all(&root);
     let got: Vec<(&str, &str)> = v.iter().map(|x| (x.file.as_str(), x.rule)).collect();
     assert_eq!(

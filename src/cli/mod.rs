@@ -97,9 +97,9 @@ enum WeightsCmd {
     /// Write a complete random-weight model set (UNet, SwinIR, SE, DGSA, DSST) for tests and demos.
     Random(weights::RandomArgs),
     /// MTCNN's face-detector weights from facenet-pytorch 2.6.0's wheel (or its three .pt files) to one safetensors file.
-    Mtcnn(crate::face::detect::mtcnn_weights::MtcnnWeightsArgs),
+    Mtcnn(weights::MtcnnWeightsArgs),
     /// RetinaFace's face-detector weights (facexlib's detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth), checked, to safetensors.
-    Retinaface(crate::face::detect::retinaface_weights::RetinaFaceWeightsArgs),
+    Retinaface(weights::RetinaFaceWeightsArgs),
 }
 
 #[derive(Subcommand)]
@@ -142,10 +142,11 @@ pub fn main() -> ExitCode {
         Cmd::Metrics(a) => metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty()))),
         Cmd::Weights(WeightsCmd::Convert(a)) => weights::run_convert(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Weights(WeightsCmd::Mtcnn(a)) => {
-            crate::face::detect::mtcnn_weights::run_mtcnn_weights(&a).map(|_| ExitCode::SUCCESS)
+            crate::face::detect::mtcnn_weights::run_mtcnn_weights(&a.options())
+                .map(|_| ExitCode::SUCCESS)
         }
         Cmd::Weights(WeightsCmd::Retinaface(a)) => {
-            crate::face::detect::retinaface_weights::run_retinaface_weights(&a)
+            crate::face::detect::retinaface_weights::run_retinaface_weights(&a.options())
                 .map(|_| ExitCode::SUCCESS)
         }
         Cmd::Weights(WeightsCmd::Download(a)) => {
