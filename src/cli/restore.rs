@@ -399,7 +399,7 @@ fn run_on<B: Backend + Clone>(
         crate::trace::start(crate::trace::DEFAULT_LIMIT);
     }
     let models = load_models(&args.weights)?;
-    let mut cfg = models.set.sampler.clone();
+    let mut cfg = models.set.sampler_config();
     if let Some(s) = &args.sampler {
         cfg.sampler = s.clone();
     }
