@@ -48,9 +48,9 @@ if [ $# -eq 0 ]; then
     # The per-kernel table of registers, shared memory and spills, in the log for everyone
     # to see (the same check also runs, silently, as part of the suite below).
     cargo test --test kernels_check -- --nocapture || status=$?
-    cargo test --workspace -- --test-threads=2 || status=$?
+    cargo test --workspace --no-fail-fast -- --test-threads=2 || status=$?
 else
-    cargo test "$@" -- --test-threads=2 || status=$?
+    cargo test --no-fail-fast "$@" -- --test-threads=2 || status=$?
 fi
 
 # One line per skip record (reason, test, why), then the count by reason.

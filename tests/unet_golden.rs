@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 /// The f32 engine: measured (largest |Δ| / (rms + |ref|) over every fixture, out and
 /// grad_x, 2026-12-03) 4.6e-6 on out, 1.1e-5 on grad_x; about 4×.
 const TOL_F32: Tol = Tol::both(4e-5);
-/// The f64 engine: measured 3.6e-6 on out, 7.0e-6 on grad_x; about 4×. Not the f32 storage
-/// rounding of the golden (that is what sdk_new_headch_updown shows: 4.5e-8 / 1.2e-7): on the
-/// other three fixtures something else differs by ~1e-6 of the scale. A candidate is the
-/// reference's fp32 timestep frequencies (tools/reference/README.md); not yet verified.
-const TOL_F64: Tol = Tol::both(3e-5);
+/// The f64 engine: measured 4.5e-8 on out, 1.2e-7 on grad_x (2026-12-04): the f32 storage
+/// rounding of the goldens, on every fixture. It was 3.6e-6 / 7.0e-6 on the three fixtures whose
+/// output depends on t (scale-shift norm; in sdk_new_headch_updown the additive embedding is
+/// removed by the one-channel groups) until the timestep frequencies were computed in f32 as
+/// guided-diffusion does (backend/cpu/embed.rs::frequency); about 4×.
+const TOL_F64: Tol = Tol::both(5e-7);
 
 fn fixture_root() -> PathBuf {
     std::env::var_os("DYNFACE_UNET_FIXTURES")

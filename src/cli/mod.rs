@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod debug_blur;
+pub mod debug_decode;
 pub mod degrade;
 pub mod demo;
 pub mod dsst;
@@ -106,6 +107,8 @@ enum WeightsCmd {
 enum DebugCmd {
     /// Gaussian blur, its adjoint and ∂/∂σ on tensors from a safetensors file.
     Blur(debug_blur::DebugBlurArgs),
+    /// Images decoded as `restore` decodes them, written as .npy (uint8 [H, W, 3]) for reference scripts.
+    Decode(debug_decode::DebugDecodeArgs),
     /// The UNet's output (and input gradient for a cotangent) on tensors from a safetensors file.
     Unet(unet::DebugArgs),
 }
@@ -170,6 +173,12 @@ pub fn main() -> ExitCode {
         Cmd::Debug(DebugCmd::Blur(a)) => debug_blur::run_debug_blur(&a).map(|lines| {
             for l in lines {
                 println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }),
+        Cmd::Debug(DebugCmd::Decode(a)) => debug_decode::run_debug_decode(&a).map(|files| {
+            for f in files {
+                println!("{f}");
             }
             ExitCode::SUCCESS
         }),

@@ -3,6 +3,7 @@
 
 pub mod kernel2d;
 pub mod load;
+pub mod npy;
 pub mod params;
 pub mod pipeline;
 pub mod resize;

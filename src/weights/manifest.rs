@@ -79,7 +79,16 @@ mod tests {
     #[test]
     fn builtin_parses_and_bad_entries_are_refused() {
         let m = Manifest::builtin().unwrap();
-        assert_eq!(m.entries.len(), 2);
+        let names: Vec<&str> = m.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "iddpm_ffhq512",
+                "general_face_ffhq512",
+                "retinaface_resnet50",
+                "retinaface_mobilenet0.25"
+            ]
+        );
         assert!(m.entries.iter().all(|e| e.url.starts_with("https://")));
         let good = "ab".repeat(32);
         assert!(Manifest::parse(&entry_json("w.pth", &good), "m").is_ok());

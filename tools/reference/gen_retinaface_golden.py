@@ -15,6 +15,10 @@ axis and not the other). For each variant (resnet50, mobilenet0.25):
       loc, conf, landmarks   [P, 4], [P, 2] (softmax), [P, 10]: the network's outputs
       detections  [K, 15]: `detect_faces` (threshold 0.8, NMS 0.4, origin size): box,
                   score, 5 landmarks (x, y), best first
+      detections_f32  [K, 15]: the same from facexlib's whole f32 pipeline (the network in
+                  float32, as facexlib runs it): what our f32 detector is compared with end to
+                  end. config.json's facexlib_f32_detections says how far it is from the f64
+                  rows (matched row to row: kept neighbours with tied scores may swap places)
     weights.pth   (mobilenet0.25 only) the whole random state dict as torch.save writes it,
                   keys under `module.` like the published checkpoint, num_batches_tracked
                   included, floats as f16 to stay small (the reference uses the same
@@ -142,6 +146,22 @@ def iou(a, b):
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+def matched_max_abs(a, b):
+    """Largest difference between two detection lists [K, 15] matched row to row, each row of
+    `a` to the nearest of `b` (kept neighbours whose scores tie within rounding may swap
+    places; the set is what must agree). None when the counts differ or two rows of `a`
+    share their nearest row."""
+    if a.shape != b.shape:
+        return None
+    if len(a) == 0:
+        return 0.0
+    d = np.abs(a[:, None, :] - b[None, :, :]).max(axis=2)
+    nearest = d.argmin(axis=1)
+    if len(set(nearest.tolist())) != len(a):
+        return None
+    return float(d[np.arange(len(a)), nearest].max())
+
+
 def margins(scores, boxes):
     """How far this draw's decisions are from flipping: every score from the threshold, every
     IoU greedy NMS compares from its threshold, score gaps between candidates NMS ranks
@@ -205,6 +225,12 @@ def run_variant(rf, variant, seed):
         loc32, conf32, landm32 = model(x)
     f32_err = {n: float(((a[0].double() - b).abs().max() / b.abs().max()).item())
                for n, a, b in [("loc", loc32, loc), ("conf", conf32, conf), ("landmarks", landm32, landm)]}
+    # facexlib's whole f32 pipeline (the network in f32, as it runs by default): the
+    # detections our f32 detector is compared with end to end.
+    with torch.no_grad():
+        dets32 = np.asarray(model.detect_faces(img, conf_threshold=CONF, nms_threshold=NMS), dtype=np.float64)
+    dets64 = np.asarray(dets, dtype=np.float64)
+    f32_dets = {"count": int(len(dets32)), "max_abs_vs_f64": matched_max_abs(dets32, dets64)}
 
     # The boxes NMS sees, as detect_faces builds them (f32), for the decision margins.
     priors = rf.PriorBox(model.cfg, image_size=(H, W)).forward().double()
@@ -216,7 +242,8 @@ def run_variant(rf, variant, seed):
     import cv2
     assert cv2.imwrite(os.path.join(folder, "image.png"), img)
     io = {"loc": loc, "conf": conf,
-          "landmarks": landm, "detections": torch.from_numpy(np.asarray(dets, dtype=np.float64))}
+          "landmarks": landm, "detections": torch.from_numpy(dets64),
+          "detections_f32": torch.from_numpy(dets32)}
     save_file(rc.to_f32(io), os.path.join(folder, "io.safetensors"))
     state = rc.state_dict_f32(model)
     if variant == "mobile0.25":
@@ -228,15 +255,15 @@ def run_variant(rf, variant, seed):
     config = {
         "variant": variant, "height": H, "width": W, "conf_threshold": CONF, "nms_threshold": NMS,
         "seed": seed, "priors": int(loc.shape[0]), "detections": int(len(dets)),
-        "margins": m, "facexlib_f32_vs_f64_max_rel": f32_err,
+        "margins": m, "facexlib_f32_vs_f64_max_rel": f32_err, "facexlib_f32_detections": f32_dets,
         "reference": "facexlib 0.3.0 detection/retinaface.py, RetinaFace.detect_faces, network in float64",
     }
     rc.write_json(os.path.join(folder, "config.json"), config)
     print(f"{variant:11s} seed {seed} priors {loc.shape[0]} candidates {m['candidates']} kept {m['kept']} "
           f"margins score {m['score_to_threshold']:.1e} iou {m['iou_to_threshold']:.1e} gap {m['score_gap']:.1e} "
-          f"f32 err {max(f32_err.values()):.1e} conf std {conf[:, 1].std().item():.3f} "
+          f"f32 err {max(f32_err.values()):.1e} f32 dets {f32_dets} conf std {conf[:, 1].std().item():.3f} "
           f"size {rc.dir_size(folder) / 1e3:.0f} KB")
-    return m
+    return m, f32_dets
 
 
 def main():
@@ -245,7 +272,7 @@ def main():
         # Draws until no decision is within 2e-5 of flipping (f32 arithmetic moves scores and
         # IoUs by about 1e-6), so the detections are a property of the network, not of noise.
         for seed in range(100, 140):
-            m = run_variant(rf, variant, seed)
+            m, f32_dets = run_variant(rf, variant, seed)
             if min(m["score_to_threshold"], m["iou_to_threshold"], m["score_gap"]) >= 2e-5 and m["kept"] >= 3:
                 break
         else:

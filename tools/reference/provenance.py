@@ -30,6 +30,7 @@ FIXTURES = {
     "align/lmeds.json": (["gen_lmeds_golden.py"], ["numpy", "opencv-python-headless"]),
     "retinaface": (["gen_retinaface_golden.py", "refcommon.py"],
                    ["torch", "torchvision", "numpy", "safetensors", "opencv-python-headless", "facexlib"]),
+    "mtcnn/photos.json": (["gen_mtcnn_golden.py"], ["torch", "torchvision", "numpy", "facenet-pytorch"]),
     "pth/reader": (["gen_pth_reader_fixtures.py"], ["torch"]),
     "metrics/metrics.json": (["ssim_reference.py"], ["numpy", "scikit-image", "scipy", "pillow"]),
     "metrics/expected.json": (["ssim_fixture.py"], ["numpy", "scikit-image", "scipy", "pillow"]),
