@@ -186,7 +186,7 @@ fn out_of_memory_lowers_the_batch_size_and_the_run_finishes() {
         Pipeline::new(
             CpuBackend::<f32>::new(),
             &models,
-            models.set.sampler.clone(),
+            models.set.sampler_config(),
             true,
             b,
         )

@@ -2,7 +2,7 @@
 //! numbers): forward, input-gradient and weight-gradient GFLOP/s, batch 1 and 8. Prints the
 //! table; asserts only that every time is positive and finite. Skips without a GPU.
 
-use dynface::backend::cuda::bench::{format_rows, run_conv_bench, ConvBenchArgs};
+use dynface::backend::cuda::bench::{format_rows, run_conv_bench, ConvBenchOptions};
 use dynface::backend::cuda::CudaBackend;
 
 #[test]
@@ -15,7 +15,7 @@ fn conv_gflops_at_unet_shapes() {
         }
     };
     println!("device: {}", be.info());
-    let rows = run_conv_bench(&be, &ConvBenchArgs::default()).unwrap();
+    let rows = run_conv_bench(&be, &ConvBenchOptions::default()).unwrap();
     print!("{}", format_rows(&rows));
     for r in &rows {
         for ms in [r.fwd_ms, r.bwd_input_ms, r.bwd_weight_ms] {

@@ -253,7 +253,7 @@ fn no_detections_on_face_free_images() {
 /// same tensors as reading the wheel directly; a changed file is refused by its SHA-256.
 #[test]
 fn weights_from_wheel_folder_and_safetensors_agree_and_a_changed_file_is_refused() {
-    use dynface::face::detect::mtcnn_weights::{run_mtcnn_weights, MtcnnWeightsArgs, NETS};
+    use dynface::face::detect::mtcnn_weights::{run_mtcnn_weights, MtcnnWeightsOptions, NETS};
     use std::io::Read;
     let Some(wheel) = mtcnn_wheel() else { return };
     let dir = std::env::temp_dir().join(format!("dynface-mtcnn-w-{}", std::process::id()));
@@ -271,7 +271,7 @@ fn weights_from_wheel_folder_and_safetensors_agree_and_a_changed_file_is_refused
     let direct = load_mtcnn(&wheel).unwrap();
     for src in [wheel.clone(), dir.join("pt")] {
         let out = dir.join("mtcnn.safetensors");
-        let n = run_mtcnn_weights(&MtcnnWeightsArgs {
+        let n = run_mtcnn_weights(&MtcnnWeightsOptions {
             source: src.clone(),
             output: out.clone(),
         })

@@ -386,12 +386,12 @@ fn weight_formula_matches_the_generators_draws() {
 #[test]
 fn converted_weights_detect_the_same_faces() {
     use dynface::face::detect::retinaface_weights::{
-        run_retinaface_weights, RetinaFaceWeightsArgs,
+        run_retinaface_weights, RetinaFaceWeightsOptions,
     };
     let tmp = std::env::temp_dir().join(format!("dynface-retina-conv-{}", std::process::id()));
     let out = tmp.join("mnet.safetensors");
     let src = dir(Variant::Mobilenet025).join("weights.pth");
-    let n = run_retinaface_weights(&RetinaFaceWeightsArgs {
+    let n = run_retinaface_weights(&RetinaFaceWeightsOptions {
         source: src.clone(),
         output: Some(out.clone()),
     })

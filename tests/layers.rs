@@ -1,9 +1,10 @@
 //! The layer rules of ARCHITECTURE.md that Rust's visibility cannot state, checked on the
 //! source tree: which top-level modules each module may name (`crate::X`), no concrete
 //! backend in the models or the method layer, no executor in the models, no clap outside
-//! `src/cli/`. Test code (from a file's first `#[cfg(test)]` on) is exempt: a unit test may
-//! pick the CPU backend. Every rule is also run on a synthetic tree that breaks it, so a rule
-//! that no longer fires fails here too.
+//! `src/cli/`. Test code (from a file's first `#[cfg(test)]` on, and a `tests.rs` its
+//! `mod.rs` declares `#[cfg(test)]`) is exempt: a unit test may pick the CPU backend. Every
+//! rule is also run on a synthetic tree that breaks it, so a rule that no longer fires fails
+//! here too.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -107,30 +108,6 @@ const BELOW_APPS: &[&str] = &[
 /// The list may only shrink.
 const CLI_USERS_TODO: &[&str] = &[];
 
-/// Files outside `src/cli/` that still use clap (argument structs not yet moved). The list
-/// may only shrink: a file not listed here that uses clap fails the test.
-const CLAP_TODO: &[&str] = &[
-    // `dynface bench`'s flags and the CUDA conv bench's; src/bench/ is being reworked on
-    // another branch (CPU speed), so they move after that merge.
-    "bench/mod.rs",
-    // `bench --net`'s `ValueEnum` (merged from the CPU speed branch).
-    "bench/cpu_net.rs",
-    "backend/cuda/bench.rs",
-    // `Precision` derives `ValueEnum` because bench/mod.rs takes it as a flag (above).
-    "backend/cuda/precision.rs",
-    // `restore`'s photo flags and `weights mtcnn`: src/face/detect/ and the photo flags are
-    // being extended on another branch (RetinaFace, `--detector`).
-    "face/photo_run.rs",
-    "face/detect/mtcnn_weights.rs",
-    // Merged from branches written beside the CLI move: `--align-fit`'s and the RetinaFace
-    // variant's `ValueEnum` derives, `weights retinaface`'s arguments, `train dgsa --guide`.
-    // Each needs a mirror in cli/values.rs or its args struct moved to cli/.
-    "face/align.rs",
-    "face/detect/retinaface_nets.rs",
-    "face/detect/retinaface_weights.rs",
-    "train/dgsa.rs",
-];
-
 /// Code that may not name a concrete backend (it takes a `B: Backend`): the models never run
 /// anything, and the method layer runs on whatever backend the pipeline was given.
 const NO_CONCRETE_BACKEND: &[&str] = &["models", "sampler", "dblm", "dsst", "diffusion", "degrade"];
@@ -210,7 +187,6 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Checks the tree under `src`; `clap_todo` and `cli_users_todo` are the allowed leftovers.
 /// A `tests.rs` that its folder's `mod.rs` declares as `#[cfg(test)] mod tests;`: all test
 /// code, exempt like a file's own `#[cfg(test)]` part.
 fn is_test_module_file(f: &Path) -> bool {
@@ -224,7 +200,8 @@ fn is_test_module_file(f: &Path) -> bool {
     })
 }
 
-fn check_tree(src: &Path, clap_todo: &[&str], cli_users_todo: &[&str]) -> Vec<Violation> {
+/// Checks the tree under `src`; `cli_users_todo` are the allowed leftovers.
+fn check_tree(src: &Path, cli_users_todo: &[&str]) -> Vec<Violation> {
     let mut files = vec![];
     rust_files(src, &mut files);
     let mut v = vec![];
@@ -275,7 +252,7 @@ fn check_tree(src: &Path, clap_todo: &[&str], cli_users_todo: &[&str]) -> Vec<Vi
                 }
             }
         }
-        if module != "cli" && code.contains("clap") && !clap_todo.contains(&name.as_str()) {
+        if module != "cli" && code.contains("clap") {
             push("no clap outside src/cli/", "uses clap".into());
         }
     }
@@ -289,21 +266,14 @@ fn src_dir() -> PathBuf {
 
 #[test]
 fn the_source_tree_keeps_the_layer_rules() {
-    let v = check_tree(&src_dir(), CLAP_TODO, CLI_USERS_TODO);
+    let v = check_tree(&src_dir(), CLI_USERS_TODO);
     assert!(v.is_empty(), "layer rules broken:\n{v:#?}");
 }
 
-/// The leftover lists only name files that still need them, so they shrink as the code moves.
+/// The leftover list only names files that still need it, so it shrinks as the code moves.
 #[test]
 fn the_todo_lists_name_only_real_leftovers() {
     let src = src_dir();
-    for f in CLAP_TODO {
-        let code = code_of(&std::fs::read_to_string(src.join(f)).expect(f));
-        assert!(
-            code.contains("clap"),
-            "{f} no longer uses clap: drop it from CLAP_TODO"
-        );
-    }
     for f in CLI_USERS_TODO {
         let code = code_of(&std::fs::read_to_string(src.join(f)).expect(f));
         assert!(
@@ -345,7 +315,7 @@ fn every_rule_fires_on_a_tree_that_breaks_it() {
     write("metrics/mod.rs", "// not clap\n");
     // Broken: a module with no row in the table.
     write("newthing.rs", "\n");
-    let v = check_tree(&root, &[], &[]);
+    let v = check_tree(&root, &[]);
     let _ = std::fs::remove_dir_all(&root);
     let got: Vec<(&str, &str)> = v.iter().map(|x| (x.file.as_str(), x.rule)).collect();
     assert_eq!(

@@ -323,7 +323,7 @@ fn face_batches_back_off_on_out_of_memory_and_stop_on_a_lost_device() {
         Pipeline::new(
             CpuBackend::<f32>::new(),
             &models,
-            models.set.sampler.clone(),
+            models.set.sampler_config(),
             true,
             b,
         )

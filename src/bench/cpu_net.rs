@@ -23,7 +23,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 /// The networks `--net` times.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Net {
     /// DifFace's FFHQ 512 prior (guided-diffusion ADM UNet, 159.8 M parameters).

@@ -3,7 +3,7 @@
 //! replayed as a CUDA graph, and the per-kernel profile of one forward + gradient.
 
 use super::unet::{random_unet_weights, time_unet, UNetTiming};
-use super::BenchArgs;
+use super::BenchOptions;
 use crate::backend::cuda::{bench as cbench, profile, CudaBackend, CudaOptions, Precision};
 use crate::backend::Backend;
 use crate::models::unet::UNetConfig;
@@ -27,7 +27,7 @@ pub struct CudaBenchReport {
     pub profile: Vec<String>,
 }
 
-pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
+pub fn run_cuda(args: &BenchOptions) -> Result<CudaBenchReport> {
     let opts = CudaOptions {
         precision: args.precision,
         ..Default::default()
@@ -46,7 +46,7 @@ pub fn run_cuda(args: &BenchArgs) -> Result<CudaBenchReport> {
     );
     let mut conv = vec![];
     if !args.skip_conv {
-        let rows = cbench::run_conv_bench(&be, &cbench::ConvBenchArgs::default())?;
+        let rows = cbench::run_conv_bench(&be, &cbench::ConvBenchOptions::default())?;
         let table = cbench::format_rows(&rows);
         println!("{table}");
         conv = table.lines().map(str::to_string).collect();

@@ -13,61 +13,47 @@ use cpu_conv::{bench_shape, ConvResult, Direction, UNET_SHAPES};
 use serde::Serialize;
 use std::path::PathBuf;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
+/// What `dynface bench` is asked to time (the command line's flags: `cli::bench`).
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
     /// Device to benchmark: `cpu` (conv2d against the gemm crate's rate) or `cuda` (convs,
     /// the UNet's forward and DPS step, graph replay, per-kernel profile; needs a GPU).
-    #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Untimed runs before timing each case (default 3; 1 with --net).
-    #[arg(long)]
     pub warmup: Option<usize>,
     /// Timed runs per case; the median is reported.
-    #[arg(long, default_value_t = 11)]
     pub reps: usize,
     /// Also write the figures as JSON to this file.
-    #[arg(long)]
     pub json: Option<PathBuf>,
     /// cuda: UNet batch sizes to time (forward and forward + input gradient).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
     pub unet_batches: Vec<usize>,
     /// Skip the convolution table.
-    #[arg(long)]
     pub skip_conv: bool,
     /// Write a Chrome trace-event JSON (Perfetto, chrome://tracing): cpu: one forward of the
     /// tiny random UNet, a slice per op; cuda: the profiled forward + input gradient, a slice
     /// per op (host, synchronised) and per kernel (CUDA events).
-    #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// cuda: print the per-kernel profile of one forward + input gradient; cpu --net: the
     /// per-op profile of one more run.
-    #[arg(long)]
     pub profile: bool,
     /// cuda: convolution and matrix-product operands, fp32 or bf16 (tensor cores, fp32
     /// accumulation). The CPU
     /// bench is fp32 only (bf16 there is an error).
-    #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: crate::backend::cuda::Precision,
+    pub precision: crate::graph::Precision,
     /// cpu: time one whole network at its real size instead of the convolution table:
     /// DifFace's FFHQ 512 UNet or its SwinIR restorer, random weights, f32.
-    #[arg(long, value_enum)]
     pub net: Option<cpu_net::Net>,
     /// --net: time the forward + input gradient (one DPS step's network cost).
-    #[arg(long)]
     pub grad: bool,
     /// --net: timed runs; the median is reported.
-    #[arg(long, default_value_t = 5)]
     pub iters: usize,
     /// --net: batch size.
-    #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// --net: input size in pixels (square).
-    #[arg(long, default_value_t = 512)]
     pub size: usize,
     /// cuda: plan the UNet op by op as built, without the rewrite passes that fuse
     /// GroupNorm → (scale-shift) → SiLU and attention, to time what fusion saves in the
     /// same run.
-    #[arg(long)]
     pub unfused_norm: bool,
 }
 
@@ -90,8 +76,8 @@ pub enum BenchReport {
 }
 
 /// Runs the benchmark for `args.device`, prints a table and optionally writes JSON.
-pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
-    if args.device == "cpu" && args.precision != crate::backend::cuda::Precision::Fp32 {
+pub fn run_bench(args: &BenchOptions) -> anyhow::Result<BenchReport> {
+    if args.device == "cpu" && args.precision != crate::graph::Precision::Fp32 {
         bail!(
             "--precision {} needs --device cuda: the CPU backend computes in fp32 only",
             args.precision
@@ -138,7 +124,7 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     Ok(report)
 }
 
-fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
+fn run_cpu(args: &BenchOptions) -> CpuBenchReport {
     let threads = rayon::current_num_threads();
     let warmup = args.warmup.unwrap_or(3);
     println!(
@@ -194,8 +180,8 @@ fn run_cpu(args: &BenchArgs) -> CpuBenchReport {
 mod tests {
     use super::*;
 
-    fn args(device: &str) -> BenchArgs {
-        BenchArgs {
+    fn args(device: &str) -> BenchOptions {
+        BenchOptions {
             device: device.to_string(),
             warmup: Some(0),
             reps: 1,
@@ -209,7 +195,7 @@ mod tests {
             skip_conv: true,
             trace: None,
             profile: false,
-            precision: crate::backend::cuda::Precision::Fp32,
+            precision: crate::graph::Precision::Fp32,
             unfused_norm: false,
         }
     }
@@ -217,7 +203,7 @@ mod tests {
     #[test]
     fn bf16_on_the_cpu_is_a_clear_error() {
         let mut a = args("cpu");
-        a.precision = crate::backend::cuda::Precision::Bf16;
+        a.precision = crate::graph::Precision::Bf16;
         let e = run_bench(&a).unwrap_err().to_string();
         assert!(e.contains("--precision bf16 needs --device cuda"), "{e}");
     }

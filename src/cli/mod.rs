@@ -1,6 +1,7 @@
 //! The `dynface` command line: every clap derive and every printed result of a subcommand
 //! lives under this module, one file per subcommand family; `src/main.rs` only calls [`main`].
 
+pub mod bench;
 pub mod debug_blur;
 pub mod debug_decode;
 pub mod degrade;
@@ -59,7 +60,7 @@ enum Cmd {
     #[command(subcommand)]
     Report(ReportCmd),
     /// Throughput of the expensive ops against a reference rate measured in the same run.
-    Bench(crate::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Train the learned parts (SDE, SE, DGSA) with AdamW, checkpoints, resume and validation.
     #[command(subcommand)]
     Train(train::TrainCmd),
@@ -97,9 +98,9 @@ enum WeightsCmd {
     /// Write a complete random-weight model set (UNet, SwinIR, SE, DGSA, DSST) for tests and demos.
     Random(weights::RandomArgs),
     /// MTCNN's face-detector weights from facenet-pytorch 2.6.0's wheel (or its three .pt files) to one safetensors file.
-    Mtcnn(crate::face::detect::mtcnn_weights::MtcnnWeightsArgs),
+    Mtcnn(weights::MtcnnWeightsArgs),
     /// RetinaFace's face-detector weights (facexlib's detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth), checked, to safetensors.
-    Retinaface(crate::face::detect::retinaface_weights::RetinaFaceWeightsArgs),
+    Retinaface(weights::RetinaFaceWeightsArgs),
 }
 
 #[derive(Subcommand)]
@@ -139,15 +140,16 @@ pub fn main() -> ExitCode {
         Cmd::Report(ReportCmd::Html(a)) => {
             crate::report::run_html(&a.options()).map(|_| ExitCode::SUCCESS)
         }
-        Cmd::Bench(a) => crate::bench::run_bench(&a).map(|_| ExitCode::SUCCESS),
+        Cmd::Bench(a) => crate::bench::run_bench(&a.options()).map(|_| ExitCode::SUCCESS),
         Cmd::Degrade(a) => degrade::run_degrade(&a).map(|s| code(s.exit_code())),
         Cmd::Metrics(a) => metrics::run_metrics(&a).map(|r| code(i32::from(!r.failed.is_empty()))),
         Cmd::Weights(WeightsCmd::Convert(a)) => weights::run_convert(&a).map(|_| ExitCode::SUCCESS),
         Cmd::Weights(WeightsCmd::Mtcnn(a)) => {
-            crate::face::detect::mtcnn_weights::run_mtcnn_weights(&a).map(|_| ExitCode::SUCCESS)
+            crate::face::detect::mtcnn_weights::run_mtcnn_weights(&a.options())
+                .map(|_| ExitCode::SUCCESS)
         }
         Cmd::Weights(WeightsCmd::Retinaface(a)) => {
-            crate::face::detect::retinaface_weights::run_retinaface_weights(&a)
+            crate::face::detect::retinaface_weights::run_retinaface_weights(&a.options())
                 .map(|_| ExitCode::SUCCESS)
         }
         Cmd::Weights(WeightsCmd::Download(a)) => {

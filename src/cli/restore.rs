@@ -2,12 +2,13 @@
 //! bars; a JSON report; one bad file is reported and the rest still run; outputs are written
 //! atomically and inputs are never overwritten.
 
-use super::values::{PresetArg, UpdateOnArg};
+use super::values::{DetectorArg, FitArg, PrecisionArg, PresetArg, UpdateOnArg};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::{CudaOptions, Precision};
 use crate::backend::device::{self, Device, BF16_ON_CPU};
 use crate::backend::Backend;
 use crate::degrade::load::stem_of;
+use crate::face::photo_run::PhotoOptions;
 use crate::restore::fault::{fault_kind, Fault};
 use crate::restore::images::{load_input, save_output, InputImage};
 use crate::restore::inputs::{expand_inputs, image_seed, output_name};
@@ -42,7 +43,7 @@ pub struct RestoreArgs {
     /// (fp32 accumulation, ~2e-3 relative error per product). The CPU computes in fp32 only: bf16 with a CPU
     /// device (also `auto` without a GPU) is an error.
     #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: Precision,
+    pub precision: PrecisionArg,
     #[arg(long, default_value = "full")]
     pub preset: PresetArg,
     /// DDIM stochasticity η: a number ≥ 0, or sigma/10 (η = σ̂/10 per image, the authors'
@@ -89,7 +90,61 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub shard: ShardArgs,
     #[command(flatten)]
-    pub photos: crate::face::photo_run::PhotoArgs,
+    pub photos: PhotoArgs,
+}
+
+/// Whole-photo options of `dynface restore`. Faces are restored and pasted back; the rest
+/// of the photo (the background) is kept as it is: there is no background upscaler.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PhotoArgs {
+    /// Treat every input as an aligned face crop (resized to the network size and back).
+    #[arg(long, conflicts_with = "detect")]
+    pub aligned: bool,
+    /// Detect and align faces in every input, even one at the network size. By default an
+    /// input at the network size (512² for the official set) is taken as an aligned crop and
+    /// any other as a whole photo: its faces are restored and pasted back, the rest (the
+    /// background) is kept as it is (there is no background upscaler).
+    #[arg(long)]
+    pub detect: bool,
+    #[arg(long, value_enum, default_value = "mtcnn")]
+    pub detector: DetectorArg,
+    /// The detector's weights (default: WEIGHTS/mtcnn.safetensors, a facenet-pytorch wheel
+    /// or a folder with its pnet.pt, rnet.pt, onet.pt also works; for RetinaFace
+    /// WEIGHTS/detection_Resnet50_Final.safetensors, or facexlib's .pth of either variant).
+    #[arg(long)]
+    pub detector_weights: Option<PathBuf>,
+    /// Faces whose box is smaller than this (shorter side, pixels) are skipped and reported.
+    #[arg(long, default_value_t = 20.0)]
+    pub min_face_size: f32,
+    /// How the five landmarks are fitted to the template: least squares, or facexlib's LMEDS
+    /// (robust to one bad landmark).
+    #[arg(long, value_enum, default_value = "lstsq")]
+    pub align_fit: FitArg,
+    /// Restore only the face nearest the photo's centre.
+    #[arg(long)]
+    pub only_center_face: bool,
+    /// Restore at most this many faces per photo, the largest first.
+    #[arg(long)]
+    pub max_faces: Option<usize>,
+    /// Quality of JPEG outputs (JPEG inputs give JPEG outputs, PNG gives PNG).
+    #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+}
+
+impl PhotoArgs {
+    pub fn options(&self) -> PhotoOptions {
+        PhotoOptions {
+            aligned: self.aligned,
+            detect: self.detect,
+            detector: self.detector.into(),
+            detector_weights: self.detector_weights.clone(),
+            min_face_size: self.min_face_size,
+            align_fit: self.align_fit.into(),
+            only_center_face: self.only_center_face,
+            max_faces: self.max_faces,
+            jpeg_quality: self.jpeg_quality,
+        }
+    }
 }
 
 /// The sharding flags of `dynface restore`.
@@ -126,7 +181,7 @@ pub fn dry_run(files: &[PathBuf], args: &RestoreArgs, shard: Option<ShardInfo>) 
     let size = ModelSet::load(&args.weights).map_or(512, |m| m.image_size);
     let (photos, _) = crate::face::photo_run::split_inputs(
         files,
-        &args.photos,
+        &args.photos.options(),
         size,
         &args.weights,
         &|l: &str| eprintln!("{l}"),
@@ -281,7 +336,8 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if args.precision == Precision::Bf16 && args.device.eq_ignore_ascii_case("cpu") {
+    let precision = Precision::from(args.precision);
+    if precision == Precision::Bf16 && args.device.eq_ignore_ascii_case("cpu") {
         bail!("{}", BF16_ON_CPU);
     }
     let files = expand_inputs(&args.inputs)?;
@@ -307,26 +363,22 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
     if let Device::Cpu { note: Some(n) } = &device {
         eprintln!("{n}");
     }
-    eprintln!(
-        "device: {}, precision {}",
-        device.describe(),
-        args.precision
-    );
+    eprintln!("device: {}, precision {}", device.describe(), precision);
     match device {
         Device::Cpu { .. } => {
-            if args.precision == Precision::Bf16 {
+            if precision == Precision::Bf16 {
                 bail!("--device {}: {}", args.device, BF16_ON_CPU);
             }
             run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files, shard)
         }
         Device::Cuda(name) => {
             let opts = CudaOptions {
-                precision: args.precision,
+                precision,
                 ..Default::default()
             };
             let be = crate::backend::cuda::CudaBackend::with_options(opts)
                 .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
-            let label = match args.precision {
+            let label = match precision {
                 Precision::Fp32 => format!("cuda: {name}"),
                 Precision::Bf16 => format!("cuda: {name} (bf16 tensor-core convs and products)"),
             };
@@ -347,7 +399,7 @@ fn run_on<B: Backend + Clone>(
         crate::trace::start(crate::trace::DEFAULT_LIMIT);
     }
     let models = load_models(&args.weights)?;
-    let mut cfg = models.set.sampler.clone();
+    let mut cfg = models.set.sampler_config();
     if let Some(s) = &args.sampler {
         cfg.sampler = s.clone();
     }
@@ -407,8 +459,9 @@ fn run_on<B: Backend + Clone>(
         .or_else(|| args.html.then(|| args.output.join("stages")));
     let mut reports: Vec<ImageReport> = vec![];
     // Whole photos (faces detected, aligned, pasted back) take their own path below.
+    let photo_opts = args.photos.options();
     let (photos, files) =
-        crate::face::photo_run::split_inputs(files, &args.photos, s, &args.weights, &|l: &str| {
+        crate::face::photo_run::split_inputs(files, &photo_opts, s, &args.weights, &|l: &str| {
             mp.suspend(|| eprintln!("{l}"))
         });
     // Images are decoded batch by batch (a folder of thousands never sits in memory at once).
@@ -446,7 +499,7 @@ fn run_on<B: Backend + Clone>(
         };
         let log = |l: &str| mp.suspend(|| eprintln!("{l}"));
         let run = crate::face::photo_run::PhotoRun {
-            args: &args.photos,
+            args: &photo_opts,
             out_dir: &args.output,
             weights_dir: &args.weights,
             dump: args.dump.as_deref(),

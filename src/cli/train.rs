@@ -1,6 +1,7 @@
 //! `dynface train …` arguments.
 
-use crate::train::dgsa::{self, DgsaTrainConfig, Guide};
+use super::values::GuideArg;
+use crate::train::dgsa::{self, DgsaTrainConfig};
 use crate::train::sde::{self, RunOptions, SdeTrainConfig};
 use crate::train::se::{self, SeTrainConfig};
 use anyhow::Result;
@@ -59,7 +60,7 @@ pub struct TrainDgsaArgs {
     pub common: TrainStageArgs,
     /// Override the config's guidance images (stage 1 true-blur, stage 2 dblm).
     #[arg(long, value_enum)]
-    pub guide: Option<Guide>,
+    pub guide: Option<GuideArg>,
 }
 
 fn options(a: &TrainStageArgs) -> RunOptions {
@@ -164,7 +165,7 @@ pub fn run(cmd: &TrainCmd) -> Result<()> {
                 cfg.steps = s;
             }
             if let Some(g) = d.guide {
-                cfg.guide = g;
+                cfg.guide = g.into();
             }
             if a.print_config {
                 println!("{}", serde_json::to_string_pretty(&cfg)?);

@@ -1,5 +1,8 @@
-//! `dynface weights convert|download|random|mtcnn`: checkpoint conversion and download.
+//! `dynface weights convert|download|random|mtcnn|retinaface`: checkpoint conversion and
+//! download.
 
+use crate::face::detect::mtcnn_weights::MtcnnWeightsOptions;
+use crate::face::detect::retinaface_weights::RetinaFaceWeightsOptions;
 use crate::tensor::DType;
 use crate::weights::convert::{convert_pth_to_safetensors, default_output, ConvertReport};
 use crate::weights::download::{download_entry, select, DownloadOptions, DownloadOutcome, Fetched};
@@ -138,4 +141,40 @@ pub fn run_random(args: &RandomArgs) -> anyhow::Result<crate::restore::ModelSet>
         set.files().len() + 1
     );
     Ok(set)
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct MtcnnWeightsArgs {
+    /// facenet-pytorch 2.6.0's wheel, or a folder holding its pnet.pt, rnet.pt and onet.pt.
+    pub source: PathBuf,
+    /// Output safetensors file.
+    #[arg(short, long, default_value = "weights/mtcnn.safetensors")]
+    pub output: PathBuf,
+}
+
+impl MtcnnWeightsArgs {
+    pub fn options(&self) -> MtcnnWeightsOptions {
+        MtcnnWeightsOptions {
+            source: self.source.clone(),
+            output: self.output.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct RetinaFaceWeightsArgs {
+    /// facexlib's detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth.
+    pub source: PathBuf,
+    /// Output safetensors file (default: the source's name with .safetensors, in weights/).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+impl RetinaFaceWeightsArgs {
+    pub fn options(&self) -> RetinaFaceWeightsOptions {
+        RetinaFaceWeightsOptions {
+            source: self.source.clone(),
+            output: self.output.clone(),
+        }
+    }
 }

@@ -149,7 +149,7 @@ pub fn fit_similarity_lmeds(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Affine
 }
 
 /// How the landmarks are fitted to the template.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Fit {
     /// Least squares over the five points.
     #[default]

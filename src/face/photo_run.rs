@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorKind {
     /// MTCNN with facenet-pytorch 2.6.0's weights (`dynface weights mtcnn`).
@@ -48,45 +48,55 @@ impl DetectorKind {
 
 /// Whole-photo options of `dynface restore`. Faces are restored and pasted back; the rest
 /// of the photo (the background) is kept as it is: there is no background upscaler.
-#[derive(clap::Args, Clone, Debug)]
-pub struct PhotoArgs {
+/// (The flags: `cli::restore::PhotoArgs`.)
+#[derive(Clone, Debug)]
+pub struct PhotoOptions {
     /// Treat every input as an aligned face crop (resized to the network size and back).
-    #[arg(long, conflicts_with = "detect")]
     pub aligned: bool,
     /// Detect and align faces in every input, even one at the network size. By default an
     /// input at the network size (512² for the official set) is taken as an aligned crop and
     /// any other as a whole photo: its faces are restored and pasted back, the rest (the
     /// background) is kept as it is (there is no background upscaler).
-    #[arg(long)]
     pub detect: bool,
-    #[arg(long, value_enum, default_value = "mtcnn")]
+    /// Which face detector finds the faces.
     pub detector: DetectorKind,
     /// The detector's weights (default: WEIGHTS/mtcnn.safetensors, a facenet-pytorch wheel
     /// or a folder with its pnet.pt, rnet.pt, onet.pt also works; for RetinaFace
     /// WEIGHTS/detection_Resnet50_Final.safetensors, or facexlib's .pth of either variant).
-    #[arg(long)]
     pub detector_weights: Option<PathBuf>,
     /// Faces whose box is smaller than this (shorter side, pixels) are skipped and reported.
-    #[arg(long, default_value_t = 20.0)]
     pub min_face_size: f32,
     /// How the five landmarks are fitted to the template: least squares, or facexlib's LMEDS
     /// (robust to one bad landmark).
-    #[arg(long, value_enum, default_value = "lstsq")]
     pub align_fit: Fit,
     /// Restore only the face nearest the photo's centre.
-    #[arg(long)]
     pub only_center_face: bool,
     /// Restore at most this many faces per photo, the largest first.
-    #[arg(long)]
     pub max_faces: Option<usize>,
     /// Quality of JPEG outputs (JPEG inputs give JPEG outputs, PNG gives PNG).
-    #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
+}
+
+impl Default for PhotoOptions {
+    /// The command line's defaults.
+    fn default() -> Self {
+        PhotoOptions {
+            aligned: false,
+            detect: false,
+            detector: DetectorKind::Mtcnn,
+            detector_weights: None,
+            min_face_size: 20.0,
+            align_fit: Fit::Lstsq,
+            only_center_face: false,
+            max_faces: None,
+            jpeg_quality: 95,
+        }
+    }
 }
 
 /// Whether `path` goes the whole-photo way: `--detect`, or (unless `--aligned`) any input
 /// not at the network size. Unreadable files go the aligned way, which reports them.
-pub fn is_whole_photo(path: &Path, args: &PhotoArgs, size: usize) -> bool {
+pub fn is_whole_photo(path: &Path, args: &PhotoOptions, size: usize) -> bool {
     if args.aligned {
         return false;
     }
@@ -101,7 +111,7 @@ pub fn is_whole_photo(path: &Path, args: &PhotoArgs, size: usize) -> bool {
 }
 
 /// Where the detector's weights are looked for.
-pub fn detector_weights_path(args: &PhotoArgs, weights_dir: &Path) -> PathBuf {
+pub fn detector_weights_path(args: &PhotoOptions, weights_dir: &Path) -> PathBuf {
     args.detector_weights
         .clone()
         .unwrap_or_else(|| match args.detector {
@@ -115,7 +125,7 @@ pub fn detector_weights_path(args: &PhotoArgs, weights_dir: &Path) -> PathBuf {
 /// before whole photos existed) with one warning saying how to get the weights.
 pub fn split_inputs(
     files: &[PathBuf],
-    args: &PhotoArgs,
+    args: &PhotoOptions,
     size: usize,
     weights_dir: &Path,
     log: &dyn Fn(&str),
@@ -179,7 +189,7 @@ pub struct PhotoReport {
 }
 
 pub struct PhotoRun<'a> {
-    pub args: &'a PhotoArgs,
+    pub args: &'a PhotoOptions,
     pub out_dir: &'a Path,
     pub weights_dir: &'a Path,
     pub dump: Option<&'a Path>,
@@ -201,7 +211,7 @@ pub type RestoreFaces<'a> = dyn FnMut(&Tensor<f32>, &[u64]) -> Result<BatchResul
 /// Returns for each detection `None` (restore) or why it is skipped.
 pub fn select_faces(
     faces: &[Face],
-    args: &PhotoArgs,
+    args: &PhotoOptions,
     width: u32,
     height: u32,
 ) -> Vec<Option<String>> {
@@ -732,16 +742,12 @@ fn finish(run: &PhotoRun, mut p: Pending) -> ImageReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        p: PhotoArgs,
-    }
-
-    fn args(extra: &[&str]) -> PhotoArgs {
-        Cli::parse_from(std::iter::once("t").chain(extra.iter().copied())).p
+    /// The command line's defaults with `f`'s changes.
+    fn args(f: impl FnOnce(&mut PhotoOptions)) -> PhotoOptions {
+        let mut o = PhotoOptions::default();
+        f(&mut o);
+        o
     }
 
     fn face(x: f32, y: f32, side: f32) -> Face {
@@ -763,7 +769,7 @@ mod tests {
         ];
         let kept =
             |w: &[Option<String>]| (0..w.len()).filter(|&i| w[i].is_none()).collect::<Vec<_>>();
-        let all = select_faces(&faces, &args(&[]), 400, 200);
+        let all = select_faces(&faces, &args(|_| {}), 400, 200);
         assert_eq!(kept(&all), vec![0, 1, 2]);
         assert!(
             all[3].as_ref().unwrap().contains("--min-face-size"),
@@ -772,7 +778,7 @@ mod tests {
         assert_eq!(
             kept(&select_faces(
                 &faces,
-                &args(&["--only-center-face"]),
+                &args(|o| o.only_center_face = true),
                 400,
                 200
             )),
@@ -781,7 +787,7 @@ mod tests {
         assert_eq!(
             kept(&select_faces(
                 &faces,
-                &args(&["--max-faces", "2"]),
+                &args(|o| o.max_faces = Some(2)),
                 400,
                 200
             )),
@@ -790,12 +796,12 @@ mod tests {
         assert_eq!(
             kept(&select_faces(
                 &faces,
-                &args(&["--min-face-size", "35"]),
+                &args(|o| o.min_face_size = 35.0),
                 400,
                 200
             )),
             vec![0, 2]
         );
-        assert!(select_faces(&[], &args(&["--only-center-face"]), 10, 10).is_empty());
+        assert!(select_faces(&[], &args(|o| o.only_center_face = true), 10, 10).is_empty());
     }
 }

@@ -57,7 +57,10 @@ pub fn grad(g: &mut Graph, seeds: &[(NodeId, NodeId)], wrt: &[NodeId]) -> Result
             continue;
         }
         let label = g.nodes[i].label.clone();
-        let grads = g.scope(&format!("grad[{label}]"), |g| vjp(g, NodeId(i), dy, &want))?;
+        let precision = g.nodes[i].precision;
+        let grads = g.inherit_precision(precision, |g| {
+            g.scope(&format!("grad[{label}]"), |g| vjp(g, NodeId(i), dy, &want))
+        })?;
         for (k, gi) in grads.into_iter().enumerate() {
             if want[k] {
                 let gi = gi.ok_or_else(|| {

@@ -5,10 +5,12 @@ pub mod autodiff;
 pub mod build;
 pub mod op;
 pub mod plan;
+pub mod precision;
 pub mod rewrite;
 pub mod shape;
 
 pub use op::{AttnDims, AttnInput, AttnLayout, BinaryOp, Conv2dParams, Op, ReduceOp, UnaryOp};
+pub use precision::Precision;
 
 use std::fmt;
 
@@ -28,6 +30,8 @@ pub struct Node {
     pub shape: Vec<usize>,
     /// A readable label (the module path for model graphs) used in errors and profiles.
     pub label: String,
+    /// Operand precision of this node's products; `None`: the executor's default.
+    pub precision: Option<Precision>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,8 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Label prefix applied to nodes added from now on (see [`Graph::scope`]).
     prefix: Vec<String>,
+    /// Precision given to nodes added from now on (see [`Graph::with_precision`]).
+    precision: Option<Precision>,
 }
 
 impl Graph {
@@ -79,6 +85,27 @@ impl Graph {
         self.prefix.push(name.to_string());
         let r = f(self);
         self.prefix.pop();
+        r
+    }
+
+    /// Runs `f` with every node it adds marked `precision` (an inner call overrides an
+    /// outer one for its own nodes). Gradients later taken through these nodes get the same
+    /// mark (`autodiff::grad`).
+    pub fn with_precision<R>(&mut self, precision: Precision, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.inherit_precision(Some(precision), f)
+    }
+
+    /// Runs `f` with nodes marked `precision` when it is `Some`, else with the current mark:
+    /// the backward nodes of a forward node follow the forward node's mark if it has one.
+    pub(crate) fn inherit_precision<R>(
+        &mut self,
+        precision: Option<Precision>,
+        f: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        let outer = self.precision;
+        self.precision = precision.or(outer);
+        let r = f(self);
+        self.precision = outer;
         r
     }
 
@@ -124,6 +151,7 @@ impl Graph {
             inputs: inputs.to_vec(),
             shape,
             label,
+            precision: self.precision,
         });
         Ok(NodeId(id))
     }

@@ -3,6 +3,7 @@
 //! built in; `dynface weights random --preset tiny` writes a complete small set for tests and
 //! demos.
 
+use crate::dblm::GuidanceConfig;
 use crate::dsst::DsstTable;
 use crate::models::dgsa::{self, DgsaConfig};
 use crate::models::sde::{self, SdeConfig};
@@ -48,6 +49,10 @@ pub struct ModelSet {
     pub dgsa: Option<NetEntry<DgsaConfig>>,
     /// DSST table file inside the weights folder.
     pub dsst: String,
+    /// The DBLM's guidance settings (N, the σ range); absent fields take METHOD.md's
+    /// defaults. Sets written before this section existed kept them under `sampler`.
+    #[serde(default)]
+    pub guidance: GuidanceConfig,
     /// Sampler settings; absent fields take METHOD.md's defaults.
     #[serde(default)]
     pub sampler: SamplerConfig,
@@ -72,7 +77,19 @@ impl ModelSet {
             estimator: None,
             dgsa: None,
             dsst: "dsst.json".into(),
+            guidance: GuidanceConfig::default(),
             sampler: SamplerConfig::default(),
+        }
+    }
+
+    /// The sampler's settings with the DBLM's N and σ range copied in (the sampler needs them
+    /// to build its step graph and clamp the refined σ_i, but they are the DBLM's).
+    pub fn sampler_config(&self) -> SamplerConfig {
+        SamplerConfig {
+            num_guidance: self.guidance.num_guidance,
+            sigma_min: self.guidance.sigma_min,
+            sigma_max: self.guidance.sigma_max,
+            ..self.sampler.clone()
         }
     }
 
@@ -89,9 +106,39 @@ impl ModelSet {
     }
 
     /// Parses a `models.json` text (its UNet and sampler settings are checked by
-    /// [`ModelSet::unet_config`] and `SamplerConfig::validate` when used).
+    /// [`ModelSet::unet_config`] and `SamplerConfig::validate` when used). The guidance keys
+    /// of older sets, `sampler.num_guidance` / `sigma_min` / `sigma_max`, move to `guidance`;
+    /// a key given in both places is an error.
     pub fn from_json_str(text: &str) -> Result<Self> {
-        Ok(serde_json::from_str(text)?)
+        let mut v: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(top) = v.as_object_mut() {
+            let old: Vec<(String, serde_json::Value)> = match top.get_mut("sampler") {
+                Some(serde_json::Value::Object(s)) => GuidanceConfig::KEYS
+                    .iter()
+                    .filter_map(|k| s.remove(*k).map(|x| (k.to_string(), x)))
+                    .collect(),
+                _ => vec![],
+            };
+            if !old.is_empty() {
+                let g = top
+                    .entry("guidance")
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                let Some(g) = g.as_object_mut() else {
+                    bail!("`guidance` must be an object");
+                };
+                for (k, x) in old {
+                    if g.contains_key(&k) {
+                        bail!("`{k}` is given in both `sampler` (the old place) and `guidance`");
+                    }
+                    g.insert(k, x);
+                }
+            }
+        }
+        let set: ModelSet = serde_json::from_value(v)?;
+        set.guidance
+            .validate()
+            .map_err(|e| anyhow!("guidance: {e}"))?;
+        Ok(set)
     }
 
     pub fn unet_config(&self) -> Result<UNetConfig> {

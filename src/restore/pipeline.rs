@@ -4,7 +4,7 @@
 
 use super::models::LoadedModels;
 use crate::backend::Backend;
-use crate::dblm::{batch_sigmas, BlurLevelEstimator, Dblm, StandardEstimator};
+use crate::dblm::{BlurLevelEstimator, Dblm, GuidanceConfig, StandardEstimator};
 use crate::graph::Graph;
 use crate::models::{dgsa, unet::build_unet};
 use crate::sampler::{Guidance, SampleOutput, Sampler, SamplerConfig, ScaleBuilder, ScaleInputs};
@@ -192,10 +192,14 @@ impl<B: Backend + Clone> Pipeline<B> {
             sample: 0.0,
         };
         let (rm, sigma_hat, estimator) = (d.rm, d.sigma_hat, d.estimator);
-        let n = self.sampler_cfg.num_guidance;
-        let (lo, hi) = (self.sampler_cfg.sigma_min, self.sampler_cfg.sigma_max);
+        let guidance_cfg = GuidanceConfig {
+            num_guidance: self.sampler_cfg.num_guidance,
+            sigma_min: self.sampler_cfg.sigma_min,
+            sigma_max: self.sampler_cfg.sigma_max,
+        };
         // sigma[i][b] from DBLM, start[i][b] from the DSST table (Eq. 23).
-        let sigma = batch_sigmas(&sigma_hat, n, lo, hi);
+        let sigma = guidance_cfg.sigmas(&sigma_hat);
+        let n = guidance_cfg.num_guidance;
         let start: Vec<Vec<usize>> = sigma
             .iter()
             .map(|s| s.iter().map(|&v| m.dsst.lookup(v)).collect())

@@ -157,6 +157,7 @@ pub fn write_random_set(preset: &str, dir: &Path, seed: u64) -> Result<ModelSet>
             weights: "dgsa.safetensors".into(),
         }),
         dsst: "dsst.json".into(),
+        guidance: Default::default(),
         sampler: SamplerConfig {
             sampler: "ddim25".into(),
             ..SamplerConfig::default()

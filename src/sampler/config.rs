@@ -44,12 +44,18 @@ pub struct SamplerConfig {
     pub zeta: f64,
     /// σ refinement rate ζ_σ (Eq. 7); 0 turns refinement off.
     pub zeta_sigma: f64,
-    /// σ_i are clamped to this range after each refinement step.
+    /// σ_i are clamped to this range after each refinement step. Not configuration of the
+    /// sampler: these and `num_guidance` are the DBLM's (`dblm::GuidanceConfig`, the
+    /// `guidance` section of `models.json`), copied in by whoever builds the sampler
+    /// (`restore::models::ModelSet::sampler_config`), so they are not read or written here.
+    #[serde(skip, default = "default_sigma_min")]
     pub sigma_min: f64,
+    #[serde(skip, default = "default_sigma_max")]
     pub sigma_max: f64,
     pub eta: Eta,
     pub variance: VarianceMode,
-    /// Number of guidance images N (0: unguided sampling from noise).
+    /// Number of guidance images N (0: unguided sampling from noise); see `sigma_min`.
+    #[serde(skip, default = "default_num_guidance")]
     pub num_guidance: usize,
     /// Weights w_i; `None` takes the paper's Table 7 defaults for N.
     pub weights: Option<Vec<f64>>,
@@ -84,6 +90,17 @@ impl Default for SamplerConfig {
             capture: true,
         }
     }
+}
+
+// The DBLM's defaults (`dblm::GuidanceConfig::default`; the sampler layer may not name it).
+fn default_sigma_min() -> f64 {
+    0.1
+}
+fn default_sigma_max() -> f64 {
+    15.0
+}
+fn default_num_guidance() -> usize {
+    3
 }
 
 /// The paper's weights for N guidance images (Table 7).
@@ -175,7 +192,7 @@ mod tests {
     fn config_round_trips_and_rejects_unknown_keys() {
         let c = SamplerConfig {
             eta: Eta::SigmaHatOver10,
-            num_guidance: 2,
+            weights: Some(vec![0.6, 0.3, 0.1]),
             ..Default::default()
         };
         let j = serde_json::to_string(&c).unwrap();

@@ -3,7 +3,7 @@
 //! coefficients, guidance images, σ_i, weights) is a graph input, so the graph is built,
 //! planned and bound once.
 
-use crate::graph::{autodiff::grad, Graph, NodeId, Result};
+use crate::graph::{autodiff::grad, Graph, NodeId, Precision, Result};
 
 /// Input names of the sampler graph.
 pub mod names {
@@ -248,28 +248,36 @@ impl GuidedGraph {
         let mut ys = vec![];
         let mut sigmas = vec![];
         if num_guidance > 0 {
-            let mut weighted = vec![];
-            for i in 0..num_guidance {
-                let n = g.scope(&format!("guide{i}"), |g| -> Result<_> {
-                    let y = g.input(&names::y(i), &shape);
-                    let s = g.input(&names::sigma(i), &[b]);
-                    let wt = g.input(&names::weight(i), &[b]);
-                    let blurred = g.gaussian_blur(x0, s)?;
-                    let r = g.sub(y, blurred)?;
-                    let n = g.l2_norm(r, &[1, 2, 3], false)?;
-                    let wn = g.mul(n, wt)?;
-                    Ok((y, n, s, wn))
-                })?;
-                let (y, n, s, wn) = (n.0, n.1, n.2, n.3);
-                ys.push(y);
-                gg.norms.push(n);
-                sigmas.push(s);
-                weighted.push(wn);
-            }
-            let loss = sum_nodes(&mut g, &weighted)?;
-            let loss = g.sum_all(loss)?;
-            let norm_sum = sum_nodes(&mut g, &gg.norms)?;
-            let norm_sum = g.sum_all(norm_sum)?;
+            // The guidance loss, its blurs and (through `grad`, which gives backward nodes
+            // their forward node's mark) its gradient stay fp32 when the UNet runs bf16: the
+            // residual ŷ − k_σ ⊛ x̂₀ is a small difference of two images, and its norm and
+            // ∂/∂σ (Eq. 5, 7) would lose most of their digits to bf16 operands (2⁻⁹).
+            let (loss, norm_sum) = g.with_precision(Precision::Fp32, |g| -> Result<_> {
+                let mut weighted = vec![];
+                for i in 0..num_guidance {
+                    let n = g.scope(&format!("guide{i}"), |g| -> Result<_> {
+                        let y = g.input(&names::y(i), &shape);
+                        let s = g.input(&names::sigma(i), &[b]);
+                        let wt = g.input(&names::weight(i), &[b]);
+                        let blurred = g.gaussian_blur(x0, s)?;
+                        let r = g.sub(y, blurred)?;
+                        let n = g.l2_norm(r, &[1, 2, 3], false)?;
+                        let wn = g.mul(n, wt)?;
+                        Ok((y, n, s, wn))
+                    })?;
+                    let (y, n, s, wn) = (n.0, n.1, n.2, n.3);
+                    ys.push(y);
+                    gg.norms.push(n);
+                    sigmas.push(s);
+                    weighted.push(wn);
+                }
+                let loss = sum_nodes(g, &weighted)?;
+                let loss = g.sum_all(loss)?;
+                let norm_sum = sum_nodes(g, &gg.norms)?;
+                Ok((loss, g.sum_all(norm_sum)?))
+            })?;
+            // Outside the fp32 scope: the UNet's backward nodes follow the UNet's own
+            // (unmarked: the run's) precision.
             let one = g.fill(1.0, &[]);
             let wrt = if fast_guidance { x0 } else { x };
             gg.grad = Some(grad(&mut g, &[(loss, one)], &[wrt])?[0]);
@@ -284,7 +292,12 @@ impl GuidedGraph {
                 t,
                 alpha_bar,
             };
-            let s = g.scope("scale", |g| build_scale(g, &si))?;
+            // DGSA stays fp32 under a bf16 UNet: S_t ∈ [0,1] scales the guidance gradient
+            // per pixel (Eq. 13), so its rounding would become the step's rounding, and the
+            // network is small next to the UNet, so fp32 costs little.
+            let s = g.with_precision(Precision::Fp32, |g| {
+                g.scope("scale", |g| build_scale(g, &si))
+            })?;
             if g.shape(s) != shape {
                 return Err(crate::graph::GraphError::Other(format!(
                     "scale map has shape {:?}; expected {shape:?}",

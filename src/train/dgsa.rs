@@ -54,7 +54,7 @@ const DISTS_PREFIX: &str = "dists.";
 
 /// Which guidance images train DGSA (METHOD.md: 20,000 iterations of the first, then 7,000
 /// of the second starting from the first's weights).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Guide {
     /// Stage 1: ŷ = k_σ ⊛ x, σ ~ U[sigma_min, sigma_max].

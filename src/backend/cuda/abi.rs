@@ -83,8 +83,11 @@ pub struct Grid {
 pub struct LaunchState {
     /// Multiprocessor count (for tile-size and split-K choices).
     pub sms: usize,
-    /// Operand precision of the convolutions (forward and input gradient) and products.
+    /// Operand precision of the convolutions (forward and input gradient) and products of
+    /// nodes without a mark of their own (`Node::precision`).
     pub precision: Precision,
+    /// Whether the device has bf16 tensor cores (a node marked bf16 is an error otherwise).
+    pub bf16_tensor_cores: bool,
     /// A forced tile shape / split count (tests); the default keeps the heuristics.
     pub variant: std::sync::Mutex<Variant>,
     /// Launches per entry point.
@@ -92,10 +95,11 @@ pub struct LaunchState {
 }
 
 impl LaunchState {
-    pub fn new(sms: usize, precision: Precision) -> Self {
+    pub fn new(sms: usize, precision: Precision, bf16_tensor_cores: bool) -> Self {
         LaunchState {
             sms: sms.max(1),
             precision,
+            bf16_tensor_cores,
             variant: std::sync::Mutex::new(Variant::default()),
             log: LaunchLog::default(),
         }

@@ -13,19 +13,18 @@ use crate::graph::Conv2dParams;
 use crate::tensor::random::{normal, rng};
 use cudarc::driver::sys;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct ConvBenchArgs {
+/// What the conv table times.
+#[derive(Debug, Clone)]
+pub struct ConvBenchOptions {
     /// Batch sizes to time.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
     pub batches: Vec<usize>,
     /// Timed repeats per case (the median is reported).
-    #[arg(long, default_value_t = 20)]
     pub iters: usize,
 }
 
-impl Default for ConvBenchArgs {
+impl Default for ConvBenchOptions {
     fn default() -> Self {
-        ConvBenchArgs {
+        ConvBenchOptions {
             batches: vec![1, 8],
             iters: 20,
         }
@@ -71,7 +70,7 @@ fn median_ms(be: &CudaBackend, iters: usize, mut f: impl FnMut() -> BResult<()>)
     Ok(times[times.len() / 2])
 }
 
-pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<ConvBenchRow>> {
+pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchOptions) -> BResult<Vec<ConvBenchRow>> {
     let mut rows = vec![];
     let p = Conv2dParams {
         stride: 1,
@@ -120,8 +119,9 @@ pub fn run_conv_bench(be: &CudaBackend, args: &ConvBenchArgs) -> BResult<Vec<Con
                 at: at_mut(4 * nx + 2 * nw),
                 len: scratch_len,
             };
-            let fwd = |t| conv_fwd(be, ws, g, ax, aw, None, ay, t);
-            let bwd_input = |t| conv_bwd_input(be, ws, g, ady, aw, adx, t);
+            let prec = be.precision();
+            let fwd = |t| conv_fwd(be, ws, g, ax, aw, None, ay, t, prec);
+            let bwd_input = |t| conv_bwd_input(be, ws, g, ady, aw, adx, t, prec);
             let bwd_weight = || conv_bwd_weight(be, ws, g, ax, ady, adw);
             // Warm-up (compiles the kernels).
             fwd(None)?;

@@ -137,7 +137,15 @@ impl<D: Driver> Backend for D {
             at: DevMut::at(f32_at(arena, scratch.offset)),
             len: scratch.len,
         };
-        ops::exec(self, arena.base(), &node.op, inputs, out, scratch)
+        ops::exec(
+            self,
+            arena.base(),
+            &node.op,
+            node.precision,
+            inputs,
+            out,
+            scratch,
+        )
     }
 
     fn synchronize(&self) -> BResult<()> {

@@ -153,7 +153,11 @@ impl CudaBackend {
             .map_err(|e| format!("cannot create a CUDA stream: {e:?}"))?;
         let mut opts = CompileOpts::new(&info.arch());
         opts.fast_math = options.fast_math;
-        let launch = LaunchState::new(info.multiprocessors as usize, options.precision);
+        let launch = LaunchState::new(
+            info.multiprocessors as usize,
+            options.precision,
+            has_bf16_mma(&info),
+        );
         Ok(CudaBackend {
             ctx,
             stream,
@@ -433,8 +437,12 @@ impl driver::GraphCapture for CudaBackend {
 }
 
 /// bf16 `mma.sync` exists from compute capability 8.0 (Ampere) on.
+fn has_bf16_mma(info: &DeviceInfo) -> bool {
+    info.compute_capability.0 >= 8
+}
+
 fn check_precision(info: &DeviceInfo, precision: Precision) -> Result<(), String> {
-    if precision == Precision::Bf16 && info.compute_capability.0 < 8 {
+    if precision == Precision::Bf16 && !has_bf16_mma(info) {
         return Err(format!(
             "--precision bf16 needs bf16 tensor cores (compute capability 8.0 or newer); {} is {}.{}",
             info.name, info.compute_capability.0, info.compute_capability.1

@@ -7,25 +7,23 @@
 //! weight gradient, the fused head-width-64 attention and every other op stay fp32 either way.
 //! Expect relative errors near 2⁻⁹ per rounded operand (about 2e-3 to 3e-3 on one product's
 //! output) instead of ~1e-7.
+//!
+//! The type is the graph's node attribute ([`crate::graph::Precision`]): the backend's
+//! setting is the default of nodes that carry no mark of their own ([`resolve`]).
 
-use std::fmt;
+pub use crate::graph::Precision;
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// fp32 operands and accumulation everywhere.
-    #[default]
-    Fp32,
-    /// Convolutions (forward, input gradient) and matrix products with bf16 operands on
-    /// tensor cores, fp32 accumulation; everything else fp32.
-    Bf16,
-}
+use super::abi::LaunchState;
+use crate::backend::{BResult, BackendError};
 
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-        })
+/// The precision `node` (its own mark, else the backend's default) runs at here; an error
+/// when a node asks for bf16 on a device without bf16 tensor cores.
+pub(crate) fn resolve(state: &LaunchState, node: Option<Precision>) -> BResult<Precision> {
+    let p = node.unwrap_or(state.precision);
+    if p == Precision::Bf16 && !state.bf16_tensor_cores {
+        return Err(BackendError::Unsupported(
+            "a node marked bf16 needs bf16 tensor cores (compute capability 8.0 or newer)".into(),
+        ));
     }
+    Ok(p)
 }

@@ -136,17 +136,17 @@ pub fn load_mtcnn(path: &Path) -> Result<WeightMap> {
     Ok(m)
 }
 
-#[derive(clap::Args, Clone, Debug)]
-pub struct MtcnnWeightsArgs {
+/// What `dynface weights mtcnn` converts (flags: `cli::weights::MtcnnWeightsArgs`).
+#[derive(Clone, Debug)]
+pub struct MtcnnWeightsOptions {
     /// facenet-pytorch 2.6.0's wheel, or a folder holding its pnet.pt, rnet.pt and onet.pt.
     pub source: PathBuf,
     /// Output safetensors file.
-    #[arg(short, long, default_value = "weights/mtcnn.safetensors")]
     pub output: PathBuf,
 }
 
 /// `dynface weights mtcnn SOURCE -o FILE`: the three networks in one safetensors file.
-pub fn run_mtcnn_weights(args: &MtcnnWeightsArgs) -> Result<usize> {
+pub fn run_mtcnn_weights(args: &MtcnnWeightsOptions) -> Result<usize> {
     let store = load_mtcnn_store(&args.source)?;
     if let Some(d) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;

@@ -13,13 +13,12 @@ const BN_EPS: f32 = 1e-5;
 pub const ANCHORS: usize = 2;
 
 /// The two published checkpoints' networks.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
     /// `detection_Resnet50_Final.pth` (facexlib's `retinaface_resnet50`, the default).
     Resnet50,
     /// `detection_mobilenet0.25_Final.pth` (facexlib's `retinaface_mobile0.25`).
-    #[value(name = "mobilenet0.25")]
     #[serde(rename = "mobilenet0.25")]
     Mobilenet025,
 }

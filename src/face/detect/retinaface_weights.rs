@@ -116,18 +116,18 @@ pub fn load_retinaface(path: &Path) -> Result<(Variant, WeightMap)> {
     Ok((variant, m))
 }
 
-#[derive(clap::Args, Clone, Debug)]
-pub struct RetinaFaceWeightsArgs {
+/// What `dynface weights retinaface` converts (flags: `cli::weights::RetinaFaceWeightsArgs`).
+#[derive(Clone, Debug)]
+pub struct RetinaFaceWeightsOptions {
     /// facexlib's detection_Resnet50_Final.pth or detection_mobilenet0.25_Final.pth.
     pub source: PathBuf,
     /// Output safetensors file (default: the source's name with .safetensors, in weights/).
-    #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
 
 /// `dynface weights retinaface SOURCE.pth [-o FILE]`: the checked state dict (without
 /// `module.` and the unread buffers) as one safetensors file.
-pub fn run_retinaface_weights(args: &RetinaFaceWeightsArgs) -> Result<usize> {
+pub fn run_retinaface_weights(args: &RetinaFaceWeightsOptions) -> Result<usize> {
     let (variant, store) = load_retinaface_store(&args.source)?;
     let mut kept = WeightStore::new();
     for (k, _) in weight_spec(variant) {

@@ -140,12 +140,13 @@ impl EmuBackend {
         Ok(EmuBackend {
             _lib: lib,
             launch_fn,
-            launch: LaunchState::new(132, Precision::Fp32),
+            launch: LaunchState::new(132, Precision::Fp32, true),
             capture: None,
         })
     }
 
-    /// The same emulator with the convolutions and products at `precision`.
+    /// The same emulator with the convolutions and products at `precision` (of the nodes
+    /// that carry no precision of their own).
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.launch.precision = precision;
         self

@@ -160,7 +160,8 @@ pub(super) fn conv2d(a: &OpArgs, p: &Conv2dParams) -> BResult<()> {
     if a.n() == 0 {
         return Ok(());
     }
-    conv_fwd(a.be, a.scratch, g, a.x(0), a.x(1), bias, a.y(), None)
+    let p = a.precision()?;
+    conv_fwd(a.be, a.scratch, g, a.x(0), a.x(1), bias, a.y(), None, p)
 }
 
 pub(super) fn conv2d_backward_input(
@@ -172,7 +173,8 @@ pub(super) fn conv2d_backward_input(
     if a.n() == 0 {
         return Ok(());
     }
-    conv_bwd_input(a.be, a.scratch, g, a.x(0), a.x(1), a.y(), None)
+    let p = a.precision()?;
+    conv_bwd_input(a.be, a.scratch, g, a.x(0), a.x(1), a.y(), None, p)
 }
 
 pub(super) fn conv2d_backward_weight(
@@ -252,17 +254,15 @@ impl ConvLaunch {
     }
 }
 
-/// The entry point of family `K` for tile `t` at the backend's precision (`tc`: whether the
-/// family has tensor-core variants).
-fn kernel<K: KernelFamily>(cfg: &LaunchState, t: (usize, usize), tc: bool) -> BResult<K> {
-    let on_tc = tc && cfg.precision == Precision::Bf16;
+/// The entry point of family `K` for tile `t` (`on_tc`: its tensor-core variant).
+fn kernel<K: KernelFamily>(t: (usize, usize), on_tc: bool) -> BResult<K> {
     select(
         |k: K| k.tile() == Some(t) && k.tensor_cores() == on_tc,
         || format!("a {t:?} tile (tensor cores: {on_tc})"),
     )
 }
 
-/// Forward convolution; `tile` forces the tile shape (the benchmark's sweep).
+/// Forward convolution at `precision`; `tile` forces the tile shape (the benchmark's sweep).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_fwd(
     be: &dyn Launcher,
@@ -273,6 +273,7 @@ pub(crate) fn conv_fwd(
     bias: Option<DevPtr<f32>>,
     y: DevMut<f32>,
     tile: Option<(usize, usize)>,
+    precision: Precision,
 ) -> BResult<()> {
     let cfg = be.state();
     let gemm = ConvGemm::new(cfg, &g, Direction::Forward, tile);
@@ -288,12 +289,14 @@ pub(crate) fn conv_fwd(
         splits: l.splits(),
         chunk: l.chunk(),
     }
-    .launch(be, kernel(cfg, gemm.t, true)?, l.grid)?;
+    .launch(be, kernel(gemm.t, precision == Precision::Bf16)?, l.grid)?;
     let plane = (g.oh * g.ow) as usize;
     l.finish(be, out, y, bias.map(|b| (b, g.o as usize, plane)))
 }
 
-/// Input gradient of a convolution; `tile` forces the tile shape (the benchmark's sweep).
+/// Input gradient of a convolution at `precision`; `tile` forces the tile shape (the
+/// benchmark's sweep).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_bwd_input(
     be: &dyn Launcher,
     scratch: DevScratch,
@@ -302,6 +305,7 @@ pub(crate) fn conv_bwd_input(
     w: DevPtr<f32>,
     dx: DevMut<f32>,
     tile: Option<(usize, usize)>,
+    precision: Precision,
 ) -> BResult<()> {
     let cfg = be.state();
     let gemm = ConvGemm::new(cfg, &g, Direction::BackwardInput, tile);
@@ -315,7 +319,7 @@ pub(crate) fn conv_bwd_input(
         splits: l.splits(),
         chunk: l.chunk(),
     }
-    .launch(be, kernel(cfg, gemm.t, true)?, l.grid)?;
+    .launch(be, kernel(gemm.t, precision == Precision::Bf16)?, l.grid)?;
     l.finish(be, out, dx, None)
 }
 
@@ -341,7 +345,7 @@ pub(crate) fn conv_bwd_weight(
         splits: l.splits(),
         chunk: l.chunk(),
     }
-    .launch(be, kernel(cfg, gemm.t, false)?, l.grid)?;
+    .launch(be, kernel(gemm.t, false)?, l.grid)?;
     l.finish(be, out, dw, None)
 }
 

@@ -35,7 +35,7 @@ pub(super) fn matmul(a: &OpArgs, ta: bool, tb: bool) -> BResult<()> {
         &batch_strides(sb, br * bc),
     )?;
     let t = tile_for(a.be.state(), m, n, nb);
-    let on_tc = a.be.state().precision == Precision::Bf16;
+    let on_tc = a.precision()? == Precision::Bf16;
     let operands = (a_cs == 1, b_cs == 1);
     let kernel = select(
         |k: GemmKernel| {

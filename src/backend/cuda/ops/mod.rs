@@ -21,8 +21,9 @@ pub(crate) use conv::{conv_bwd_input, conv_bwd_weight, conv_fwd, conv_scratch_le
 pub(crate) use elementwise::{copy, fill};
 
 use super::abi::{DevMut, DevPtr, Grid, LaunchState, Launcher};
+use super::precision::resolve;
 use crate::backend::{BResult, BackendError, Operand};
-use crate::graph::Op;
+use crate::graph::{Op, Precision};
 use crate::tensor::numel;
 
 const THREADS: u32 = 256;
@@ -80,9 +81,15 @@ pub(crate) struct OpArgs<'a> {
     ins: &'a [Operand<'a>],
     out: Operand<'a>,
     scratch: DevScratch,
+    /// The node's own precision mark (`None`: the backend's default).
+    precision: Option<Precision>,
 }
 
 impl<'a> OpArgs<'a> {
+    /// The operand precision this node's products run at.
+    fn precision(&self) -> BResult<Precision> {
+        resolve(self.be.state(), self.precision)
+    }
     fn addr(&self, offset: usize) -> u64 {
         self.base + 4 * offset as u64
     }
@@ -130,11 +137,13 @@ pub(crate) fn scratch_len(cfg: &LaunchState, op: &Op, ins: &[&[usize]], out: &[u
     }
 }
 
-/// Launches `op`; `base` is the device address of arena element 0.
+/// Launches `op` at `precision` (the node's mark; `None`: the backend's default); `base` is
+/// the device address of arena element 0.
 pub(crate) fn exec(
     be: &dyn Launcher,
     base: u64,
     op: &Op,
+    precision: Option<Precision>,
     ins: &[Operand],
     out: Operand,
     scratch: DevScratch,
@@ -145,6 +154,7 @@ pub(crate) fn exec(
         ins,
         out,
         scratch,
+        precision,
     };
     match op {
         Op::Input { .. } | Op::Const { .. } | Op::Fill { .. } | Op::Reshape { .. } => Err(
