@@ -1,5 +1,6 @@
 //! The product: METHOD.md's whole pipeline on image files (the `dynface restore` command
-//! itself, its flags, progress and batch loop, is `cli/restore.rs`).
+//! itself, its flags and progress bars, is `cli/restore.rs`; its batch loop over one device
+//! or several is `workers.rs`).
 
 pub mod dump;
 pub mod fault;
@@ -8,9 +9,11 @@ pub mod inputs;
 pub mod models;
 pub mod pipeline;
 pub mod preset;
+pub mod queue;
 pub mod random;
 pub mod report;
 pub mod shard;
+pub mod workers;
 
 pub use models::{load_models, LoadedModels, ModelSet};
 pub use pipeline::Pipeline;
