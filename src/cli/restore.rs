@@ -67,7 +67,8 @@ pub struct RestoreArgs {
     /// Restore images whose output already exists (default: skip them, so reruns resume).
     #[arg(long)]
     pub overwrite: bool,
-    /// Write every stage's intermediates (RM output, guidance images, σ/t, step trace) here.
+    /// Write every stage's intermediates (RM output, guidance images, σ/t, step trace, DGSA's
+    /// scale maps at each image's first, middle and last step) here.
     #[arg(long)]
     pub dump: Option<PathBuf>,
     /// Also write the report as one self-contained HTML page beside it (report.html):

@@ -2,6 +2,7 @@
 //! itself, its flags and progress bars, is `cli/restore.rs`; its batch loop over one device
 //! or several is `workers.rs`).
 
+pub mod colormap;
 pub mod dump;
 pub mod fault;
 pub mod images;

@@ -302,6 +302,7 @@ fn work<B: Backend + Clone>(
                         b,
                     )?;
                     p.set_step_progress(obs.step_progress(w));
+                    p.set_scale_snapshots(run.dump.is_some());
                     Ok(p)
                 })?;
                 let mut data = Vec::with_capacity(b * 3 * s * s);
