@@ -51,6 +51,10 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "models",
             "weights",
             "atomic_file",
+            // The batch loop (`restore/workers.rs`): the free-space check before a batch's
+            // outputs, a trace slice per batch.
+            "disk_space",
+            "trace",
             "degrade",
             "dblm",
             "dsst",

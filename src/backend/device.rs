@@ -1,5 +1,5 @@
 //! The one device type: what `--device cpu|cuda[:N]|auto` resolves to, on top of the CUDA
-//! probe. `auto` picks a usable GPU, else the CPU (and says why); `cuda` without a usable GPU
+//! probe, and device lists (`cuda:all`, `cuda:0,1`, `cpu,cpu`) for one worker per device. `auto` picks a usable GPU, else the CPU (and says why); `cuda` without a usable GPU
 //! is an error that says why. Printing the note is the caller's (the CLI's) job.
 
 use super::cuda::{probe, DeviceInfo};
@@ -48,33 +48,151 @@ pub fn select_device(spec: &str) -> Result<Device, String> {
     }
 }
 
-/// Why `--device cuda:all` / `cuda:0,1` is refused, and what to run instead.
-fn several_devices(spec: &str) -> String {
-    format!(
-        "--device {spec}: several devices in one process are not built yet; run one process \
-         per GPU, each on its own part of the inputs: \
-         CUDA_VISIBLE_DEVICES=I dynface restore ... --device cuda --shard I/N for I in 0..N, \
-         then dynface report merge OUTPUT (README, Cluster runs)"
-    )
+/// What a full `--device` value names: one device, or several that one process drives with
+/// one worker each (`restore::workers`). A list holds one kind only, so an image's bytes do
+/// not depend on which worker restored it.
+#[derive(Clone, Debug)]
+pub enum Devices {
+    /// `count` CPU "devices" (`cpu,cpu`: workers sharing the same cores; for tests of the
+    /// multi-device logic, no faster than one); `note` as in [`Device::Cpu`].
+    Cpu { count: usize, note: Option<String> },
+    /// CUDA devices, by ordinal, none twice.
+    Cuda(Vec<DeviceInfo>),
 }
 
-/// Resolves a full `--device` value, `cuda:N` and device lists included.
-pub fn resolve(spec: &str) -> Result<Device, String> {
-    if spec.contains(',') || spec.eq_ignore_ascii_case("cuda:all") {
-        return Err(several_devices(spec));
-    }
-    let base = match spec.split_once(':') {
-        Some(("cuda", n)) => {
-            if n != "0" {
-                return Err(format!(
-                    "--device {spec}: only device 0 is supported in this build"
-                ));
-            }
-            "cuda"
+impl Devices {
+    pub fn len(&self) -> usize {
+        match self {
+            Devices::Cpu { count, .. } => *count,
+            Devices::Cuda(v) => v.len(),
         }
-        _ => spec,
-    };
-    select_device(base)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name of worker `i` in the report: the device's own name for one device (`cpu`,
+    /// `cuda:N`), `cpu:i` for a CPU list.
+    pub fn label(&self, i: usize) -> String {
+        match self {
+            Devices::Cpu { count: 1, .. } => "cpu".into(),
+            Devices::Cpu { .. } => format!("cpu:{i}"),
+            Devices::Cuda(v) => format!("cuda:{}", v[i].ordinal),
+        }
+    }
+
+    pub fn labels(&self) -> Vec<String> {
+        (0..self.len()).map(|i| self.label(i)).collect()
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Devices::Cpu { count: 1, .. } => Device::Cpu { note: None }.describe(),
+            Devices::Cpu { count, .. } => format!(
+                "{count} CPU workers ({}), sharing {} threads",
+                self.labels().join(", "),
+                rayon::current_num_threads()
+            ),
+            Devices::Cuda(v) => v
+                .iter()
+                .map(|d| format!("cuda:{} ({d})", d.ordinal))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}
+
+/// One item of a device list: `cpu`, `cuda`/`gpu` (device 0), `cuda:N`, or a bare `N`
+/// after a CUDA item (`cuda:0,1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Item {
+    Cpu,
+    Cuda(usize),
+}
+
+fn parse_list(spec: &str) -> Result<Vec<Item>, String> {
+    let mut items = vec![];
+    for raw in spec.split(',') {
+        let it = raw.trim().to_ascii_lowercase();
+        let bad = || {
+            format!(
+                "--device {spec}: {raw:?} is not a device (cpu, cuda, cuda:N, or N after cuda:M)"
+            )
+        };
+        let ordinal = |n: &str| n.parse::<usize>().map_err(|_| bad());
+        let item = match it.as_str() {
+            "cpu" => Item::Cpu,
+            "cuda" | "gpu" => Item::Cuda(0),
+            _ => match it.split_once(':') {
+                Some(("cuda" | "gpu", n)) => Item::Cuda(ordinal(n)?),
+                Some(_) => return Err(bad()),
+                None if matches!(items.last(), Some(Item::Cuda(_))) => Item::Cuda(ordinal(&it)?),
+                None => return Err(bad()),
+            },
+        };
+        if let Item::Cuda(n) = item {
+            if items.contains(&item) {
+                return Err(format!("--device {spec}: cuda:{n} is named twice"));
+            }
+        }
+        items.push(item);
+    }
+    let cpus = items.iter().filter(|i| **i == Item::Cpu).count();
+    if cpus > 0 && cpus < items.len() {
+        return Err(format!(
+            "--device {spec}: a device list holds one kind (cpu,cpu or cuda:0,1,...): \
+             the CPU and the GPU do not compute the same bits, and an image's output must not \
+             depend on which device restored it"
+        ));
+    }
+    Ok(items)
+}
+
+/// Resolves a full `--device` value: `auto`, `cpu`, `cuda[:N]`, or a device list
+/// (`cuda:all`, `cuda:0,1,...`, `cpu,cpu,...`).
+pub fn resolve(spec: &str) -> Result<Devices, String> {
+    let lower = spec.trim().to_ascii_lowercase();
+    if lower == "auto" {
+        return Ok(match select_device("auto")? {
+            Device::Cpu { note } => Devices::Cpu { count: 1, note },
+            Device::Cuda(info) => Devices::Cuda(vec![info]),
+        });
+    }
+    if lower == "cuda:all" || lower == "gpu:all" {
+        let count = super::cuda::probe::device_count()
+            .map_err(|why| format!("--device {spec}: no usable GPU: {why}"))?;
+        let infos = (0..count)
+            .map(|n| {
+                super::cuda::probe::probe_on(n)
+                    .map_err(|why| format!("--device {spec}: cuda:{n}: {why}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Devices::Cuda(infos));
+    }
+    let items = parse_list(spec)?;
+    if items[0] == Item::Cpu {
+        return Ok(Devices::Cpu {
+            count: items.len(),
+            note: None,
+        });
+    }
+    let infos = items
+        .iter()
+        .map(|it| {
+            let Item::Cuda(n) = *it else {
+                unreachable!("parse_list returns one kind")
+            };
+            super::cuda::probe::probe_on(n).map_err(|why| {
+                if n == 0 && items.len() == 1 {
+                    format!("--device {spec}: no usable GPU: {why}")
+                } else {
+                    format!("--device {spec}: cuda:{n}: {why}")
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Devices::Cuda(infos))
 }
 
 #[cfg(test)]
@@ -107,16 +225,39 @@ mod tests {
     }
 
     #[test]
-    fn several_devices_are_refused_with_the_per_gpu_shard_recipe() {
-        for spec in ["cuda:all", "cuda:0,1", "cpu,cpu"] {
-            let e = resolve(spec).expect_err(spec);
-            assert!(e.contains("--shard I/N") && e.contains(spec), "{e}");
+    fn device_lists_parse_to_one_kind() {
+        assert_eq!(
+            parse_list("cuda:0,1, cuda:3").unwrap(),
+            vec![Item::Cuda(0), Item::Cuda(1), Item::Cuda(3)]
+        );
+        assert_eq!(parse_list("cpu,CPU").unwrap(), vec![Item::Cpu, Item::Cpu]);
+        assert_eq!(parse_list("gpu").unwrap(), vec![Item::Cuda(0)]);
+        let e = parse_list("cpu,cuda:0").unwrap_err();
+        assert!(e.contains("one kind"), "{e}");
+        let e = parse_list("cuda:1,1").unwrap_err();
+        assert!(e.contains("cuda:1 is named twice"), "{e}");
+        for bad in ["cpu,1", "tpu", "cuda:x", "cuda:0,"] {
+            let e = parse_list(bad).unwrap_err();
+            assert!(e.contains("is not a device"), "{bad}: {e}");
         }
     }
 
     #[test]
-    fn only_cuda_device_zero_is_accepted() {
-        let e = resolve("cuda:1").unwrap_err();
-        assert!(e.contains("only device 0"), "{e}");
+    fn cpu_lists_name_one_worker_per_item() {
+        let d = resolve("cpu,cpu").unwrap();
+        assert_eq!(d.labels(), vec!["cpu:0", "cpu:1"]);
+        assert_eq!(resolve("cpu").unwrap().labels(), vec!["cpu"]);
+    }
+
+    #[test]
+    fn cuda_lists_resolve_or_say_why() {
+        let gpus = crate::backend::cuda::probe::device_count();
+        for spec in ["cuda:all", "cuda:0,1", "cuda:1"] {
+            match resolve(spec) {
+                Ok(Devices::Cuda(v)) => assert!(gpus.is_ok() && !v.is_empty(), "{spec}"),
+                Ok(other) => panic!("{spec} resolved to {other:?}"),
+                Err(e) => assert!(e.starts_with(&format!("--device {spec}: ")), "{e}"),
+            }
+        }
     }
 }

@@ -8,6 +8,9 @@
 //! - `DYNFACE_FAULT_BATCH=N:error,M:lost`: the N-th batch (1-based, counted over the run,
 //!   retries included) fails with a device error that leaves the device usable; the M-th
 //!   with one that loses it (as a CUDA illegal-address error does).
+//! - `DYNFACE_FAULT_DEVICE_LOST=DEV:N,...`: worker DEV of a device list (0-based, in the
+//!   order `--device` names them) loses its device at its own N-th batch (1-based, retries
+//!   included); the other devices are untouched.
 //! - `DYNFACE_FAULT_FREE_BYTES=BYTES`: the free space reported for any folder.
 
 use super::{BResult, BackendError};
@@ -74,6 +77,35 @@ pub fn check_batch(n: u64) -> BResult<()> {
     }
 }
 
+/// `DEV:N` pairs; items that do not parse are ignored, as in `DYNFACE_FAULT_BATCH`.
+fn parse_device_losses(spec: &str) -> Vec<(usize, u64)> {
+    spec.split(',')
+        .filter_map(|item| {
+            let (d, n) = item.trim().split_once(':')?;
+            Some((d.trim().parse().ok()?, n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn device_losses() -> &'static [(usize, u64)] {
+    static LOSSES: OnceLock<Vec<(usize, u64)>> = OnceLock::new();
+    LOSSES.get_or_init(|| {
+        std::env::var("DYNFACE_FAULT_DEVICE_LOST")
+            .map(|s| parse_device_losses(&s))
+            .unwrap_or_default()
+    })
+}
+
+/// Called before worker `device`'s `n`-th batch (1-based, counted per device).
+pub fn check_device_batch(device: usize, n: u64) -> BResult<()> {
+    if device_losses().contains(&(device, n)) {
+        return Err(BackendError::DeviceLost(format!(
+            "injected loss of device {device} in its batch {n} (DYNFACE_FAULT_DEVICE_LOST)"
+        )));
+    }
+    Ok(())
+}
+
 /// The free-space override, when set.
 pub fn free_bytes_override() -> Option<u64> {
     static FREE: OnceLock<Option<u64>> = OnceLock::new();
@@ -91,5 +123,14 @@ mod tests {
             vec![(2, BatchFault::Error), (5, BatchFault::Lost)]
         );
         assert!(parse_batch_faults("").is_empty());
+    }
+
+    #[test]
+    fn device_loss_specs_parse_and_ignore_garbage() {
+        assert_eq!(
+            parse_device_losses("1:2, 0:5,x:1,3,2:y"),
+            vec![(1, 2), (0, 5)]
+        );
+        assert!(parse_device_losses("").is_empty());
     }
 }

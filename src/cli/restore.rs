@@ -5,23 +5,22 @@
 use super::values::{DetectorArg, FitArg, PrecisionArg, PresetArg, UpdateOnArg};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::{CudaOptions, Precision};
-use crate::backend::device::{self, Device, BF16_ON_CPU};
+use crate::backend::device::{self, Devices, BF16_ON_CPU};
 use crate::backend::Backend;
 use crate::degrade::load::stem_of;
 use crate::face::photo_run::PhotoOptions;
-use crate::restore::fault::{fault_kind, Fault};
-use crate::restore::images::{load_input, save_output, InputImage};
 use crate::restore::inputs::{expand_inputs, image_seed, output_name};
 use crate::restore::models::{check_files, load_models, ModelSet};
 use crate::restore::pipeline::Pipeline;
 use crate::restore::preset::Preset;
 use crate::restore::report::{ImageReport, RunReport};
 use crate::restore::shard::{ShardInfo, ShardOptions};
+use crate::restore::workers::{pipeline_for, run_devices, BatchRun, DeviceWorker, Job, Observer};
 use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -36,7 +35,10 @@ pub struct RestoreArgs {
     /// Weights folder: `models.json` and the files it names, or the official checkpoints.
     #[arg(long, default_value = "weights")]
     pub weights: PathBuf,
-    /// auto (a usable GPU, else the CPU), cpu, or cuda[:N].
+    /// auto (a usable GPU, else the CPU), cpu, cuda[:N], or several devices for one run:
+    /// cuda:all or cuda:0,1,... (one worker per GPU pulling batches from one queue; a lost
+    /// GPU's batch goes to the others). cpu,cpu,... runs CPU workers on the same cores (for
+    /// tests of the multi-device logic: no faster than cpu).
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Convolution and matrix-product operands on the GPU: fp32, or bf16 on tensor cores
@@ -66,7 +68,8 @@ pub struct RestoreArgs {
     /// Restore images whose output already exists (default: skip them, so reruns resume).
     #[arg(long)]
     pub overwrite: bool,
-    /// Write every stage's intermediates (RM output, guidance images, σ/t, step trace) here.
+    /// Write every stage's intermediates (RM output, guidance images, σ/t, step trace, DGSA's
+    /// scale maps at each image's first, middle and last step) here.
     #[arg(long)]
     pub dump: Option<PathBuf>,
     /// Also write the report as one self-contained HTML page beside it (report.html):
@@ -234,46 +237,8 @@ pub fn dry_run(files: &[PathBuf], args: &RestoreArgs, shard: Option<ShardInfo>) 
         images,
         seconds: 0.0,
         shard,
+        lost_devices: vec![],
     }
-}
-
-/// One image still to restore.
-struct Job {
-    input: PathBuf,
-    out: PathBuf,
-}
-
-/// The cached pipeline for batch size `b`, built on first use.
-fn pipeline_for<B: Backend + Clone>(
-    pipelines: &mut Vec<Pipeline<B>>,
-    b: usize,
-    build: impl FnOnce() -> Result<Pipeline<B>>,
-) -> Result<&mut Pipeline<B>> {
-    if let Some(i) = pipelines.iter().position(|p| p.batch() == b) {
-        return Ok(&mut pipelines[i]);
-    }
-    pipelines.push(build()?);
-    Ok(pipelines.last_mut().expect("just pushed"))
-}
-
-fn push_failed(
-    reports: &mut Vec<ImageReport>,
-    chunk: &[(Job, InputImage)],
-    seeds: &[u64],
-    e: &str,
-) {
-    for ((job, img), &seed) in chunk.iter().zip(seeds) {
-        let mut r = ImageReport::new(&job.input, seed, "failed").with_error(e.to_string());
-        r.notes = img.notes.clone();
-        reports.push(r);
-    }
-}
-
-/// An upper bound on an output PNG's size: raw 8-bit RGB plus the format's overhead
-/// (deflate's stored blocks at worst), so the disk check never under-asks.
-fn output_bytes_bound(img: &InputImage) -> u64 {
-    let raw = img.width as u64 * img.height as u64 * 3 + img.height as u64;
-    raw + raw / 64 + 64 * 1024
 }
 
 /// Deletes the hidden temporaries (`.NAME.png.tmpPID`) that a killed run leaves beside its
@@ -359,41 +324,146 @@ pub fn run_restore(args: &RestoreArgs) -> Result<RunReport> {
         }
     }
     ensure_weights(args)?;
-    let device = device::resolve(&args.device).map_err(|e| anyhow::anyhow!(e))?;
-    if let Device::Cpu { note: Some(n) } = &device {
+    let devices = device::resolve(&args.device).map_err(|e| anyhow::anyhow!(e))?;
+    if let Devices::Cpu { note: Some(n), .. } = &devices {
         eprintln!("{n}");
     }
-    eprintln!("device: {}, precision {}", device.describe(), precision);
-    match device {
-        Device::Cpu { .. } => {
+    eprintln!("device: {}, precision {}", devices.describe(), precision);
+    let labels = devices.labels();
+    match &devices {
+        Devices::Cpu { .. } => {
             if precision == Precision::Bf16 {
                 bail!("--device {}: {}", args.device, BF16_ON_CPU);
             }
-            run_on(CpuBackend::<f32>::new(), "cpu".into(), args, &files, shard)
+            let name = if labels.len() == 1 {
+                "cpu".to_string()
+            } else {
+                format!("{} (CPU workers sharing the threads)", labels.join(", "))
+            };
+            run_on(
+                &labels,
+                name,
+                |_| Ok(CpuBackend::<f32>::new()),
+                args,
+                &files,
+                shard,
+            )
         }
-        Device::Cuda(name) => {
+        Devices::Cuda(infos) => {
             let opts = CudaOptions {
                 precision,
                 ..Default::default()
             };
-            let be = crate::backend::cuda::CudaBackend::with_options(opts)
-                .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
-            let label = match precision {
-                Precision::Fp32 => format!("cuda: {name}"),
-                Precision::Bf16 => format!("cuda: {name} (bf16 tensor-core convs and products)"),
+            let mut name = infos
+                .iter()
+                .map(|i| {
+                    if infos.len() == 1 {
+                        format!("cuda: {i}")
+                    } else {
+                        format!("cuda:{}: {i}", i.ordinal)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            if precision == Precision::Bf16 {
+                name.push_str(" (bf16 tensor-core convs and products)");
+            }
+            let make = |w: usize| {
+                crate::backend::cuda::CudaBackend::on_device(infos[w].ordinal, opts.clone())
+                    .map(std::rc::Rc::new)
+                    .map_err(|e| anyhow::anyhow!("--device {}: {e}", labels[w]))
             };
-            run_on(std::rc::Rc::new(be), label, args, &files, shard)
+            run_on(&labels, name, make, args, &files, shard)
         }
     }
 }
 
-fn run_on<B: Backend + Clone>(
-    backend: B,
+/// The CLI's side of a batch run: the progress bars (one step bar per device) and messages
+/// printed above them.
+struct Progress {
+    mp: MultiProgress,
+    images: ProgressBar,
+    steps: Vec<ProgressBar>,
+}
+
+impl Progress {
+    fn new(quiet: bool, images: usize, labels: &[String]) -> Self {
+        let mp = if quiet {
+            MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+        } else {
+            MultiProgress::new()
+        };
+        let bar = mp.add(ProgressBar::new(images as u64));
+        bar.set_style(
+            ProgressStyle::with_template("images {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let steps = labels
+            .iter()
+            .map(|l| {
+                let sb = mp.add(ProgressBar::new(0));
+                sb.set_style(
+                    ProgressStyle::with_template("{prefix:6} {bar:30} {pos}/{len} {per_sec}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                sb.set_prefix(if labels.len() == 1 {
+                    "steps".to_string()
+                } else {
+                    l.clone()
+                });
+                sb
+            })
+            .collect();
+        Progress {
+            mp,
+            images: bar,
+            steps,
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn log(&self, line: &str) {
+        self.mp.suspend(|| eprintln!("{line}"));
+    }
+
+    fn images_done(&self, n: usize) {
+        self.images.inc(n as u64);
+    }
+
+    fn batch_started(&self, device: &str, names: &[String]) {
+        if self.steps.len() == 1 {
+            self.images.set_message(names.join(", "));
+        } else {
+            self.images
+                .set_message(format!("{device}: {}", names.join(", ")));
+        }
+    }
+
+    fn step_progress(&self, w: usize) -> Option<Box<dyn FnMut(usize, usize)>> {
+        let sb = self.steps[w].clone();
+        Some(Box::new(move |done, total| {
+            sb.set_length(total as u64);
+            sb.set_position(done as u64);
+        }))
+    }
+}
+
+/// Runs the restore on the devices named by `labels` (`make(i)` builds device i's backend;
+/// device 0's here, the others' on their workers' threads).
+fn run_on<B, F>(
+    labels: &[String],
     device_name: String,
+    make: F,
     args: &RestoreArgs,
     files: &[PathBuf],
     shard: Option<ShardInfo>,
-) -> Result<RunReport> {
+) -> Result<RunReport>
+where
+    B: Backend + Clone,
+    F: Fn(usize) -> Result<B> + Sync,
+{
+    let backend = make(0)?;
     let t_run = Instant::now();
     if args.trace.is_some() {
         crate::trace::start(crate::trace::DEFAULT_LIMIT);
@@ -423,21 +493,9 @@ fn run_on<B: Backend + Clone>(
     }
     let use_dgsa = preset != Preset::NoDgsa;
     let s = models.set.image_size;
-    let mp = if args.quiet {
-        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
-    } else {
-        MultiProgress::new()
-    };
-    let images_bar = mp.add(ProgressBar::new(files.len() as u64));
-    images_bar.set_style(
-        ProgressStyle::with_template("images {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let steps_bar = mp.add(ProgressBar::new(0));
-    steps_bar.set_style(
-        ProgressStyle::with_template("steps  {bar:30} {pos}/{len} {per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = Progress::new(args.quiet, files.len(), labels);
+    let mp = &progress.mp;
+    let images_bar = &progress.images;
 
     let own_names: Option<Vec<String>> = shard.as_ref().map(|sh| {
         let mut v: Vec<String> = files.iter().map(|f| output_name(f)).collect();
@@ -465,7 +523,7 @@ fn run_on<B: Backend + Clone>(
             mp.suspend(|| eprintln!("{l}"))
         });
     // Images are decoded batch by batch (a folder of thousands never sits in memory at once).
-    let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut queue: Vec<Job> = vec![];
     for f in &files {
         let stem = stem_of(f);
         let out = args.output.join(output_name(f));
@@ -478,19 +536,19 @@ fn run_on<B: Backend + Clone>(
             images_bar.inc(1);
             continue;
         }
-        queue.push_back(Job {
+        queue.push(Job {
             input: f.clone(),
             out,
         });
     }
-    let mut batch = args.batch;
-    let mut batches_run = 0u64;
+    let batches_run = AtomicU64::new(0);
     let mut stopped: Option<String> = None;
     let mut pipelines: Vec<Pipeline<B>> = vec![];
+    // Whole photos run on the first device (their faces are batched across photos there).
     if !photos.is_empty() {
         let mut restore_faces = |x: &Tensor<f32>, seeds: &[u64]| {
-            batches_run += 1;
-            crate::backend::fault::check_batch(batches_run)?;
+            let n = batches_run.fetch_add(1, Ordering::SeqCst) + 1;
+            crate::backend::fault::check_batch(n)?;
             let b = seeds.len();
             let p = pipeline_for(&mut pipelines, b, || {
                 Pipeline::new(backend.clone(), &models, cfg.clone(), use_dgsa, b)
@@ -519,142 +577,42 @@ fn run_on<B: Backend + Clone>(
         reports.extend(done);
         stopped = why;
     }
-    while stopped.is_none() && !queue.is_empty() {
-        let mut chunk: Vec<(Job, InputImage)> = vec![];
-        while chunk.len() < batch {
-            let Some(job) = queue.pop_front() else { break };
-            match load_input(&job.input, s) {
-                Ok(img) => {
-                    // Conversions (resize, bit depth, alpha, EXIF...) are shown as they happen
-                    // and kept in the report.
-                    mp.suspend(|| {
-                        for n in &img.notes {
-                            eprintln!("warning: {}: {n}", job.input.display());
-                        }
-                    });
-                    chunk.push((job, img))
-                }
-                Err(e) => {
-                    mp.suspend(|| eprintln!("error: {e:#}"));
-                    let seed = image_seed(args.seed, &stem_of(&job.input));
-                    reports.push(
-                        ImageReport::new(&job.input, seed, "failed").with_error(format!("{e:#}")),
-                    );
-                    images_bar.inc(1);
-                }
-            }
-        }
-        if chunk.is_empty() {
-            continue;
-        }
-        let need: u64 = chunk.iter().map(|(_, img)| output_bytes_bound(img)).sum();
-        if let Err(e) =
-            crate::disk_space::ensure_free(&args.output, need, "the next batch's outputs")
-        {
-            stopped = Some(format!("{e:#}"));
-            for (job, _) in chunk.into_iter().rev() {
-                queue.push_front(job);
-            }
-            break;
-        }
-        let b = chunk.len();
-        let names: Vec<String> = chunk.iter().map(|(j, _)| stem_of(&j.input)).collect();
-        images_bar.set_message(names.join(", "));
-        // Each image its own random stream: its result depends only on its name and the
-        // base seed, not on the batch it is in (so an OOM back-off changes nothing either).
-        let seeds: Vec<u64> = names.iter().map(|n| image_seed(args.seed, n)).collect();
-        batches_run += 1;
-        let t_batch = Instant::now();
-        let result = crate::backend::fault::check_batch(batches_run)
-            .map_err(anyhow::Error::new)
-            .and_then(|()| {
-                let p = pipeline_for(&mut pipelines, b, || {
-                    let mut p = Pipeline::new(backend.clone(), &models, cfg.clone(), use_dgsa, b)?;
-                    let sb = steps_bar.clone();
-                    p.set_step_progress(Some(Box::new(move |done, total| {
-                        sb.set_length(total as u64);
-                        sb.set_position(done as u64);
-                    })));
-                    Ok(p)
-                })?;
-                let mut data = Vec::with_capacity(b * 3 * s * s);
-                for (_, img) in &chunk {
-                    data.extend_from_slice(&img.planes.data);
-                }
-                p.restore(&Tensor::new(vec![b, 3, s, s], data), &models, &seeds)
-            });
-        let batch_args = serde_json::json!({ "images": names, "ok": result.is_ok() });
-        crate::trace::span("batch", "batch", t_batch, Instant::now(), batch_args);
-        match result {
-            Ok(res) => {
-                for (i, (job, img)) in chunk.iter().enumerate() {
-                    let per = 3 * s * s;
-                    let plane = Tensor::new(
-                        vec![3, s, s],
-                        res.restored.data[i * per..(i + 1) * per].to_vec(),
-                    );
-                    let saved = save_output(&plane, img, &job.out);
-                    if let Some(d) = &dump {
-                        if let Err(e) =
-                            crate::restore::dump::dump_image(d, &names[i], i, &res, &models)
-                        {
-                            mp.suspend(|| {
-                                eprintln!("warning: dump for {}: {e:#}", job.input.display())
-                            });
-                        }
-                    }
-                    let mut r = ImageReport::new(&job.input, seeds[i], "restored");
-                    match &saved {
-                        Ok(()) => r = r.with_output(job.out.clone()),
-                        Err(e) => {
-                            let e = format!("writing {}: {e:#}", job.out.display());
-                            mp.suspend(|| eprintln!("error: {e}"));
-                            r = r.with_error(e);
-                        }
-                    }
-                    r.trace = Some(res.traces[i].clone());
-                    r.notes = img.notes.clone();
-                    r.seconds = Some(res.times.clone());
-                    reports.push(r);
-                }
-                images_bar.inc(b as u64);
-            }
-            Err(e) => match fault_kind(&e) {
-                Fault::OutOfMemory if b > 1 => {
-                    // Retry the same images in smaller batches; larger pipelines are dropped
-                    // so their memory is free for the smaller ones.
-                    batch = b / 2;
-                    pipelines.retain(|p| p.batch() <= batch);
-                    mp.suspend(|| {
-                        eprintln!("warning: out of memory at batch {b} ({e:#}); retrying with batch {batch}")
-                    });
-                    for (job, _) in chunk.into_iter().rev() {
-                        queue.push_front(job);
-                    }
-                }
-                Fault::DeviceLost => {
-                    mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
-                    push_failed(&mut reports, &chunk, &seeds, &format!("{e:#}"));
-                    images_bar.inc(b as u64);
-                    stopped = Some(format!("the device was lost ({e:#}); rerun to resume"));
-                    break;
-                }
-                _ => {
-                    mp.suspend(|| eprintln!("error: batch {}: {e:#}", names.join(", ")));
-                    push_failed(&mut reports, &chunk, &seeds, &format!("{e:#}"));
-                    images_bar.inc(b as u64);
-                }
-            },
-        }
-    }
-    if let Some(why) = &stopped {
-        mp.suspend(|| eprintln!("error: stopped: {why}"));
-        for job in queue.drain(..) {
+    let mut step = pipelines.first().map(|p| p.step_description());
+    let mut lost_devices = vec![];
+    if stopped.is_none() {
+        let run = BatchRun {
+            models: &models,
+            cfg: &cfg,
+            use_dgsa,
+            batch: args.batch,
+            base_seed: args.seed,
+            out_dir: &args.output,
+            dump: dump.as_deref(),
+            batches_run: &batches_run,
+        };
+        let first = DeviceWorker {
+            label: labels[0].clone(),
+            backend,
+            pipelines,
+        };
+        let done = run_devices(&run, queue, first, &labels[1..], make, &progress);
+        reports.extend(done.reports);
+        stopped = done.stopped;
+        lost_devices = done.lost;
+        step = done.step.or(step);
+    } else {
+        let why = stopped.clone().unwrap_or_default();
+        for job in queue {
             let seed = image_seed(args.seed, &stem_of(&job.input));
             reports.push(ImageReport::new(&job.input, seed, "not run").with_error(why.clone()));
         }
     }
-    steps_bar.finish_and_clear();
+    if let Some(why) = &stopped {
+        mp.suspend(|| eprintln!("error: stopped: {why}"));
+    }
+    for sb in &progress.steps {
+        sb.finish_and_clear();
+    }
     images_bar.finish();
     let count = |st: &str| reports.iter().filter(|r| r.status.starts_with(st)).count();
     let report = RunReport {
@@ -662,9 +620,7 @@ fn run_on<B: Backend + Clone>(
         weights: args.weights.clone(),
         preset,
         sampler: cfg.sampler.clone(),
-        step: pipelines
-            .first()
-            .map_or_else(|| "no batch ran".into(), |p| p.step_description()),
+        step: step.unwrap_or_else(|| "no batch ran".into()),
         batch: args.batch,
         restored: count("restored"),
         skipped: count("skipped"),
@@ -674,6 +630,7 @@ fn run_on<B: Backend + Clone>(
         images: reports,
         seconds: t_run.elapsed().as_secs_f64(),
         shard,
+        lost_devices,
     };
     let rpath = args.report.clone().unwrap_or_else(|| {
         let name = report.shard.as_ref().map(|s| s.report_name());

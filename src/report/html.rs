@@ -1,8 +1,9 @@
 //! `dynface report html REPORT.json` and `restore --html`: one self-contained page for a run.
-//! Per image: input, RM(y), the guidance images and the restored face side by side (PNG data
+//! Per image: input, RM(y), the guidance images, the restored face and DGSA's scale maps S_t
+//! (first, middle and last step, colour-mapped with their range) side by side (PNG data
 //! URIs, at most 512 px a side, shown as thumbnails; a click shows one full size), the σ_i
 //! trajectories and the guidance loss per step as inline SVG, and the seconds per stage; rows
-//! sort by σ̂, time or name. Guidance images and per-step curves come from a `--dump` folder
+//! sort by σ̂, time or name. Guidance images, S maps and per-step curves come from a `--dump` folder
 //! (`restore --html` writes one to OUTPUT/stages); without it those cells say so.
 //!
 //! The page checks itself once loaded and says so in its footer: how many images decoded,
@@ -196,6 +197,44 @@ fn svg_plot(title: &str, xs: &[f64], series: &[(String, Vec<Option<f64>>)], log_
     s
 }
 
+/// DGSA's scale maps S_t of one image (first, middle, last step; `restore::dump`), each with
+/// its step and range; with S ≡ 1 a line saying so instead of flat pictures.
+fn scale_cells(
+    im: &Value,
+    stages: Option<&Value>,
+    stage_dir: Option<&Path>,
+    pictures: &mut usize,
+) -> String {
+    let scale = im["trace"]["scale"].as_str().unwrap_or("");
+    let na = |text: &str| {
+        format!(
+            "<figure><span class=\"na\">{}</span><figcaption>S_t</figcaption></figure>",
+            esc(text)
+        )
+    };
+    if scale.starts_with("S ≡ 1") {
+        return na(&format!("{scale}: no map to show"));
+    }
+    let maps = stages
+        .and_then(|st| st["scale_maps"].as_array())
+        .filter(|m| !m.is_empty());
+    let (Some(maps), Some(dir)) = (maps, stage_dir) else {
+        return na("S maps: not dumped (run restore with --html or --dump)");
+    };
+    maps.iter()
+        .map(|m| {
+            let file = m["file"].as_str().map(|f| dir.join(f));
+            let cap = format!(
+                "S at t={} ({:.3}–{:.3})",
+                m["t"].as_u64().unwrap_or(0),
+                m["min"].as_f64().unwrap_or(f64::NAN),
+                m["max"].as_f64().unwrap_or(f64::NAN)
+            );
+            picture_cell(&cap, file.as_deref().filter(|p| p.exists()), pictures)
+        })
+        .collect()
+}
+
 /// The per-step curves of one image from its `stages.json`: (σ plot, loss plot).
 fn step_plots(stages: &Value) -> Option<(String, String)> {
     let steps = stages["steps"].as_array()?;
@@ -322,8 +361,12 @@ pub fn write_html(report_path: &Path, dump: Option<&Path>, out: &Path) -> Result
             output.as_deref().filter(|p| p.exists()),
             &mut pictures,
         ));
-        // The scale maps S_t live inside the step graph and are not dumped.
-        cells.push_str("<figure><span class=\"na\">S maps: not recorded by this version</span><figcaption>S_t</figcaption></figure>");
+        cells.push_str(&scale_cells(
+            im,
+            stages.as_ref(),
+            stage_dir.as_deref(),
+            &mut pictures,
+        ));
         let curves = match stages.as_ref().and_then(step_plots) {
             Some((s, l)) => {
                 plots += 2;

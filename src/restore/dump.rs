@@ -1,5 +1,7 @@
 //! `restore --dump DIR`: every stage's intermediates of one image, for inspection: the
-//! restorer's output, each guidance image, σ̂ / σ_i / t_i and the per-step trace.
+//! restorer's output, each guidance image, σ̂ / σ_i / t_i, the per-step trace and DGSA's
+//! scale map S_t at the image's first, middle and last step (`scale_tTTTT_MIN-MAX.png`,
+//! colour-mapped over its range, the channel mean; none when S ≡ 1).
 
 use super::images::{png_bytes, to_rgb8};
 use super::models::LoadedModels;
@@ -28,6 +30,13 @@ pub fn dump_image(
             &png_bytes(&to_rgb8(&plane(g)))?,
         )?;
     }
+    let mut scale_maps = vec![];
+    for snap in res.sample.scale_maps.iter().filter(|m| m.image == i) {
+        let (img, lo, hi) = super::colormap::colour_map(&snap.scale, 3, s, s);
+        let file = format!("scale_t{:04}_{lo:.3}-{hi:.3}.png", snap.t);
+        crate::atomic_file::write_atomic(&d.join(&file), &png_bytes(&img)?)?;
+        scale_maps.push(serde_json::json!({ "t": snap.t, "file": file, "min": lo, "max": hi }));
+    }
     let steps: Vec<serde_json::Value> = res
         .sample
         .trace
@@ -44,6 +53,7 @@ pub fn dump_image(
         "trace": res.traces[i],
         "seconds": res.times,
         "steps": steps,
+        "scale_maps": scale_maps,
     });
     crate::atomic_file::write_atomic(
         &d.join("stages.json"),

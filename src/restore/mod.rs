@@ -1,6 +1,8 @@
 //! The product: METHOD.md's whole pipeline on image files (the `dynface restore` command
-//! itself, its flags, progress and batch loop, is `cli/restore.rs`).
+//! itself, its flags and progress bars, is `cli/restore.rs`; its batch loop over one device
+//! or several is `workers.rs`).
 
+pub mod colormap;
 pub mod dump;
 pub mod fault;
 pub mod images;
@@ -8,9 +10,11 @@ pub mod inputs;
 pub mod models;
 pub mod pipeline;
 pub mod preset;
+pub mod queue;
 pub mod random;
 pub mod report;
 pub mod shard;
+pub mod workers;
 
 pub use models::{load_models, LoadedModels, ModelSet};
 pub use pipeline::Pipeline;

@@ -161,6 +161,12 @@ impl<B: Backend + Clone> Pipeline<B> {
         }
     }
 
+    /// Whether batches keep S_t at each image's first, middle and last step
+    /// (`BatchResult::sample.scale_maps`, for `--dump`); the restored images do not change.
+    pub fn set_scale_snapshots(&mut self, on: bool) {
+        self.sampler.set_scale_snapshots(on);
+    }
+
     pub fn set_step_progress(&mut self, f: Option<Box<dyn FnMut(usize, usize)>>) {
         self.sampler.set_progress(f);
     }

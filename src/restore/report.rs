@@ -12,6 +12,10 @@ pub struct ImageReport {
     pub output: Option<PathBuf>,
     pub status: String,
     pub seed: u64,
+    /// The device whose batch restored (or failed) the image (`cpu`, `cuda:1`, `cpu:0` of a
+    /// CPU list); none for images no batch ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<ImageTrace>,
     pub notes: Vec<String>,
@@ -46,6 +50,21 @@ pub struct RunReport {
     /// The part of the input list this run restored (`--shard`, or the scheduler's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::restore::shard::ShardInfo>,
+    /// Devices of a device list that were lost during the run, in the order they were lost.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_devices: Vec<LostDevice>,
+}
+
+/// A device lost during a run, and what became of the batch it was running.
+#[derive(Clone, Debug, Serialize)]
+pub struct LostDevice {
+    pub device: String,
+    /// Which of this device's batches it was (1-based).
+    pub batch: u64,
+    pub error: String,
+    /// The batch's images, given back to the queue for the other devices; empty when it
+    /// was the last device (the images are then reported failed and the run stopped).
+    pub requeued: Vec<PathBuf>,
 }
 
 impl RunReport {
@@ -61,6 +80,7 @@ impl ImageReport {
             output: None,
             status: status.to_string(),
             seed,
+            device: None,
             trace: None,
             notes: vec![],
             seconds: None,

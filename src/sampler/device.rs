@@ -295,6 +295,7 @@ impl<B: Backend> Sampler<B> {
         }
         let top = *start_pos.iter().max().unwrap_or(&0);
         let mut trace = Vec::with_capacity(top + 1);
+        let mut scale_maps = vec![];
         let t_run = Instant::now();
         let mut graph = 0.0;
         let mut draws = self.draw(top, start_pos, &mut rngs, &first);
@@ -309,6 +310,8 @@ impl<B: Backend> Sampler<B> {
             let t_graph = Instant::now();
             self.run_step()?;
             graph += t_graph.elapsed().as_secs_f64();
+            // Read before x_t is fed back: S_t and x̂₀ are this step's outputs.
+            self.snapshots_at(k, start_pos, |s| start_pos[s] >= k, None, &mut scale_maps)?;
             // The next step's draws overlap the device's work (runs are asynchronous there).
             draws = if k > 0 {
                 self.draw(k - 1, start_pos, &mut rngs, &first)
@@ -345,6 +348,7 @@ impl<B: Backend> Sampler<B> {
                 total: t_run.elapsed().as_secs_f64(),
                 graph,
             },
+            scale_maps,
         })
     }
 }

@@ -16,12 +16,14 @@ mod device;
 pub mod graph;
 mod run;
 pub mod scale;
+pub mod snapshot;
 pub mod step;
 
 pub use config::{default_weights, Eta, SamplerConfig, StepKind, UpdateOn};
 pub use graph::{DenoiserInputs, GuidedGraph, ScaleBuilder, ScaleInputs};
 pub use run::{Guidance, RunTiming, SampleOutput, Sampler, StepTrace, StepValues};
 pub use scale::{ScaleContext, ScaleMap, UnitScale};
+pub use snapshot::ScaleSnapshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {

@@ -47,6 +47,9 @@ pub struct SampleOutput {
     pub sigma: Vec<Vec<f64>>,
     pub trace: Vec<StepTrace>,
     pub timing: RunTiming,
+    /// S_t at each image's first, middle and last step, when asked for
+    /// ([`Sampler::set_scale_snapshots`]) and S comes from the step graph.
+    pub scale_maps: Vec<super::snapshot::ScaleSnapshot>,
 }
 
 /// Where a run's wall time went.
@@ -79,6 +82,8 @@ pub struct Sampler<B: Backend> {
     /// Called after each step with (steps done, steps in this run): progress bars.
     pub(super) progress: Option<Box<dyn FnMut(usize, usize)>>,
     pub(super) capture: CaptureState,
+    /// Read S_t back at a few steps of each image ([`super::snapshot`]).
+    pub(super) snapshots: bool,
 }
 
 /// Whether the device step has been recorded for replay.
@@ -181,7 +186,59 @@ impl<B: Backend> Sampler<B> {
             exec,
             progress: None,
             capture: CaptureState::Pending,
+            snapshots: false,
         })
+    }
+
+    /// Whether later runs read S_t back at each image's first, middle and last step
+    /// (`SampleOutput::scale_maps`; only where S is in the step graph). S is an output of the
+    /// step graph either way, so this changes nothing the steps compute.
+    pub fn set_scale_snapshots(&mut self, on: bool) {
+        self.snapshots = on;
+    }
+
+    /// The snapshots due at chain position `k` (images whose first, middle or last step it
+    /// is), read from the graph's outputs of the step just run; `scale` is S_t if the caller
+    /// read it already.
+    pub(super) fn snapshots_at(
+        &self,
+        k: usize,
+        start_pos: &[usize],
+        running: impl Fn(usize) -> bool,
+        scale: Option<&Tensor<f64>>,
+        out: &mut Vec<super::snapshot::ScaleSnapshot>,
+    ) -> Result<()> {
+        let Some(node) = self.gg.scale.filter(|_| self.snapshots) else {
+            return Ok(());
+        };
+        let due: Vec<usize> = (0..start_pos.len())
+            .filter(|&s| {
+                running(s) && super::snapshot::snapshot_positions(start_pos[s]).contains(&k)
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let read;
+        let scale = match scale {
+            Some(s) => s,
+            None => {
+                read = self.read(node)?;
+                &read
+            }
+        };
+        let x0 = self.read(self.gg.x0)?;
+        let [_, c, h, w] = self.shape();
+        let per = c * h * w;
+        for s in due {
+            out.push(super::snapshot::ScaleSnapshot {
+                image: s,
+                t: self.schedule.timesteps[k],
+                scale: scale.data[s * per..(s + 1) * per].to_vec(),
+                x0: x0.data[s * per..(s + 1) * per].to_vec(),
+            });
+        }
+        Ok(())
     }
 
     /// Reports (steps done, steps in this run) after every step of later runs.
@@ -535,6 +592,7 @@ impl<B: Backend> Sampler<B> {
         let mut x = vec![0.0; b * per];
         let top = *start_pos.iter().max().unwrap_or(&0);
         let mut trace = Vec::with_capacity(top + 1);
+        let mut scale_maps = vec![];
         let t_run = Instant::now();
         let mut graph = 0.0;
         for k in (0..=top).rev() {
@@ -590,6 +648,15 @@ impl<B: Backend> Sampler<B> {
                         sm.shape
                     )));
                 }
+            }
+            if any_guided && self.gg.scale.is_some() {
+                self.snapshots_at(
+                    k,
+                    start_pos,
+                    |s| running[s],
+                    s_map.as_ref(),
+                    &mut scale_maps,
+                )?;
             }
             for s in 0..b {
                 if !running[s] {
@@ -654,6 +721,7 @@ impl<B: Backend> Sampler<B> {
                 total: t_run.elapsed().as_secs_f64(),
                 graph,
             },
+            scale_maps,
         })
     }
 }

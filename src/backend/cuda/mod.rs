@@ -142,8 +142,17 @@ impl CudaBackend {
         Self::with_options(CudaOptions::default())
     }
 
+    /// Opens device 0 with `options`.
     pub fn with_options(options: CudaOptions) -> Result<Self, String> {
-        let (ctx, info) = probe::open()?;
+        Self::on_device(0, options)
+    }
+
+    /// Opens device `ordinal` (`--device cuda:N`, or one worker of a device list). Its
+    /// context becomes the calling thread's current one: a worker of a device list builds
+    /// its backend in its own thread and uses it only there, so each thread has exactly one
+    /// current context and never needs to switch.
+    pub fn on_device(ordinal: usize, options: CudaOptions) -> Result<Self, String> {
+        let (ctx, info) = probe::open_on(ordinal)?;
         check_precision(&info, options.precision)?;
         // One stream, and graph capture: cudarc's per-allocation events would only add waits.
         // SAFETY: called before any allocation or stream of this context exists.

@@ -5,9 +5,11 @@
 use cudarc::driver::{sys, CudaContext};
 use std::sync::Arc;
 
-/// What the backend needs to know about device 0.
+/// What the backend needs to know about one device.
 #[derive(Clone, Debug)]
 pub struct DeviceInfo {
+    /// The CUDA ordinal (`cuda:N`; after `CUDA_VISIBLE_DEVICES`'s renumbering).
+    pub ordinal: usize,
     pub name: String,
     pub compute_capability: (i32, i32),
     pub total_mem: usize,
@@ -38,23 +40,55 @@ impl std::fmt::Display for DeviceInfo {
     }
 }
 
-/// Checks the libraries, then opens device 0. The error says what is missing and what to do.
-pub fn open() -> Result<(Arc<CudaContext>, DeviceInfo), String> {
+/// The libraries first (cudarc panics on a missing one), then NVRTC.
+fn libraries_present() -> Result<(), String> {
     // SAFETY: only dlopens; never panics.
     if !unsafe { sys::is_culib_present() } {
         return Err("libcuda.so not found: install the NVIDIA driver / set LD_LIBRARY_PATH".into());
     }
-    if let Some(why) = super::nvrtc::unavailable() {
-        return Err(why);
+    match super::nvrtc::unavailable() {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+const UNUSABLE_DRIVER: &str = "the CUDA driver library is present but unusable (missing symbol: \
+                               driver older than CUDA 13?)";
+
+/// How many CUDA devices this process sees (`--device cuda:all`), or why none.
+pub fn device_count() -> Result<usize, String> {
+    libraries_present()?;
+    let counted = std::panic::catch_unwind(|| {
+        CudaContext::device_count().map_err(|e| format!("cuDeviceGetCount failed: {e:?}"))
+    });
+    match counted {
+        Ok(Ok(n)) if n >= 1 => Ok(n as usize),
+        Ok(Ok(_)) => Err("no CUDA device visible (CUDA_VISIBLE_DEVICES?)".to_string()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(UNUSABLE_DRIVER.into()),
+    }
+}
+
+/// Checks the libraries, then opens device 0. The error says what is missing and what to do.
+pub fn open() -> Result<(Arc<CudaContext>, DeviceInfo), String> {
+    open_on(0)
+}
+
+/// Checks the libraries, then opens device `ordinal` (its context becomes the calling
+/// thread's current one).
+pub fn open_on(ordinal: usize) -> Result<(Arc<CudaContext>, DeviceInfo), String> {
+    let count = device_count()?;
+    if ordinal >= count {
+        return Err(format!(
+            "there is no CUDA device {ordinal}: {count} visible (0..{})",
+            count - 1
+        ));
     }
     let opened = std::panic::catch_unwind(|| -> Result<_, String> {
-        let count =
-            CudaContext::device_count().map_err(|e| format!("cuDeviceGetCount failed: {e:?}"))?;
-        if count < 1 {
-            return Err("no CUDA device visible (CUDA_VISIBLE_DEVICES?)".to_string());
-        }
-        let ctx = CudaContext::new(0).map_err(|e| format!("cannot open CUDA device 0: {e:?}"))?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| format!("cannot open CUDA device {ordinal}: {e:?}"))?;
         let info = DeviceInfo {
+            ordinal,
             name: ctx.name().map_err(|e| format!("cuDeviceGetName: {e:?}"))?,
             compute_capability: ctx
                 .compute_capability()
@@ -70,15 +104,16 @@ pub fn open() -> Result<(Arc<CudaContext>, DeviceInfo), String> {
     });
     match opened {
         Ok(r) => r,
-        Err(_) => Err(
-            "the CUDA driver library is present but unusable (missing symbol: driver older \
-             than CUDA 13?)"
-                .into(),
-        ),
+        Err(_) => Err(UNUSABLE_DRIVER.into()),
     }
 }
 
 /// Device 0's description, or why there is no usable GPU.
 pub fn probe() -> Result<DeviceInfo, String> {
-    open().map(|(_, info)| info)
+    probe_on(0)
+}
+
+/// Device `ordinal`'s description, or why it cannot be used.
+pub fn probe_on(ordinal: usize) -> Result<DeviceInfo, String> {
+    open_on(ordinal).map(|(_, info)| info)
 }
