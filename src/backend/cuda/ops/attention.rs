@@ -1,11 +1,11 @@
 //! `kernels/attention.cu`: row softmax (forward, backward), the graph's fused attention
-//! (`Op::Attention` and its backward, `attn_*`) and the head-width-64 kernel of the tests.
+//! (`Op::Attention` and its backward, `attn_*`, also behind `KernelBackend::fused_attention`).
 //! Also which fused ops the CUDA backend (and its emulator) asks the rewrite passes for.
 
 use super::{i64of, OpArgs};
 use crate::backend::cuda::abi::{
-    AttentionFwdD64, AttnBwdDkdv, AttnBwdDq, AttnFwd, AttnRowdot, DevMut, DevPtr, Grid, Launcher,
-    SoftmaxBwd, SoftmaxFwd,
+    AttnBwdDkdv, AttnBwdDq, AttnFwd, AttnRowdot, DevMut, DevPtr, Grid, Launcher, SoftmaxBwd,
+    SoftmaxFwd,
 };
 use crate::backend::{BResult, BackendError};
 use crate::graph::{AttnDims, AttnInput, AttnLayout, Op};
@@ -99,19 +99,20 @@ fn grid_rows(rows: usize, tile: usize, batch: usize) -> Grid {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn launch_fwd(
-    a: &OpArgs,
-    g: &Geometry,
-    n: &AttnDims,
+/// `attn_fwd`'s arguments.
+fn fwd_args(
+    q: DevPtr<f32>,
+    k: DevPtr<f32>,
+    v: DevPtr<f32>,
     out: DevMut<f32>,
     lse: DevMut<f32>,
+    g: &Geometry,
     scale: f32,
-) -> BResult<()> {
+) -> AttnFwd {
     AttnFwd {
-        q: a.x(0),
-        k: a.x(1),
-        v: a.x(2),
+        q,
+        k,
+        v,
         out,
         lse,
         l: g.l,
@@ -128,7 +129,17 @@ fn launch_fwd(
         o_cs: g.o.1,
         scale,
     }
-    .launch(a.be, grid_rows(n.tq, 64, n.batch))
+}
+
+fn launch_fwd(
+    a: &OpArgs,
+    g: &Geometry,
+    n: &AttnDims,
+    out: DevMut<f32>,
+    lse: DevMut<f32>,
+    scale: f32,
+) -> BResult<()> {
+    fwd_args(a.x(0), a.x(1), a.x(2), out, lse, g, scale).launch(a.be, grid_rows(n.tq, 64, n.batch))
 }
 
 /// `Op::Attention` (inputs q, k, v): softmax(scale·q·kᵀ)·v without the score matrix.
@@ -245,8 +256,8 @@ pub(super) fn softmax_backward(a: &OpArgs) -> BResult<()> {
     .launch(a.be, grid)
 }
 
-/// Fused attention for head width 64: out = softmax(scale·q·kᵀ)·v, q [b, l, 64], k and v
-/// [b, s, 64].
+/// `KernelBackend::fused_attention`: out = softmax(scale·q·kᵀ)·v for q [b, l, 64], k and v
+/// [b, s, 64], all token-major, through the graph op's kernel (`attn_fwd`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fused_attention(
     be: &dyn Launcher,
@@ -257,28 +268,24 @@ pub(crate) fn fused_attention(
     (b, l, s): (usize, usize, usize),
     scale: f32,
 ) -> BResult<()> {
-    if b > 65535 {
+    let n = AttnDims {
+        batch: b,
+        tq: l,
+        tk: s,
+        d: MAX_WIDTH,
+        dv: MAX_WIDTH,
+    };
+    if !fits(&n) {
         return Err(BackendError::Unsupported(format!(
-            "fused attention over {b} (> 65535) batches"
+            "fused attention over {b} batches (≤ {MAX_BATCH}) and {s} keys (≥ 1)"
         )));
     }
-    if s == 0 {
-        return Err(BackendError::Unsupported(
-            "fused attention with no keys".into(),
-        ));
-    }
-    let grid = Grid {
-        blocks: (l.div_ceil(64) as u32, b as u32, 1),
-        threads: 256,
+    let token_major = AttnLayout {
+        q: false,
+        k: false,
+        v: false,
+        o: false,
     };
-    AttentionFwdD64 {
-        q,
-        k,
-        v,
-        out,
-        l: i64of(l),
-        s: i64of(s),
-        scale,
-    }
-    .launch(be, grid)
+    let g = geometry(token_major, &n);
+    fwd_args(q, k, v, out, DevMut::at(0), &g, scale).launch(be, grid_rows(l, 64, b))
 }
