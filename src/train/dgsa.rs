@@ -190,13 +190,7 @@ impl DgsaTrainConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let c: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a valid `train dgsa` config", path.display()))?;
-        c.validate()
-            .with_context(|| format!("{}: invalid config", path.display()))?;
-        Ok(c)
+        super::stage::read_config(path, "dgsa", Self::validate)
     }
 
     /// The loss has the DISTS term (both of its files given).

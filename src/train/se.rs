@@ -128,13 +128,7 @@ impl SeTrainConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let c: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a valid `train se` config", path.display()))?;
-        c.validate()
-            .with_context(|| format!("{}: invalid config", path.display()))?;
-        Ok(c)
+        super::stage::read_config(path, "se", Self::validate)
     }
 
     pub fn loop_settings(&self) -> LoopSettings {

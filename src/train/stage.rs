@@ -247,3 +247,18 @@ pub fn run_loop<S: Stage>(
         last_val,
     })
 }
+
+/// A stage's JSON config from `path`, checked by `validate`; errors name the file and the stage.
+pub fn read_config<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    stage: &str,
+    validate: impl Fn(&T) -> anyhow::Result<()>,
+) -> anyhow::Result<T> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let c: T = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a valid `train {stage}` config", path.display()))?;
+    validate(&c).with_context(|| format!("{}: invalid config", path.display()))?;
+    Ok(c)
+}
