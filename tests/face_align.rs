@@ -11,7 +11,7 @@ use dynface::face::detect::mtcnn_weights::load_mtcnn;
 use dynface::face::detect::{Mtcnn, MtcnnOptions, RgbPlanes};
 use dynface::face::paste::paste_face;
 use photos_support::{missing, mtcnn_wheel};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn psnr(a: &[f32], b: &[f32]) -> f64 {
     let mse: f64 = a
@@ -42,24 +42,30 @@ fn to_rgb8(p: &Planes) -> image::RgbImage {
     })
 }
 
-#[test]
-fn a_face_moved_by_a_known_similarity_aligns_back_and_pastes_back() {
-    let Some(wheel) = mtcnn_wheel() else { return };
+/// MTCNN with its real weights and the shared HQ faces' folder, or `None` after recording
+/// why one of them is missing.
+fn detector_and_faces() -> Option<(Mtcnn<CpuBackend<f32>>, PathBuf)> {
+    let wheel = mtcnn_wheel()?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/hq");
-    if !dir.is_dir()
-        && missing(
+    if !dir.is_dir() {
+        missing(
             photos_support::SkipReason::NoSharedData,
             &format!("{} not found", dir.display()),
-        )
-        .is_none()
-    {
-        return;
+        )?;
     }
     let det = Mtcnn::new(
         CpuBackend::<f32>::new(),
         load_mtcnn(&wheel).unwrap(),
         MtcnnOptions::default(),
     );
+    Some((det, dir))
+}
+
+#[test]
+fn a_face_moved_by_a_known_similarity_aligns_back_and_pastes_back() {
+    let Some((det, dir)) = detector_and_faces() else {
+        return;
+    };
     let face = Planes::from_rgb8(
         &dynface::degrade::load::load_rgb8(&dir.join("celebahq_012712.png"))
             .unwrap()
@@ -157,22 +163,9 @@ fn a_face_moved_by_a_known_similarity_aligns_back_and_pastes_back() {
 /// so this bounds what the whole detect + align path gives back on a real face.
 #[test]
 fn ffhq_faces_moved_by_a_known_similarity_align_back_to_their_own_crop() {
-    let Some(wheel) = mtcnn_wheel() else { return };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/faces/hq");
-    if !dir.is_dir()
-        && missing(
-            photos_support::SkipReason::NoSharedData,
-            &format!("{} not found", dir.display()),
-        )
-        .is_none()
-    {
+    let Some((det, dir)) = detector_and_faces() else {
         return;
-    }
-    let det = Mtcnn::new(
-        CpuBackend::<f32>::new(),
-        load_mtcnn(&wheel).unwrap(),
-        MtcnnOptions::default(),
-    );
+    };
     let known = Affine::similarity(0.55, 17f64.to_radians(), 430.0, 150.0);
     for name in ["ffhq_00000.png", "ffhq_00001.png", "ffhq_00002.png"] {
         let face = Planes::from_rgb8(

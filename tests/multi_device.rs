@@ -7,7 +7,7 @@
 #[path = "support/restore_cli.rs"]
 mod restore_cli;
 
-use restore_cli::{bin, report, synthetic_png, tmp, weights};
+use restore_cli::{bin, pngs, report, synthetic_png, tmp, weights};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -42,18 +42,6 @@ fn restore(out: &Path, device: &str, env: &[(&str, &str)]) -> Output {
         c.env(k, v);
     }
     c.output().unwrap()
-}
-
-fn pngs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".png"))
-        .map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            (n, std::fs::read(e.path()).unwrap())
-        })
-        .collect()
 }
 
 /// The one-device run every multi-device run must reproduce byte for byte.

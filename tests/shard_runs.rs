@@ -7,9 +7,9 @@
 #[path = "support/restore_cli.rs"]
 mod restore_cli;
 
-use restore_cli::{bin, report, synthetic_png, tmp, weights};
+use restore_cli::{bin, pngs, report, synthetic_png, tmp, weights};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -61,19 +61,6 @@ fn ok(o: &Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{err}");
     err
-}
-
-/// Every `.png` of `dir` with its bytes.
-fn pngs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".png"))
-        .map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            (n, std::fs::read(e.path()).unwrap())
-        })
-        .collect()
 }
 
 /// `v` without any `seconds` field, at any depth (timings differ between runs), and with

@@ -38,6 +38,19 @@ pub fn synthetic_png(path: &Path, w: u32, h: u32, seed: u32) {
     img.save(path).unwrap();
 }
 
+/// Every `.png` of `dir` with its bytes, by file name.
+pub fn pngs(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".png"))
+        .map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            (n, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
 pub fn restore(args: &[&str]) -> std::process::Output {
     Command::new(bin())
         .arg("restore")
