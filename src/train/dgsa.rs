@@ -18,10 +18,11 @@ use super::data::{
     blurred_window, load_faces, sample_rng, split_files, DegradedPairs, Face, MakeBatch, Prefetch,
 };
 use super::dists_weights::{self, VggSource};
+use super::export;
+pub use super::export::VALIDATION;
 use super::labels::{Net, RestorerWeights, SigmaHat};
 use super::optim::{AdamWConfig, Params};
-use super::sde::to_store;
-use super::stage::{self, LoopSettings, Record, RunOptions, Stage, StepOut};
+use super::stage::{self, LoopSettings, Record, RunOptions, Stage, StepOut, TrainSummary};
 use super::swt::{haar_filters, swt_l1, HAAR};
 use crate::backend::cpu::CpuBackend;
 use crate::blur::blur_forward;
@@ -37,7 +38,6 @@ use crate::models::WeightMap;
 use crate::restore::models::{load_weights, NetEntry};
 use crate::sampler::graph::{names, GraphOptions, GuidedGraph, ScaleBuilder, ScaleInputs};
 use crate::tensor::{random, Tensor};
-use crate::weights::save_safetensors;
 use anyhow::{bail, Context, Result};
 use rand::Rng;
 use rand_distr::{Distribution, Normal, StandardNormal};
@@ -47,7 +47,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const WEIGHTS: &str = "dgsa.safetensors";
-pub const VALIDATION: &str = "validation.json";
 const PREFIX: &str = "dgsa.";
 /// DISTS's constants in the loss graph (VGG16, α/β, window, normalisation).
 const DISTS_PREFIX: &str = "dists.";
@@ -695,14 +694,7 @@ fn loss_description(cfg: &DgsaTrainConfig, vgg: Option<&VggSource>) -> String {
     }
 }
 
-#[derive(Debug)]
-pub struct DgsaTrainSummary {
-    pub steps_run: u64,
-    pub final_step: u64,
-    pub seconds: f64,
-    pub seconds_per_step: f64,
-    pub last_val: Option<Record>,
-}
+pub type DgsaTrainSummary = TrainSummary<Record>;
 
 pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaTrainSummary> {
     cfg.validate()?;
@@ -855,18 +847,8 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
     )?;
     drop(prefetch);
     if state.step == cfg.steps {
-        save_safetensors(
-            &to_store(&state.ema)?,
-            &out.join(WEIGHTS),
-            Some(
-                [
-                    ("trained_by".to_string(), "dynface train dgsa".to_string()),
-                    ("steps".to_string(), state.step.to_string()),
-                ]
-                .into(),
-            ),
-        )?;
-        super::export::write_model_set(&cfg.models, out, |m| {
+        export::write_weights(&state.ema, out, WEIGHTS, "dynface train dgsa", state.step)?;
+        export::write_model_set(&cfg.models, out, |m| {
             m.dgsa = Some(NetEntry {
                 config: dcfg.clone(),
                 weights: WEIGHTS.into(),
@@ -883,16 +865,8 @@ pub fn run(cfg: &DgsaTrainConfig, out: &Path, opts: &RunOptions) -> Result<DgsaT
             })),
             "validation": sum.last_val,
         });
-        crate::atomic_file::write_atomic(
-            &out.join(VALIDATION),
-            serde_json::to_string_pretty(&report)?.as_bytes(),
-        )?;
+        export::write_report(out, &report)?;
     }
-    Ok(DgsaTrainSummary {
-        steps_run: sum.steps_run,
-        final_step: state.step,
-        seconds: sum.seconds,
-        seconds_per_step: sum.seconds / sum.steps_run.max(1) as f64,
-        last_val: sum.last_val,
-    })
+    let last = sum.last_val.clone();
+    Ok(sum.finish(state.step, last))
 }

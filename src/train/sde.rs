@@ -8,8 +8,10 @@
 //! every batch is a function of (seed, step), so `--resume` continues bit-exactly.
 
 use super::data::{load_faces, split_files, validation_set, BlurBatches, Prefetch};
+use super::export;
+pub use super::export::{to_store, VALIDATION};
 use super::optim::{AdamWConfig, Params};
-use super::stage::{self, LoopSettings, Record, Stage, StepOut};
+use super::stage::{self, LoopSettings, Record, Stage, StepOut, TrainSummary};
 pub use super::stage::{RunOptions, CHECKPOINT, METRICS, PLOT};
 use crate::backend::cpu::CpuBackend;
 use crate::dblm::estimate::{spearman, BlurLevelEstimator};
@@ -18,7 +20,6 @@ use crate::graph::plan::PlanOptions;
 use crate::graph::{autodiff::grad, Graph, NodeId, Op};
 use crate::models::sde::{self, BnBatchStats, SdeConfig};
 use crate::tensor::{random, Tensor};
-use crate::weights::{save_safetensors, WeightData, WeightStore, WeightTensor};
 use anyhow::{bail, Context, Result};
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,6 @@ use std::sync::Arc;
 
 pub const WEIGHTS: &str = "sde.safetensors";
 pub const MODEL_CONFIG: &str = "sde.json";
-pub const VALIDATION: &str = "validation.json";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -343,25 +343,7 @@ pub fn score(pred: &[f32], truth: &[f32]) -> SigmaScore {
     }
 }
 
-#[derive(Debug)]
-pub struct SdeTrainSummary {
-    pub steps_run: u64,
-    pub final_step: u64,
-    pub seconds: f64,
-    pub seconds_per_step: f64,
-    pub val: Option<SigmaScore>,
-}
-
-pub fn to_store(p: &Params) -> Result<WeightStore> {
-    let mut s = WeightStore::new();
-    for (k, t) in p {
-        s.insert(
-            k.clone(),
-            WeightTensor::new(t.shape.clone(), WeightData::F32(t.data.clone()))?,
-        );
-    }
-    Ok(s)
-}
+pub type SdeTrainSummary = TrainSummary<SigmaScore>;
 
 impl SdeTrainConfig {
     pub fn loop_settings(&self) -> LoopSettings {
@@ -534,17 +516,8 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
     )?;
     drop(prefetch);
     if state.step == cfg.steps {
-        save_safetensors(
-            &to_store(&st.calib.apply(&state.ema)?)?,
-            &out.join(WEIGHTS),
-            Some(
-                [
-                    ("trained_by".to_string(), "dynface train sde".to_string()),
-                    ("steps".to_string(), state.step.to_string()),
-                ]
-                .into(),
-            ),
-        )?;
+        let weights = st.calib.apply(&state.ema)?;
+        export::write_weights(&weights, out, WEIGHTS, "dynface train sde", state.step)?;
         crate::atomic_file::write_atomic(
             &out.join(MODEL_CONFIG),
             serde_json::to_string_pretty(&cfg.model)?.as_bytes(),
@@ -558,18 +531,9 @@ pub fn run(cfg: &SdeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SdeTra
             report["training_free_oracle"] = json!(training_free_score(&val_faces, cfg)?);
         }
         report["items"] = json!(st.val.len());
-        crate::atomic_file::write_atomic(
-            &out.join(VALIDATION),
-            serde_json::to_string_pretty(&report)?.as_bytes(),
-        )?;
+        export::write_report(out, &report)?;
     }
-    Ok(SdeTrainSummary {
-        steps_run: sum.steps_run,
-        final_step: state.step,
-        seconds: sum.seconds,
-        seconds_per_step: sum.seconds / sum.steps_run.max(1) as f64,
-        val: st.last,
-    })
+    Ok(sum.finish(state.step, st.last))
 }
 
 /// The training-free σ̂ (`dblm::estimate`) on the same validation blurs, with the HQ face

@@ -8,12 +8,12 @@
 //! keys `tm.*` and `sde.*` and a `models.json` that uses it.
 
 use super::data::{load_faces, split_files, DegradedPairs, Prefetch};
+use super::export;
+pub use super::export::VALIDATION;
 use super::labels::{labelled_pairs, LabelledBatch, RestorerWeights, SigmaStarConfig};
 use super::optim::{AdamWConfig, Params};
-use super::sde::{
-    init_weights as sde_init_weights, to_store, update_running_stats, SdeTrainConfig,
-};
-use super::stage::{self, LoopSettings, Record, RunOptions, Stage, StepOut};
+use super::sde::{init_weights as sde_init_weights, update_running_stats, SdeTrainConfig};
+use super::stage::{self, LoopSettings, Record, RunOptions, Stage, StepOut, TrainSummary};
 use crate::backend::cpu::CpuBackend;
 use crate::dblm::spearman;
 use crate::degrade::DegradeConfig;
@@ -25,7 +25,6 @@ use crate::models::swinir::{self, SwinIRConfig};
 use crate::models::WeightMap;
 use crate::restore::models::{load_weights, EstimatorEntry, ModelSet};
 use crate::tensor::Tensor;
-use crate::weights::save_safetensors;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -33,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const WEIGHTS: &str = "estimator.safetensors";
-pub const VALIDATION: &str = "validation.json";
 const BUFFERS: [&str; 2] = ["*attn_mask", "*relative_position_index"];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -437,14 +435,7 @@ pub fn step_macs(cfg: &SeTrainConfig) -> Result<u64> {
     Ok(crate::models::unet::cost::graph_macs(&sg.graph, &outs).total())
 }
 
-#[derive(Debug)]
-pub struct SeTrainSummary {
-    pub steps_run: u64,
-    pub final_step: u64,
-    pub seconds: f64,
-    pub seconds_per_step: f64,
-    pub last_val: Option<Record>,
-}
+pub type SeTrainSummary = TrainSummary<Record>;
 
 pub fn run(cfg: &SeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SeTrainSummary> {
     cfg.validate()?;
@@ -547,19 +538,9 @@ pub fn run(cfg: &SeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SeTrain
     )?;
     drop(prefetch);
     if state.step == cfg.steps {
-        save_safetensors(
-            &to_store(&state.ema)?,
-            &out.join(WEIGHTS),
-            Some(
-                [
-                    ("trained_by".to_string(), "dynface train se".to_string()),
-                    ("steps".to_string(), state.step.to_string()),
-                ]
-                .into(),
-            ),
-        )?;
+        export::write_weights(&state.ema, out, WEIGHTS, "dynface train se", state.step)?;
         let tm = set.restorer.config.clone();
-        super::export::write_model_set(&cfg.models, out, |m| {
+        export::write_model_set(&cfg.models, out, |m| {
             m.estimator = Some(EstimatorEntry {
                 tm,
                 sde: sde_cfg.clone(),
@@ -571,18 +552,10 @@ pub fn run(cfg: &SeTrainConfig, out: &Path, opts: &RunOptions) -> Result<SeTrain
             "seconds_this_run": sum.seconds,
             "validation": sum.last_val,
         });
-        crate::atomic_file::write_atomic(
-            &out.join(VALIDATION),
-            serde_json::to_string_pretty(&report)?.as_bytes(),
-        )?;
+        export::write_report(out, &report)?;
     }
-    Ok(SeTrainSummary {
-        steps_run: sum.steps_run,
-        final_step: state.step,
-        seconds: sum.seconds,
-        seconds_per_step: sum.seconds / sum.steps_run.max(1) as f64,
-        last_val: sum.last_val,
-    })
+    let last = sum.last_val.clone();
+    Ok(sum.finish(state.step, last))
 }
 
 #[cfg(test)]

@@ -129,6 +129,29 @@ pub struct LoopSummary {
     pub last_val: Option<Record>,
 }
 
+/// What `dynface train …` returns: the steps run by this invocation, the step reached, and
+/// the last validation of the EMA weights in the stage's own terms.
+#[derive(Debug)]
+pub struct TrainSummary<V> {
+    pub steps_run: u64,
+    pub final_step: u64,
+    pub seconds: f64,
+    pub seconds_per_step: f64,
+    pub last_val: Option<V>,
+}
+
+impl LoopSummary {
+    pub fn finish<V>(self, final_step: u64, last_val: Option<V>) -> TrainSummary<V> {
+        TrainSummary {
+            steps_run: self.steps_run,
+            final_step,
+            seconds: self.seconds,
+            seconds_per_step: self.seconds / self.steps_run.max(1) as f64,
+            last_val,
+        }
+    }
+}
+
 fn prefixed(rec: &mut Value, prefix: &str, fields: &Record) {
     for (k, v) in fields {
         rec[format!("{prefix}{k}")] = v.clone();
