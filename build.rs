@@ -122,7 +122,7 @@ fn balanced(s: &str) -> (&str, &str) {
 fn parse_param(text: &str, named: &[String], kernel: &str) -> Param {
     let words: Vec<&str> = text
         .split(|c: char| c.is_whitespace() || c == '*')
-        .filter(|w| !w.is_empty() && *w != "__restrict__")
+        .filter(|w| !w.is_empty() && *w != "__restrict__" && *w != "__grid_constant__")
         .collect();
     let stars = text.matches('*').count();
     let (name, ty) = words.split_last().unwrap_or_else(|| {

@@ -23,6 +23,12 @@ struct ConvGeo {
     i64 n, c, h, w, o, kh, kw, oh, ow, stride, pad, groups;
 };
 
+// Sizes and (token stride, channel stride) of the fused attention's operands (attention.cu):
+// q [l, d], k [s, d], v [s, dv], the output and its cotangent [l, dv], per batch entry.
+struct AttnGeo {
+    i64 l, s, d, dv, q_ts, q_cs, k_ts, k_cs, v_ts, v_cs, o_ts, o_cs;
+};
+
 // Element-wise unary op of unary_fwd / unary_bwd (elementwise.cu).
 enum UnaryCode : int {
     U_NEG = 0,

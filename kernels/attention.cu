@@ -66,14 +66,23 @@ __device__ __forceinline__ void at_load(float (*sh)[P], const float* __restrict_
     }
 }
 
+// The geometry under the names the kernel bodies use (`l` and `s` are taken there). The kernels
+// take it as `const __grid_constant__`: passed as a plain by-value struct, ptxas copied part of it
+// to a 16-byte stack frame in attn_bwd_dkdv (24 B of spill stores); read-only in the parameter
+// space, it stays there like the scalar arguments it replaced.
+#define AT_UNPACK(G)                                                                          \
+    const i64 L = G.l, S = G.s, d = G.d, dv = G.dv, q_ts = G.q_ts, q_cs = G.q_cs,             \
+              k_ts = G.k_ts, k_cs = G.k_cs, v_ts = G.v_ts, v_cs = G.v_cs, o_ts = G.o_ts,      \
+              o_cs = G.o_cs
+
 // out = softmax(scale·q·kᵀ)·v; with `lse` non-null also lse[b·L + i] = log Σ_j exp(s_ij)
 // (the backward's statistics), and with `out` null only that. Grid (ceil(L/64), B), 256
 // threads: 8 warps × 8 queries, keys in tiles of 32 (one per lane), online softmax.
 extern "C" __global__ void __launch_bounds__(256)
     attn_fwd(const float* __restrict__ q, const float* __restrict__ k,
              const float* __restrict__ v, float* __restrict__ out, float* __restrict__ lse,
-             i64 L, i64 S, i64 d, i64 dv, i64 q_ts, i64 q_cs, i64 k_ts, i64 k_cs, i64 v_ts,
-             i64 v_cs, i64 o_ts, i64 o_cs, float scale) {
+             const __grid_constant__ AttnGeo geo, float scale) {
+    AT_UNPACK(geo);
     __shared__ __align__(16) float Qs[AT_BQ][AT_D];
     __shared__ float Ks[AT_BK][AT_D + 1];
     __shared__ float Vs[AT_BK][AT_D];
@@ -161,8 +170,9 @@ extern "C" __global__ void __launch_bounds__(256)
 // rowdot[r] = Σ_c o[r, c]·g[r, c] for the B·L rows of the output and its cotangent; one warp per
 // row.
 extern "C" __global__ void attn_rowdot(const float* __restrict__ o, const float* __restrict__ g,
-                                       float* __restrict__ rowdot, i64 rows, i64 L, i64 dv,
-                                       i64 o_ts, i64 o_cs) {
+                                       float* __restrict__ rowdot, i64 rows,
+                                       const __grid_constant__ AttnGeo geo) {
+    const i64 L = geo.l, dv = geo.dv, o_ts = geo.o_ts, o_cs = geo.o_cs;
     i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     if (row >= rows) return;
     int lane = threadIdx.x & 31;
@@ -183,8 +193,8 @@ extern "C" __global__ void __launch_bounds__(256)
     attn_bwd_dq(const float* __restrict__ q, const float* __restrict__ k,
                 const float* __restrict__ v, const float* __restrict__ g,
                 const float* __restrict__ lse, const float* __restrict__ rowdot,
-                float* __restrict__ dq, i64 L, i64 S, i64 d, i64 dv, i64 q_ts, i64 q_cs,
-                i64 k_ts, i64 k_cs, i64 v_ts, i64 v_cs, i64 o_ts, i64 o_cs, float scale) {
+                float* __restrict__ dq, const __grid_constant__ AttnGeo geo, float scale) {
+    AT_UNPACK(geo);
     __shared__ __align__(16) float Qs[AB_B][AT_D];
     __shared__ __align__(16) float Gs[AB_B][AT_D];
     __shared__ float Ks[AT_BK][AT_D + 1];
@@ -280,9 +290,9 @@ extern "C" __global__ void __launch_bounds__(256)
     attn_bwd_dkdv(const float* __restrict__ q, const float* __restrict__ k,
                   const float* __restrict__ v, const float* __restrict__ g,
                   const float* __restrict__ lse, const float* __restrict__ rowdot,
-                  float* __restrict__ dst, i64 L, i64 S, i64 d, i64 dv, i64 q_ts, i64 q_cs,
-                  i64 k_ts, i64 k_cs, i64 v_ts, i64 v_cs, i64 o_ts, i64 o_cs, float scale,
+                  float* __restrict__ dst, const __grid_constant__ AttnGeo geo, float scale,
                   int want_k) {
+    AT_UNPACK(geo);
     __shared__ __align__(16) float Ks[AB_B][AT_D];
     __shared__ __align__(16) float Vs[AB_B][AT_D];
     __shared__ float Qs[AT_BK][AT_D + 1];

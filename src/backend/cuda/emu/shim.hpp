@@ -16,6 +16,8 @@
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
+// Kernel parameters are plain host arguments here; the qualifier only matters to ptxas.
+#define __grid_constant__
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 

@@ -4,8 +4,8 @@
 
 use super::{i64of, OpArgs};
 use crate::backend::cuda::abi::{
-    AttnBwdDkdv, AttnBwdDq, AttnFwd, AttnRowdot, DevMut, DevPtr, Grid, Launcher, SoftmaxBwd,
-    SoftmaxFwd,
+    AttnBwdDkdv, AttnBwdDq, AttnFwd, AttnGeo, AttnRowdot, DevMut, DevPtr, Grid, Launcher,
+    SoftmaxBwd, SoftmaxFwd,
 };
 use crate::backend::{BResult, BackendError};
 use crate::graph::{AttnDims, AttnInput, AttnLayout, Op};
@@ -54,27 +54,24 @@ fn strides(channels_major: bool, tokens: usize, width: usize) -> (i64, i64) {
 }
 
 /// The sizes and the four operands' strides every `attn_*` kernel takes.
-struct Geometry {
-    l: i64,
-    s: i64,
-    d: i64,
-    dv: i64,
-    q: (i64, i64),
-    k: (i64, i64),
-    v: (i64, i64),
-    o: (i64, i64),
-}
-
-fn geometry(l: AttnLayout, n: &AttnDims) -> Geometry {
-    Geometry {
+fn geometry(l: AttnLayout, n: &AttnDims) -> AttnGeo {
+    let (q_ts, q_cs) = strides(l.q, n.tq, n.d);
+    let (k_ts, k_cs) = strides(l.k, n.tk, n.d);
+    let (v_ts, v_cs) = strides(l.v, n.tk, n.dv);
+    let (o_ts, o_cs) = strides(l.o, n.tq, n.dv);
+    AttnGeo {
         l: i64of(n.tq),
         s: i64of(n.tk),
         d: i64of(n.d),
         dv: i64of(n.dv),
-        q: strides(l.q, n.tq, n.d),
-        k: strides(l.k, n.tk, n.d),
-        v: strides(l.v, n.tk, n.dv),
-        o: strides(l.o, n.tq, n.dv),
+        q_ts,
+        q_cs,
+        k_ts,
+        k_cs,
+        v_ts,
+        v_cs,
+        o_ts,
+        o_cs,
     }
 }
 
@@ -99,54 +96,30 @@ fn grid_rows(rows: usize, tile: usize, batch: usize) -> Grid {
     }
 }
 
-/// `attn_fwd`'s arguments.
-fn fwd_args(
-    q: DevPtr<f32>,
-    k: DevPtr<f32>,
-    v: DevPtr<f32>,
-    out: DevMut<f32>,
-    lse: DevMut<f32>,
-    g: &Geometry,
-    scale: f32,
-) -> AttnFwd {
-    AttnFwd {
-        q,
-        k,
-        v,
-        out,
-        lse,
-        l: g.l,
-        s: g.s,
-        d: g.d,
-        dv: g.dv,
-        q_ts: g.q.0,
-        q_cs: g.q.1,
-        k_ts: g.k.0,
-        k_cs: g.k.1,
-        v_ts: g.v.0,
-        v_cs: g.v.1,
-        o_ts: g.o.0,
-        o_cs: g.o.1,
-        scale,
-    }
-}
-
 fn launch_fwd(
     a: &OpArgs,
-    g: &Geometry,
+    geo: AttnGeo,
     n: &AttnDims,
     out: DevMut<f32>,
     lse: DevMut<f32>,
     scale: f32,
 ) -> BResult<()> {
-    fwd_args(a.x(0), a.x(1), a.x(2), out, lse, g, scale).launch(a.be, grid_rows(n.tq, 64, n.batch))
+    AttnFwd {
+        q: a.x(0),
+        k: a.x(1),
+        v: a.x(2),
+        out,
+        lse,
+        geo,
+        scale,
+    }
+    .launch(a.be, grid_rows(n.tq, 64, n.batch))
 }
 
 /// `Op::Attention` (inputs q, k, v): softmax(scale·q·kᵀ)·v without the score matrix.
 pub(super) fn attention(a: &OpArgs, scale: f32, l: AttnLayout) -> BResult<()> {
     let n = dims(l, a)?;
-    let g = geometry(l, &n);
-    launch_fwd(a, &g, &n, a.y(), DevMut::at(0), scale)
+    launch_fwd(a, geometry(l, &n), &n, a.y(), DevMut::at(0), scale)
 }
 
 /// `Op::AttentionBackward` (inputs q, k, v, o, do): the statistics (log-sum-exp per query,
@@ -159,20 +132,17 @@ pub(super) fn attention_backward(
     wrt: AttnInput,
 ) -> BResult<()> {
     let n = dims(l, a)?;
-    let g = geometry(l, &n);
+    let geo = geometry(l, &n);
     let rows = n.batch * n.tq;
     let ws = a.scratch(2 * rows)?;
     let (lse, rowdot) = (ws, ws.offset(rows));
-    launch_fwd(a, &g, &n, DevMut::at(0), lse, scale)?;
+    launch_fwd(a, geo, &n, DevMut::at(0), lse, scale)?;
     AttnRowdot {
         o: a.x(3),
         g: a.x(4),
         rowdot,
         rows: i64of(rows),
-        l: g.l,
-        dv: g.dv,
-        o_ts: g.o.0,
-        o_cs: g.o.1,
+        geo,
     }
     .launch(a.be, super::grid_x((rows * 32).div_ceil(256), 256))?;
     match wrt {
@@ -184,18 +154,7 @@ pub(super) fn attention_backward(
             lse: lse.input(),
             rowdot: rowdot.input(),
             dq: a.y(),
-            l: g.l,
-            s: g.s,
-            d: g.d,
-            dv: g.dv,
-            q_ts: g.q.0,
-            q_cs: g.q.1,
-            k_ts: g.k.0,
-            k_cs: g.k.1,
-            v_ts: g.v.0,
-            v_cs: g.v.1,
-            o_ts: g.o.0,
-            o_cs: g.o.1,
+            geo,
             scale,
         }
         .launch(a.be, grid_rows(n.tq, 32, n.batch)),
@@ -207,18 +166,7 @@ pub(super) fn attention_backward(
             lse: lse.input(),
             rowdot: rowdot.input(),
             dst: a.y(),
-            l: g.l,
-            s: g.s,
-            d: g.d,
-            dv: g.dv,
-            q_ts: g.q.0,
-            q_cs: g.q.1,
-            k_ts: g.k.0,
-            k_cs: g.k.1,
-            v_ts: g.v.0,
-            v_cs: g.v.1,
-            o_ts: g.o.0,
-            o_cs: g.o.1,
+            geo,
             scale,
             want_k: (wrt == AttnInput::K) as i32,
         }
@@ -286,6 +234,14 @@ pub(crate) fn fused_attention(
         v: false,
         o: false,
     };
-    let g = geometry(token_major, &n);
-    fwd_args(q, k, v, out, DevMut::at(0), &g, scale).launch(be, grid_rows(l, 64, b))
+    AttnFwd {
+        q,
+        k,
+        v,
+        out,
+        lse: DevMut::at(0),
+        geo: geometry(token_major, &n),
+        scale,
+    }
+    .launch(be, grid_rows(l, 64, b))
 }
