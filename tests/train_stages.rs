@@ -10,6 +10,7 @@ use dynface::models::dists;
 use dynface::tensor::random;
 use dynface::train::dgsa::{self, DgsaTrainConfig, Guide};
 use dynface::train::dists_weights;
+use dynface::train::export;
 use dynface::train::log;
 use dynface::train::optim::Params;
 use dynface::train::se::{self, SeTrainConfig};
@@ -134,7 +135,7 @@ fn se_resumes_bit_exactly_and_its_estimator_loads_into_restore() {
         &cfg.adamw,
     );
     let full = root.join("full");
-    for name in [se::WEIGHTS, "models.json", "loss.svg", se::VALIDATION] {
+    for name in [se::WEIGHTS, "models.json", "loss.svg", export::VALIDATION] {
         assert!(full.join(name).exists(), "no {name}");
     }
     // σ* labels reached the log: the tiny random restorer recovers little, so σ* is large
@@ -316,7 +317,7 @@ fn dists_files(dir: &Path) -> (PathBuf, PathBuf) {
         })
         .collect();
     let vp = dir.join("vgg16_random.safetensors");
-    save_safetensors(&dynface::train::sde::to_store(&vgg).unwrap(), &vp, None).unwrap();
+    save_safetensors(&export::to_store(&vgg).unwrap(), &vp, None).unwrap();
     let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dists/io.safetensors");
     let io = load_safetensors(&fx).unwrap();
     let ab: Params = [dists::ALPHA, dists::BETA]
@@ -324,7 +325,7 @@ fn dists_files(dir: &Path) -> (PathBuf, PathBuf) {
         .map(|k| (k.to_string(), io.tensor_f32(k).unwrap()))
         .collect();
     let ap = dir.join("dists_alpha_beta.safetensors");
-    save_safetensors(&dynface::train::sde::to_store(&ab).unwrap(), &ap, None).unwrap();
+    save_safetensors(&export::to_store(&ab).unwrap(), &ap, None).unwrap();
     (vp, ap)
 }
 
@@ -380,7 +381,7 @@ fn dgsa_with_dists_overfits_one_fixed_batch() {
     // Measured: 0.108509 → 0.106842 (× 0.985) in 12 steps, 1.4 s/step on the loaded 2-core machine.
     assert!(last < 0.99 * first, "dgsa + DISTS loss {first} → {last}");
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join(dgsa::VALIDATION)).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(root.join(export::VALIDATION)).unwrap())
             .unwrap();
     let loss = report["loss"].as_str().unwrap();
     assert!(loss.contains("0.5·DISTS"), "{loss}");
@@ -397,7 +398,7 @@ fn dists_files_are_checked() {
     };
     let write = |p: &Params, f: &str| {
         let path = d.join(f);
-        save_safetensors(&dynface::train::sde::to_store(p).unwrap(), &path, None).unwrap();
+        save_safetensors(&export::to_store(p).unwrap(), &path, None).unwrap();
         path
     };
     // A VGG16 file with one wrong-shaped key and the rest missing.

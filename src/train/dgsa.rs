@@ -19,7 +19,6 @@ use super::data::{
 };
 use super::dists_weights::{self, VggSource};
 use super::export;
-pub use super::export::VALIDATION;
 use super::labels::{Net, RestorerWeights, SigmaHat};
 use super::optim::{AdamWConfig, Params};
 use super::stage::{self, LoopSettings, Record, RunOptions, Stage, StepOut, TrainSummary};

@@ -9,7 +9,6 @@
 
 use super::data::{load_faces, split_files, validation_set, BlurBatches, Prefetch};
 use super::export;
-pub use super::export::{to_store, VALIDATION};
 use super::optim::{AdamWConfig, Params};
 use super::stage::{self, LoopSettings, Record, Stage, StepOut, TrainSummary};
 pub use super::stage::{RunOptions, CHECKPOINT, METRICS, PLOT};

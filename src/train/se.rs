@@ -9,7 +9,6 @@
 
 use super::data::{load_faces, split_files, DegradedPairs, Prefetch};
 use super::export;
-pub use super::export::VALIDATION;
 use super::labels::{labelled_pairs, LabelledBatch, RestorerWeights, SigmaStarConfig};
 use super::optim::{AdamWConfig, Params};
 use super::sde::{init_weights as sde_init_weights, update_running_stats, SdeTrainConfig};
